@@ -1,0 +1,69 @@
+"""Backend layer: the only place that imports torch or JAX.
+
+A backend is chosen by name (``"torch"`` or ``"jax"``) with :func:`get_backend`.  It
+offers numpy-style array operations (``B.exp``, ``B.sum(x, axis=...)``), function
+transforms (``value_and_grad``, ``vjp``, ``jvp``, ``jacobian``), ``scan`` over time,
+``jit``, explicit random keys, and the spike function ``B.spike(x, surrogate)``.
+
+Cell, layer and rule code receives arrays and asks :func:`ops_for` for the backend that
+owns them, so one code path runs on both frameworks (and, for plain math, on numpy).
+Frameworks are imported lazily, on first use of that backend; importing
+``neuroplastic`` imports neither.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from .base import Backend
+
+BACKENDS = ("torch", "jax")
+
+
+@functools.lru_cache(maxsize=None)
+def _make(name: str, device: str | None, dtype: str) -> Backend:
+    if name == "torch":
+        from .torch import TorchBackend
+
+        return TorchBackend(device=device, dtype=dtype)
+    if name == "jax":
+        from .jax import JaxBackend
+
+        return JaxBackend(device=device, dtype=dtype)
+    if name == "numpy":
+        from .numpy import NumpyBackend
+
+        return NumpyBackend(device=device, dtype=dtype)
+    raise ValueError(f"backend: unknown backend {name!r}; choose one of {list(BACKENDS)}")
+
+
+def get_backend(name: str | Backend = "jax", device: str | None = None, dtype: str = "float32") -> Backend:
+    """The backend called ``name`` (``"torch"`` or ``"jax"``) on ``device`` with float ``dtype``.
+
+    ``device`` is ``None`` (the framework's default), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``.
+    """
+    if isinstance(name, Backend):
+        return name
+    if not isinstance(name, str):
+        raise ValueError(f"backend: expected a backend name, got {type(name).__name__}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return _make(name, device, dtype)
+
+
+def ops_for(x: Any) -> Backend:
+    """The backend owning array ``x`` (torch tensor, JAX array or tracer, or numpy array)."""
+    mod = type(x).__module__
+    if mod.startswith("torch"):
+        return _make("torch", str(x.device), str(x.dtype).replace("torch.", "") if x.is_floating_point() else "float32")
+    if mod.startswith("jax") or mod.startswith("jaxlib"):
+        dt = str(x.dtype)
+        return _make("jax", None, dt if dt in ("float32", "float64") else "float32")
+    if mod.startswith("numpy") or isinstance(x, (float, int)):
+        dt = str(getattr(x, "dtype", "float64"))
+        return _make("numpy", None, dt if dt in ("float32", "float64") else "float64")
+    raise TypeError(f"ops_for: cannot tell the backend of a {type(x).__name__}")
+
+
+__all__ = ["Backend", "BACKENDS", "get_backend", "ops_for"]

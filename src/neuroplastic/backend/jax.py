@@ -1,0 +1,94 @@
+"""JAX backend: ``jax.numpy`` ops, ``lax.scan``, ``jit``, threefry keys, ``custom_jvp`` spikes."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._numpy_ops import NumpyLikeOps
+from .base import Backend
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _spike(x: jax.Array, surrogate: Any) -> jax.Array:
+    return (x > 0).astype(x.dtype)
+
+
+@_spike.defjvp
+def _spike_jvp(surrogate: Any, primals: tuple, tangents: tuple) -> tuple:
+    (x,), (x_dot,) = primals, tangents
+    return _spike(x, surrogate), surrogate.derivative(x) * x_dot
+
+
+class JaxBackend(NumpyLikeOps, Backend):
+    name = "jax"
+    xp = jnp
+
+    def __init__(self, device: str | None = None, dtype: str = "float32") -> None:
+        super().__init__(device=device, dtype=dtype)
+        if dtype == "float64" and not jax.config.read("jax_enable_x64"):
+            # float64 arrays need this switch; it only widens what JAX allows
+            jax.config.update("jax_enable_x64", True)
+        self._device = None
+        if device is not None:
+            kind, _, idx = device.partition(":")
+            kind = {"cuda": "gpu"}.get(kind, kind)
+            try:
+                self._device = jax.devices(kind)[int(idx or 0)]
+            except RuntimeError as err:
+                raise ValueError(f"device: JAX has no {device!r} device ({err})") from None
+
+    def asarray(self, x: Any, dtype: Any = None) -> jax.Array:
+        arr = NumpyLikeOps.asarray(self, x, dtype)
+        return jax.device_put(arr, self._device) if self._device is not None else arr
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def is_array(self, x: Any) -> bool:
+        return isinstance(x, jax.Array)
+
+    def stop_gradient(self, x: Any) -> Any:
+        return jax.lax.stop_gradient(x)
+
+    def spike(self, x: Any, surrogate: Any) -> Any:
+        return _spike(x, surrogate)
+
+    # transforms
+    def value_and_grad(self, fn: Callable, has_aux: bool = False) -> Callable:
+        return jax.value_and_grad(fn, has_aux=has_aux)
+
+    def vjp(self, fn: Callable, *primals: Any):
+        return jax.vjp(fn, *primals)
+
+    def jvp(self, fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]):
+        return jax.jvp(fn, tuple(primals), tuple(tangents))
+
+    def vmap(self, fn: Callable, in_axes: Any = 0, out_axes: Any = 0) -> Callable:
+        return jax.vmap(fn, in_axes=in_axes, out_axes=out_axes)
+
+    def scan(self, fn: Callable, init: Any, xs: Any, length: int | None = None):
+        return jax.lax.scan(fn, init, xs, length=length)
+
+    def jit(self, fn: Callable, static_argnums: Sequence[int] = ()) -> Callable:
+        return jax.jit(fn, static_argnums=tuple(static_argnums))
+
+    # random
+    def key(self, seed: int) -> jax.Array:
+        return jax.random.PRNGKey(int(seed))
+
+    def split(self, key: Any, n: int = 2) -> list:
+        return list(jax.random.split(key, n))
+
+    def normal(self, key: Any, shape: Sequence[int]) -> jax.Array:
+        return jax.random.normal(key, tuple(shape), self.float_dtype)
+
+    def uniform(self, key: Any, shape: Sequence[int], low: float = 0.0, high: float = 1.0) -> jax.Array:
+        return jax.random.uniform(key, tuple(shape), self.float_dtype, low, high)
+
+    def permutation(self, key: Any, n: int) -> np.ndarray:
+        return np.asarray(jax.random.permutation(key, n))

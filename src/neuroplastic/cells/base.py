@@ -1,0 +1,89 @@
+"""The cell interface and helpers shared by the neuron models.
+
+A cell is a frozen dataclass of hyper-parameters with three methods:
+
+``init_params(rng, n) -> dict``
+    the cell's own trainable parameters for ``n`` neurons, as numpy arrays (often empty:
+    input and recurrent weights belong to the layer);
+``initial_state(B, batch, n) -> dict``
+    the state at ``t = 0`` on backend ``B``;
+``step(params, state, current) -> (state, out)``
+    one time step: ``current`` is the total input current ``(batch, n)``.
+
+Cells are *neuron-wise*: neuron ``j``'s new state and output depend only on its own state
+and current.  Rules that need cell Jacobians (e-prop, OSTL, RTRL) rely on this: the
+Jacobians are diagonal across neurons, and they get them by forward-mode autodiff of
+``step``.  A cell holds no arrays between calls.
+
+Decays are given either as time constants with a step ``dt`` (``decay = exp(-dt/tau)``) or
+directly as decays in ``[0, 1]``.  With ``train_decay=True`` the decay becomes a
+per-neuron parameter (clipped to ``[0, 1]`` in the step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..surrogates import Surrogate, make_surrogate
+
+State = dict
+RESETS = ("subtract", "zero", "none")
+
+
+def decay_from(tau: float | None, decay: float | None, dt: float, tau_name: str, decay_name: str) -> float:
+    """``exp(-dt/tau)``, or ``decay`` itself, with argument checks that name the argument."""
+    if dt <= 0 or not math.isfinite(dt):
+        raise ValueError(f"dt must be a positive number, got {dt!r}")
+    if decay is not None:
+        if not (0.0 <= decay <= 1.0):
+            raise ValueError(f"{decay_name} must lie in [0, 1], got {decay!r}")
+        return float(decay)
+    if tau is None:
+        raise ValueError(f"give {tau_name} or {decay_name}")
+    if not (tau > 0):
+        raise ValueError(f"{tau_name} must be a positive time constant, got {tau!r}")
+    return float(math.exp(-dt / tau)) if math.isfinite(tau) else 1.0
+
+
+def check_positive(value: float, name: str) -> None:
+    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def check_choice(value: str, name: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: unknown value {value!r}; choose one of {list(choices)}")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Base class of all cells (see the module docstring for the interface)."""
+
+    #: whether ``out`` is a spike train (used by firing-rate metrics and regularisers)
+    spiking = False
+    #: names of the state fields, in a fixed order
+    state_names = ()
+
+    def init_params(self, rng: np.random.Generator, n: int) -> dict:
+        return {}
+
+    def initial_state(self, B: Any, batch: int, n: int) -> State:
+        return {name: B.zeros((batch, n)) for name in self.state_names}
+
+    def step(self, params: dict, state: State, current: Any) -> tuple[State, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def spike_surrogate(spec: Any) -> Surrogate:
+    return make_surrogate(spec)
+
+
+def trainable_decay(params: dict, name: str, default: float, B: Any) -> Any:
+    """The decay to use in a step: the trained per-neuron value if present, else the constant."""
+    if name in params:
+        return B.clip(params[name], 0.0, 1.0)
+    return default
