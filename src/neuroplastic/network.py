@@ -91,6 +91,11 @@ class Network:
         """True when no link goes backwards, so the layer-wise fast path applies."""
         return not any(link.backward for link in self.links)
 
+    @property
+    def spiking(self) -> list[bool]:
+        """For each block, whether its cell emits spikes."""
+        return [bool(b.cell.spiking) for b in self.blocks]
+
     def size_of(self, src: int) -> int:
         return self._sizes[src + 1]
 

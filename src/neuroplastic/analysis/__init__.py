@@ -1,0 +1,1 @@
+"""Analysis: plots, efficiency metrics, gradient comparison and loss landscapes."""

@@ -1,0 +1,28 @@
+"""Learning rules: one rule per module, found by name with :func:`make_rule`."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .base import MODES, Rule
+
+# rule name -> (module, class, default options); a new rule adds its file and one line here
+RULES: dict[str, tuple[str, str, dict]] = {
+    "bptt": ("bptt", "BPTT", {}),
+    "tbptt": ("bptt", "TruncatedBPTT", {}),
+}
+
+
+def make_rule(spec: str | Rule, **options: Any) -> Rule:
+    """A rule from an instance or a name in ``RULES`` with options (``make_rule("tbptt", k=10)``)."""
+    if isinstance(spec, Rule):
+        return spec
+    if spec not in RULES:
+        raise ValueError(f"rule: unknown rule {spec!r}; choose one of {sorted(RULES)}")
+    module, cls, defaults = RULES[spec]
+    rule_cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    return rule_cls(**{**defaults, **options})
+
+
+__all__ = ["MODES", "RULES", "Rule", "make_rule"]
