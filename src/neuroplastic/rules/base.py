@@ -58,6 +58,69 @@ class Rule:
         return f"{type(self).__name__}()"
 
 
+class OnlineRule(Rule):
+    """A rule with a per-time-step form.
+
+    ``online_init(network, params, rule_state, batch_size) -> carry``
+        the per-sequence state (network state, traces) at ``t = 0``;
+    ``online_step(network, params, rule_state, carry, x_t, target_t, t, T, objective)
+    -> (grads_t, carry, aux_t)``
+        advances the network and the rule's traces by one step and returns this step's
+        gradient estimate.  ``target_t`` is the label array ``(B,)`` (or the target at step
+        ``t`` for time-major targets); the step's loss is
+        ``objective.loss.per_step(y_t, target_t, t, T)``.  ``aux_t`` holds ``loss``,
+        ``output`` (``y_t``) and ``spikes`` (each block's output at ``t``).
+
+    The offline :meth:`gradients` sums the per-step gradients at fixed parameters (the
+    ``deferred`` mode of one batch); rules may override it with an equivalent but cheaper
+    or more general offline form.
+    """
+
+    modes = ("offline", "online", "deferred")
+
+    def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> Any:
+        raise NotImplementedError
+
+    def online_step(self, network: Network, params: dict, rule_state: Any, carry: Any, x_t: Any, target_t: Any, t: Any, T: int, objective: Objective):
+        raise NotImplementedError
+
+    def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
+        grads, rule_state, aux = run_online(self, network, params, rule_state, batch, objective, "deferred", None, None)[1:4]
+        return grads, rule_state, aux
+
+
+def run_online(rule: OnlineRule, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective, mode: str, optimizer: Any, opt_state: Any):
+    """Scan ``rule.online_step`` over a batch.
+
+    ``mode="online"`` applies ``optimizer`` after every step; ``"deferred"`` sums the
+    per-step gradients (applied by the caller, or here when an optimizer is given).
+    Returns ``(params, grads_sum, rule_state, aux, opt_state)``.
+    """
+    xs, targets = batch
+    B = ops_for(xs)
+    T, batch_size = xs.shape[0], xs.shape[1]
+    time_major = getattr(targets, "ndim", 1) == 3
+    carry0 = rule.online_init(network, params, rule_state, batch_size)
+    gsum0 = B.tree_zeros_like(params)
+
+    def body(c, inp):
+        p, o, carry, gsum = c
+        x_t, t, tgt = inp
+        g, carry, aux = rule.online_step(network, p, rule_state, carry, x_t, tgt if time_major else targets, t, T, objective)
+        if mode == "online":
+            p, o = optimizer.update(g, o, p)
+        gsum = B.tree_add(gsum, g)
+        return (p, o, carry, gsum), (aux["loss"], aux["output"], aux["spikes"])
+
+    (params, opt_state, _, gsum), (losses, outs, spikes) = B.scan(
+        body, (params, opt_state, carry0, gsum0), (xs, B.arange(T), targets if time_major else None)
+    )
+    if mode == "deferred" and optimizer is not None:
+        params, opt_state = optimizer.update(gsum, opt_state, params)
+    aux = {"loss": B.sum(losses), "outputs": outs, "spikes": spikes}
+    return params, gsum, rule_state, aux, opt_state
+
+
 def forward_loss(network: Network, params: dict, batch: tuple, objective: Objective, truncate: int | None = None):
     """``(loss, (outputs, spikes))`` for one batch: the function BPTT differentiates."""
     xs, targets = batch

@@ -26,7 +26,7 @@ from ..backend import Backend, get_backend
 from ..data.arrays import Dataset, batches
 from ..losses import Loss, Objective, RateRegularizer, make_loss
 from ..network import Network
-from ..rules import Rule, make_rule
+from ..rules import Rule, make_rule, run_online
 from .optimizers import Optimizer, make_optimizer
 
 Callback = Callable[["Trainer", dict, Any], Any]
@@ -66,7 +66,8 @@ class Trainer:
         self.optimizer = optimizer if isinstance(optimizer, Optimizer) else make_optimizer(optimizer, lr, self.B)
         self.dt = dt
         self.progress = progress
-        self._train_step = self.B.jit(self._step) if jit else self._step
+        step = self._step if mode == "offline" else self._online_batch
+        self._train_step = self.B.jit(step) if jit else step
         self._eval_step = self.B.jit(self._evaluate_batch) if jit else self._evaluate_batch
 
     # ------------------------------------------------------------------ steps
@@ -81,6 +82,13 @@ class Trainer:
     def _step(self, params: Any, opt_state: Any, rule_state: Any, xs: Any, ys: Any):
         grads, rule_state, aux = self.rule.gradients(self.network, params, rule_state, (xs, ys), self.objective)
         params, opt_state = self.optimizer.update(grads, opt_state, params)
+        return params, opt_state, rule_state, self._summaries(aux, ys)
+
+    def _online_batch(self, params: Any, opt_state: Any, rule_state: Any, xs: Any, ys: Any):
+        """One batch in ``online`` (update every step) or ``deferred`` (sum, then update) mode."""
+        params, _, rule_state, aux, opt_state = run_online(
+            self.rule, self.network, params, rule_state, (xs, ys), self.objective, self.mode, self.optimizer, opt_state
+        )
         return params, opt_state, rule_state, self._summaries(aux, ys)
 
     def _evaluate_batch(self, params: Any, xs: Any, ys: Any) -> dict:
