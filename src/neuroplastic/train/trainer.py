@@ -150,8 +150,9 @@ class Trainer:
                 "epoch": epoch + 1,
                 "train_loss": train["loss"], "train_acc": train.get("acc"),
                 "test_loss": test["loss"], "test_acc": test.get("acc"),
-                "spikes_per_step": test["spikes_per_step"],
-                "rate_hz": [r * 1000.0 / self.dt for r in test["spikes_per_step"]],
+                # per block; None for blocks whose cell does not spike
+                "spikes_per_step": [r if s else None for r, s in zip(test["spikes_per_step"], self.network.spiking)],
+                "rate_hz": [r * 1000.0 / self.dt if s else None for r, s in zip(test["spikes_per_step"], self.network.spiking)],
                 "train_time_s": train_time,
                 "epoch_time_s": time.perf_counter() - t0,
             }

@@ -1,0 +1,70 @@
+"""Trainer: learning happens, history and JSONL, seeded shuffling, optimizers, MNIST-1D data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from neuroplastic.backend import get_backend
+from neuroplastic.cells import LIF, LeakyReadout
+from neuroplastic.data import batches, from_arrays, load_dataset
+from neuroplastic.layers import Dense, RecurrentDense
+from neuroplastic.network import Network
+from neuroplastic.train import Trainer, make_optimizer
+
+
+def separable(seed=0, n=256, T=8):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.normal(0.0, 0.3, size=(T, n, 4))
+    x[:, :, 0] += 1.5 * (y == 0)
+    x[:, :, 1] += 1.5 * (y == 1)
+    return from_arrays(x[:, : n * 3 // 4], y[: n * 3 // 4], x[:, n * 3 // 4 :], y[n * 3 // 4 :])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "naive"])
+def test_fit_learns_and_logs(backend_name, optimizer, tmp_path):
+    data = separable()
+    net = Network(4, [RecurrentDense(16), LIF(), Dense(2), LeakyReadout()])
+    lr = {"adam": 1e-2, "sgd": 0.05, "naive": 0.05}[optimizer]
+    tr = Trainer(net, "bptt", "ce_mean", optimizer, lr=lr, backend=backend_name, progress=False)
+    params = net.init(0, backend=backend_name)
+    params, hist = tr.fit(params, data, epochs=4, batch_size=32, log_path=tmp_path / "m.jsonl")
+    assert len(hist) == 4
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert hist[-1]["test_acc"] >= 0.9
+    lines = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2, 3, 4]
+    assert lines[-1]["rate_hz"][1] is None and lines[-1]["rate_hz"][0] >= 0
+
+
+def test_same_seed_same_run_and_shuffling_is_seeded(backend_name):
+    data = separable(1)
+    net = Network(4, [Dense(8), LIF(), Dense(2), LeakyReadout()])
+    runs = []
+    for _ in range(2):
+        tr = Trainer(net, "bptt", "ce_sum", "adam", lr=1e-2, backend=backend_name, progress=False)
+        p, hist = tr.fit(net.init(3, backend=backend_name), data, epochs=2, batch_size=16, seed=5)
+        runs.append((get_backend(backend_name).to_numpy(p["layers"][0]["w"]), hist[-1]["train_loss"]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    order = [yb for _, yb in batches(data.x_train, data.y_train, 16, np.random.default_rng([5, 0]))]
+    again = [yb for _, yb in batches(data.x_train, data.y_train, 16, np.random.default_rng([5, 0]))]
+    assert all((a == b).all() for a, b in zip(order, again))
+
+
+def test_naive_optimizer_adds_the_update_as_given(backend_name):
+    B = get_backend(backend_name)
+    opt = make_optimizer("naive", 0.5, B)
+    p = {"w": B.asarray(np.array([1.0, 2.0]))}
+    g = {"w": B.asarray(np.array([2.0, -4.0]))}
+    new, _ = opt.update(g, opt.init(p), p)
+    np.testing.assert_allclose(B.to_numpy(new["w"]), [0.0, 4.0])
+
+
+def test_mnist1d_standard_split():
+    d = load_dataset("mnist1d")
+    assert d.x_train.shape == (40, 4000, 1) and d.x_test.shape == (40, 1000, 1)
+    assert np.bincount(d.y_train).min() > 350 and np.bincount(d.y_test).min() > 70
+    static = load_dataset("mnist1d", as_sequence=False)
+    assert static.x_train.shape == (1, 4000, 40)
+    np.testing.assert_array_equal(static.x_train[0, :, :], d.x_train[:, :, 0].T)
