@@ -88,3 +88,17 @@ def tree_get(tree: PyTree, path: str) -> Any:
     for part in path.split(".") if path else []:
         node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
     return node
+
+
+def get_at(tree: PyTree, path: tuple) -> Any:
+    """Subtree at a key path such as ``("layers", 0, "w")``."""
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
+def set_at(tree: PyTree, path: tuple, value: Any) -> None:
+    """Replace the subtree at a key path, in place (the containers must be mutable)."""
+    for k in path[:-1]:
+        tree = tree[k]
+    tree[path[-1]] = value

@@ -133,6 +133,10 @@ class Backend:
     def permutation(self, key: Any, n: int) -> np.ndarray:
         raise NotImplementedError
 
+    def seed_from_key(self, key: Any) -> int:
+        """A non-negative integer drawn from ``key``, to seed numpy generators deterministically."""
+        raise NotImplementedError
+
 
 def seed_sequence_key(seed: Any) -> np.random.SeedSequence:
     """Numpy-based functional keys used by the torch and numpy backends."""

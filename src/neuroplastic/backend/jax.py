@@ -92,3 +92,6 @@ class JaxBackend(NumpyLikeOps, Backend):
 
     def permutation(self, key: Any, n: int) -> np.ndarray:
         return np.asarray(jax.random.permutation(key, n))
+
+    def seed_from_key(self, key: Any) -> int:
+        return int(jax.random.randint(key, (), 0, 2**31 - 1))

@@ -49,3 +49,6 @@ class NumpyBackend(NumpyLikeOps, Backend):
 
     def permutation(self, key: Any, n: int) -> np.ndarray:
         return numpy_rng(key).permutation(n)
+
+    def seed_from_key(self, key: Any) -> int:
+        return int(key.generate_state(1)[0])

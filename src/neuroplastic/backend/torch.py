@@ -238,3 +238,6 @@ class TorchBackend(Backend):
 
     def permutation(self, key: Any, n: int) -> np.ndarray:
         return torch.randperm(n, generator=self._generator(key)).numpy()
+
+    def seed_from_key(self, key: Any) -> int:
+        return int(key.generate_state(1)[0])

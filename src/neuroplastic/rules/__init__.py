@@ -11,6 +11,10 @@ from .base import MODES, OnlineRule, Rule, run_online
 RULES: dict[str, tuple[str, str, dict]] = {
     "bptt": ("bptt", "BPTT", {}),
     "tbptt": ("bptt", "TruncatedBPTT", {}),
+    "eprop": ("eprop", "EProp", {"feedback": "symmetric"}),
+    "eprop-symmetric": ("eprop", "EProp", {"feedback": "symmetric"}),
+    "eprop-random": ("eprop", "EProp", {"feedback": "random"}),
+    "eprop-adaptive": ("eprop", "EProp", {"feedback": "adaptive"}),
 }
 
 

@@ -71,6 +71,9 @@ class OnlineRule(Rule):
         ``objective.loss.per_step(y_t, target_t, t, T)``.  ``aux_t`` holds ``loss``,
         ``output`` (``y_t``) and ``spikes`` (each block's output at ``t``).
 
+    ``online_finish(network, params, rule_state, grads_sum) -> rule_state``
+        optional: updates the rule state at the end of a sequence.
+
     The offline :meth:`gradients` sums the per-step gradients at fixed parameters (the
     ``deferred`` mode of one batch); rules may override it with an equivalent but cheaper
     or more general offline form.
@@ -83,6 +86,10 @@ class OnlineRule(Rule):
 
     def online_step(self, network: Network, params: dict, rule_state: Any, carry: Any, x_t: Any, target_t: Any, t: Any, T: int, objective: Objective):
         raise NotImplementedError
+
+    def online_finish(self, network: Network, params: dict, rule_state: Any, grads: dict) -> Any:
+        """Update the rule state once a sequence is done (``grads``: the summed per-step gradients)."""
+        return rule_state
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
         grads, rule_state, aux = run_online(self, network, params, rule_state, batch, objective, "deferred", None, None)[1:4]
@@ -115,6 +122,7 @@ def run_online(rule: OnlineRule, network: Network, params: dict, rule_state: Any
     (params, opt_state, _, gsum), (losses, outs, spikes) = B.scan(
         body, (params, opt_state, carry0, gsum0), (xs, B.arange(T), targets if time_major else None)
     )
+    rule_state = rule.online_finish(network, params, rule_state, gsum)
     if mode == "deferred" and optimizer is not None:
         params, opt_state = optimizer.update(gsum, opt_state, params)
     aux = {"loss": B.sum(losses), "outputs": outs, "spikes": spikes}
