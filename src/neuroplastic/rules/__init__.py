@@ -11,6 +11,8 @@ from .base import MODES, OnlineRule, Rule, run_online
 RULES: dict[str, tuple[str, str, dict]] = {
     "bptt": ("bptt", "BPTT", {}),
     "tbptt": ("bptt", "TruncatedBPTT", {}),
+    "rtrl": ("rtrl", "RTRL", {}),
+    "ostl": ("ostl", "OSTL", {}),
     "eprop": ("eprop", "EProp", {"feedback": "symmetric"}),
     "eprop-symmetric": ("eprop", "EProp", {"feedback": "symmetric"}),
     "eprop-random": ("eprop", "EProp", {"feedback": "random"}),

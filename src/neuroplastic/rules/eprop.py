@@ -163,21 +163,27 @@ class EProp(OnlineRule):
         grads["layers"][r]["cell"] = g["cell"]
         split_gradient(network, r, B.einsum("tbp,tbo->po", pre_r, delta), segs_r, grads)
 
-        # learning signals, plus the regulariser's direct effect on each block's spikes
-        fb = self.feedback_matrices(network, params, rule_state)
-        signals = [B.matmul(delta, B.transpose(F, (1, 0))) for F in fb]
+        # the regulariser's direct effect on each block's spikes joins the learning signal
+        reg_grads = None
         if objective.regularizer is not None:
             reg_value, reg_grads = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
             loss = loss + reg_value
-            signals = [s + reg_grads[l] for l, s in enumerate(signals)]
-
-        for l in range(r):
-            self._block_gradient(network, l, params, xs, outs, rec["state"][l], signals[l], grads)
-        self._decay_readout(network, params, grads, 1.0)
+        self._hidden_gradients(network, params, rule_state, xs, outs, rec["state"], delta, reg_grads, grads)
         rule_state = self._adapt_feedback(network, rule_state, grads)
+        self._decay_readout(network, params, grads, 1.0)
         return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
 
-    def _block_gradient(self, network: Network, l: int, params: dict, xs: Any, outs: list, states: dict, signal: Any, grads: dict) -> None:
+    def _hidden_gradients(self, network: Network, params: dict, rule_state: Any, xs: Any, outs: list, states: list, delta: Any, reg_grads: list | None, grads: dict) -> None:
+        """Learning signals ``L^l_t = delta_t F^{lT}`` (+ regulariser) times each block's traces."""
+        B = ops_for(xs)
+        for l, F in enumerate(self.feedback_matrices(network, params, rule_state)):
+            signal = B.matmul(delta, B.transpose(F, (1, 0)))
+            if reg_grads is not None:
+                signal = signal + reg_grads[l]
+            self._block_gradient(network, l, params, xs, outs, states[l], signal, grads)
+
+    def _block_gradient(self, network: Network, l: int, params: dict, xs: Any, outs: list, states: dict, signal: Any, grads: dict) -> Any:
+        """Sum ``L_t * e_t`` over time into ``grads`` for block ``l``; returns ``dz_t/dI_t`` over time."""
         B = ops_for(xs)
         blk = network.blocks[l]
         p_cell = params["layers"][l]["cell"]
@@ -192,10 +198,11 @@ class EProp(OnlineRule):
             pre_t, h_t, L_t = inp
             _, _, J = step_with_jacobians(blk.cell, p_cell, h_t, B.matmul(pre_t, W))
             eps, e = trace_step(J, eps, pre_t)
-            return (eps, g + B.einsum("bpn,bn->pn", e, L_t)), None
+            return (eps, g + B.einsum("bpn,bn->pn", e, L_t)), J.z_I
 
-        (_, g), _ = B.scan(body, (eps0, B.zeros(W.shape)), (pre, h_prev, signal))
+        (_, g), z_I = B.scan(body, (eps0, B.zeros(W.shape)), (pre, h_prev, signal))
         split_gradient(network, l, g, segs, grads)
+        return z_I
 
     def _decay_readout(self, network: Network, params: dict, grads: dict, share: Any) -> None:
         """Adaptive feedback: add ``share * weight_decay * W_out`` to the readout weights' gradient."""
@@ -274,5 +281,11 @@ class EProp(OnlineRule):
         return grads, new_carry, {"loss": loss_t, "output": y, "spikes": outs + [y]}
 
     def online_finish(self, network: Network, params: dict, rule_state: Any, grads: dict) -> Any:
+        if self.feedback == "adaptive" and self.weight_decay:
+            grads = {"layers": list(grads["layers"]), "links": list(grads["links"])}
+            grads["layers"] = [dict(g) for g in grads["layers"]]
+            grads["links"] = [dict(g) for g in grads["links"]]
+            for path in self.readout_sources(network).values():  # the raw gradient, without W_out's decay
+                set_at(grads, path, get_at(grads, path) - self.weight_decay * get_at(params, path))
         return self._adapt_feedback(network, rule_state, grads)
 
