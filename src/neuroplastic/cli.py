@@ -24,11 +24,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=d.data, help=f"dataset, one of {sorted(LOADERS)} (default {d.data})")
     p.add_argument("--model", default=d.model, choices=MODELS, help=f"architecture (default {d.model})")
     p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden neurons per layer (default {d.hidden})")
+    p.add_argument("--surrogate", default=d.surrogate, help=f"surrogate derivative of the spike (default {d.surrogate})")
     p.add_argument("--rule", default=d.rule, help=f"learning rule, one of {sorted(RULES)} (default {d.rule})")
     p.add_argument("--mode", default=d.mode, help="offline, online or deferred (default offline)")
     p.add_argument("--loss", default=d.loss, help=f"loss name (default {d.loss})")
     p.add_argument("--optimizer", default=d.optimizer, help=f"adam, adamw, sgd, momentum, rmsprop or naive (default {d.optimizer})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    p.add_argument("--schedule", default=d.schedule, help=f"learning-rate schedule: constant or cosine (default {d.schedule})")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
     p.add_argument("--backend", default=d.backend, help=f"torch or jax (default {d.backend})")
@@ -44,8 +46,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
-        data=args.data, model=args.model, hidden=args.hidden, rule=args.rule, mode=args.mode, loss=args.loss,
-        optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
+        data=args.data, model=args.model, hidden=args.hidden, surrogate=args.surrogate, rule=args.rule, mode=args.mode, loss=args.loss,
+        optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
         device=args.device, dtype=args.dtype, seed=args.seed, reg_rate_hz=args.reg_rate, reg_strength=args.reg_strength,
     )
 

@@ -35,13 +35,15 @@ class RunConfig:
     """Everything that defines a training run (defaults: the MNIST-1D BPTT main job)."""
 
     data: str = "mnist1d"
-    model: str = "rsnn"
+    model: str = "rsnn-alif"
     hidden: int = 256
+    surrogate: str = "triangle"
     rule: str = "bptt"
     mode: str = "offline"
-    loss: str = "ce_sum"
+    loss: str = "ce_mean"
     optimizer: str = "adam"
-    lr: float = 2e-3
+    lr: float = 5e-3
+    schedule: str = "cosine"
     epochs: int = 60
     batch_size: int = 64
     backend: str = "jax"
@@ -76,13 +78,17 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     data = load_dataset(cfg.data, **cfg.data_options)
     if data.n_classes is None:
         raise ValueError(f"data: {cfg.data} is not a classification set; the train command needs labels")
-    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, dt=data.dt)
+    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, dt=data.dt, surrogate=cfg.surrogate)
     params = net.init(cfg.seed, backend=B)
     from .rules import make_rule
 
     rule = make_rule(cfg.rule, **cfg.rule_options)
     reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
-    trainer = Trainer(net, rule, cfg.loss, cfg.optimizer, lr=cfg.lr, backend=B, mode=cfg.mode, regularizer=reg, dt=data.dt, progress=progress)
+    from .train import make_optimizer
+
+    steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size)
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule if cfg.optimizer != "naive" else "constant", total_steps=max(steps, 1))
+    trainer = Trainer(net, rule, cfg.loss, optimizer, backend=B, mode=cfg.mode, regularizer=reg, dt=data.dt, progress=progress)
     log(f"neuroplastic: {data} | {net} | rule={rule!r} mode={cfg.mode} backend={B.name} ({B.device or 'default device'})")
     metrics_path = out / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
@@ -150,7 +156,7 @@ def render_summary(summary: dict, history: list, plots: list[str]) -> str:
         f"# Run summary: {cfg['rule']} on {cfg['data']}",
         "",
         f"Model `{cfg['model']}` (hidden {cfg['hidden']}), loss `{cfg['loss']}`, optimizer `{cfg['optimizer']}` "
-        f"(lr {cfg['lr']}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, backend `{cfg['backend']}`, seed {cfg['seed']}.",
+        f"(lr {cfg['lr']}, {cfg['schedule']} schedule), {cfg['epochs']} epochs, batch {cfg['batch_size']}, backend `{cfg['backend']}`, seed {cfg['seed']}.",
         "",
         "| metric | value |",
         "|---|---|",

@@ -16,6 +16,16 @@ from ..backend import Backend, get_backend
 from ..tree import tree_leaves, tree_map
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop", "naive")
+SCHEDULES = ("constant", "cosine")
+
+
+def cosine_lr(lr: float, total_steps: int):
+    """``step -> lr * (1 + cos(pi * min(step, total) / total)) / 2`` for Python integer steps."""
+
+    def at(step: int) -> float:
+        return lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    return at
 
 
 class Optimizer:
@@ -44,12 +54,14 @@ class NaiveOptimizer(Optimizer):
 
 
 class OptaxOptimizer(Optimizer):
-    """An optax gradient transformation (JAX backend)."""
+    """An optax gradient transformation (JAX backend); cosine decay over ``total_steps`` if given."""
 
-    def __init__(self, name: str, lr: float, **options: Any) -> None:
+    def __init__(self, name: str, lr: float, total_steps: int | None = None, **options: Any) -> None:
         import optax
 
         self.name = name
+        if total_steps is not None:  # cosine decay to zero, as cosine_lr
+            lr = optax.cosine_decay_schedule(lr, total_steps)
         makers = {
             "adam": lambda: optax.adam(lr, **options),
             "adamw": lambda: optax.adamw(lr, **options),
@@ -70,9 +82,13 @@ class OptaxOptimizer(Optimizer):
 
 
 class TorchOptimizer(Optimizer):
-    """A ``torch.optim`` optimizer over the parameter tensors (torch backend)."""
+    """A ``torch.optim`` optimizer over the parameter tensors (torch backend).
 
-    def __init__(self, name: str, lr: float, **options: Any) -> None:
+    With ``total_steps`` the rate follows :func:`cosine_lr`, set on every parameter group
+    before each step (steps are counted in the optimizer's own ``step_count`` attribute).
+    """
+
+    def __init__(self, name: str, lr: float, total_steps: int | None = None, **options: Any) -> None:
         import torch
 
         self.name = name
@@ -82,10 +98,14 @@ class TorchOptimizer(Optimizer):
         }
         if name == "momentum":
             options.setdefault("momentum", 0.9)
-        self.cls, self.lr, self.options = classes[name], lr, options
+        self.cls, self.options = classes[name], options
+        self.lr: Any = cosine_lr(lr, total_steps) if total_steps is not None else lr
 
     def init(self, params: Any) -> Any:
-        return self.cls(tree_leaves(params), lr=self.lr, **self.options)
+        lr0 = self.lr(0) if callable(self.lr) else self.lr
+        opt = self.cls(tree_leaves(params), lr=lr0, **self.options)
+        opt.step_count = 0
+        return opt
 
     def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
         import torch
@@ -93,19 +113,38 @@ class TorchOptimizer(Optimizer):
         leaves = tree_leaves(params)
         for p, g in zip(leaves, tree_leaves(grads)):
             p.grad = g.detach().to(p.dtype)
+        if callable(self.lr):
+            for group in state.param_groups:
+                group["lr"] = self.lr(state.step_count)
         with torch.no_grad():
             state.step()
+        state.step_count += 1
         state.zero_grad(set_to_none=True)
         return params, state
 
 
-def make_optimizer(name: str, lr: float, backend: str | Backend = "jax", **options: Any) -> Optimizer:
-    """Optimizer ``name`` (one of ``OPTIMIZERS``) with learning rate ``lr`` for ``backend``."""
+def make_optimizer(
+    name: str, lr: float, backend: str | Backend = "jax", schedule: str = "constant", total_steps: int | None = None, **options: Any
+) -> Optimizer:
+    """Optimizer ``name`` (one of ``OPTIMIZERS``) with learning rate ``lr`` for ``backend``.
+
+    ``schedule="cosine"`` decays the rate to zero over ``total_steps`` optimizer steps.
+    """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer: unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr: learning rate must be a positive number, got {lr!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule: unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
+    if schedule == "cosine":
+        if not (isinstance(total_steps, int) and total_steps > 0):
+            raise ValueError(f"total_steps: the cosine schedule needs a positive number of steps, got {total_steps!r}")
+        if name == "naive":
+            raise ValueError("schedule: the naive optimizer applies updates as given; use schedule='constant'")
+    else:
+        total_steps = None
     if name == "naive":
         return NaiveOptimizer(lr)
     B = get_backend(backend)
-    return OptaxOptimizer(name, lr, **options) if B.name == "jax" else TorchOptimizer(name, lr, **options)
+    cls = OptaxOptimizer if B.name == "jax" else TorchOptimizer
+    return cls(name, lr, total_steps=total_steps, **options)
