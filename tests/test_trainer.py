@@ -68,3 +68,22 @@ def test_mnist1d_standard_split():
     static = load_dataset("mnist1d", as_sequence=False)
     assert static.x_train.shape == (1, 4000, 40)
     np.testing.assert_array_equal(static.x_train[0, :, :], d.x_train[:, :, 0].T)
+
+
+def test_cosine_schedule_matches_on_both_backends():
+    from neuroplastic.train.optimizers import cosine_lr
+
+    at = cosine_lr(1.0, 10)
+    assert at(0) == 1.0 and abs(at(5) - 0.5) < 1e-12 and at(10) == 0.0 and at(20) == 0.0
+    finals = {}
+    for name in ("torch", "jax"):
+        B = get_backend(name, dtype="float64")
+        opt = make_optimizer("sgd", 0.1, B, schedule="cosine", total_steps=4)
+        p = {"w": B.asarray(np.zeros(1))}
+        s = opt.init(p)
+        for _ in range(4):
+            p, s = opt.update({"w": B.asarray(np.ones(1))}, s, p)
+        finals[name] = float(B.to_numpy(p["w"])[0])
+    expected = -0.1 * sum(at4 for at4 in (cosine_lr(1.0, 4)(k) for k in range(4)))
+    assert finals["torch"] == pytest.approx(expected, rel=1e-9)
+    assert finals["jax"] == pytest.approx(expected, rel=1e-9)

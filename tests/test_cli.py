@@ -1,0 +1,47 @@
+"""The command line: a short run writes the run folder with metrics, summary and plots."""
+
+import json
+
+import pytest
+
+from neuroplastic.cli import main
+from neuroplastic.experiment import RunConfig
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_train_writes_run_folder(tmp_path, backend):
+    rc = main(["train", "--epochs", "2", "--hidden", "12", "--backend", backend, "--out", str(tmp_path), "--name", "r", "--no-progress"])
+    assert rc == 0
+    run = tmp_path / "r"
+    for name in ("config.json", "metrics.jsonl", "summary.md", "summary.json", "params.safetensors", "learning_curves.png", "raster.png"):
+        assert (run / name).is_file(), name
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2]
+    assert 0.0 <= lines[-1]["test_acc"] <= 1.0
+    summary = (run / "summary.md").read_text()
+    assert "final test accuracy" in summary and "![raster.png](raster.png)" in summary
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["backend"] == backend and cfg["rule"] == "bptt"
+    # parameters load back without pickle
+    from safetensors.numpy import load_file
+
+    assert "layers.0.w_rec" in load_file(str(run / "params.safetensors"))
+
+
+def test_run_and_train_share_defaults():
+    from neuroplastic.cli import _add_train_options
+    import argparse
+
+    p = argparse.ArgumentParser()
+    _add_train_options(p)
+    args = p.parse_args([])
+    d = RunConfig()
+    assert (args.rule, args.model, args.epochs, args.lr, args.backend) == (d.rule, d.model, d.epochs, d.lr, d.backend)
+
+
+@pytest.mark.slow
+def test_default_bptt_reaches_70_percent_on_mnist1d(tmp_path):
+    """The issue's acceptance run: `neuroplastic train --data mnist1d --rule bptt` with defaults."""
+    assert main(["train", "--data", "mnist1d", "--rule", "bptt", "--out", str(tmp_path), "--name", "acc", "--no-progress"]) == 0
+    last = json.loads((tmp_path / "acc" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["test_acc"] >= 0.70
