@@ -91,4 +91,5 @@ class NumpyLikeOps:
     def take(self, x, idx, axis=0): return self.xp.take(x, idx, axis=axis)
     def take_along_axis(self, x, idx, axis): return self.xp.take_along_axis(x, idx, axis=axis)
     def cumsum(self, x, axis=0): return self.xp.cumsum(x, axis=axis)
+    def flip(self, x, axis=0): return self.xp.flip(x, axis=axis)
     def diag(self, x): return self.xp.diag(x)

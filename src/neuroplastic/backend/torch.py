@@ -173,6 +173,7 @@ class TorchBackend(Backend):
     def take(self, x, idx, axis=0): return torch.index_select(x, axis, self.asarray(idx).long().reshape(-1)).reshape(x.shape[:axis] + tuple(np.shape(idx)) + x.shape[axis + 1:])
     def take_along_axis(self, x, idx, axis): return torch.take_along_dim(x, idx, dim=axis)
     def cumsum(self, x, axis=0): return torch.cumsum(x, dim=axis)
+    def flip(self, x, axis=0): return torch.flip(x, dims=(axis,))
     def diag(self, x): return torch.diag(x)
 
     # autodiff

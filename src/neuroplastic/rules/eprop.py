@@ -36,10 +36,11 @@ as the offline form.  The learning signal per time step comes from a per-step lo
 When no hidden block is recurrent and only the last hidden block feeds the readout
 (through its chain weight), symmetric e-prop is exact: it equals BPTT.
 
-Memory per sample: ``sum_l k_l * P_l * n_l`` for the eligibility vectors (``P_l``
-presynaptic inputs, ``n_l`` neurons, ``k_l`` state fields), ``+ sum_l P_l * n_l`` for the
-filtered traces online; offline adds ``T * sum_l (n_l + P_l)`` for the recorded
-activity.  It does not grow with ``T`` online.
+Memory per sample, online: ``sum_l k_l * P_l * n_l`` for the eligibility vectors
+(``P_l`` presynaptic inputs, ``n_l`` neurons, ``k_l`` state fields) plus
+``sum_l P_l * n_l`` for the filtered traces: it does not grow with ``T``.  Offline, the
+same sum is evaluated in adjoint form (see ``_block_gradient``): ``T * sum_l (P_l +
+n_l (k_l + 1)^2)`` for the recorded activity and Jacobians, and no per-synapse trace.
 """
 
 from __future__ import annotations
@@ -183,25 +184,48 @@ class EProp(OnlineRule):
             self._block_gradient(network, l, params, xs, outs, states[l], signal, grads)
 
     def _block_gradient(self, network: Network, l: int, params: dict, xs: Any, outs: list, states: dict, signal: Any, grads: dict) -> Any:
-        """Sum ``L_t * e_t`` over time into ``grads`` for block ``l``; returns ``dz_t/dI_t`` over time."""
+        """``sum_t L_t e_t`` for block ``l`` written into ``grads``; returns ``dz_t/dI_t`` over time.
+
+        Offline, the per-synapse sum is computed in adjoint form, which is the same linear
+        algebra in the other order: with ``lambda_T = 0`` and, per neuron,
+        ``lambda_t = (dh_{t+1}/dh_t)^T lambda_{t+1} + (dz_{t+1}/dh_t) L_{t+1}``,
+
+            sum_t L_t e_t = sum_t p_t^T (L_t dz_t/dI_t + lambda_t . dh_t/dI_t),
+
+        one matmul over all steps, and ``O(T B n k^2)`` memory instead of ``O(B P n k)``.
+        The online form runs the per-synapse traces forward and gives the same result.
+        """
         B = ops_for(xs)
         blk = network.blocks[l]
-        p_cell = params["layers"][l]["cell"]
+        T, batch = xs.shape[0], xs.shape[1]
         segs = block_segments(network, l, params)
         W = stacked_weight(network, l, params, segs)
         pre = presynaptic_sequence(network, l, xs, outs, segs)
-        h_prev = previous_states(blk.cell.initial_state(B, xs.shape[1], blk.size), states)
-        eps0 = init_eligibility(B, tuple(blk.cell.state_names), xs.shape[1], W.shape[0], blk.size)
+        h_prev = previous_states(blk.cell.initial_state(B, batch, blk.size), states)
+        # the cell is neuron-wise: Jacobians for all steps at once, on (T*B, n)
+        flat = lambda x: B.reshape(x, (T * batch, blk.size))  # noqa: E731
+        unflat = lambda x: B.reshape(x, (T, batch, blk.size))  # noqa: E731
+        current = B.matmul(pre, W)
+        _, _, J = step_with_jacobians(blk.cell, params["layers"][l]["cell"], {k: flat(v) for k, v in h_prev.items()}, flat(current))
+        names = tuple(blk.cell.state_names)
+        h_h = {a: {b: unflat(J.h_h[a][b]) for b in names} for a in names}
+        h_I = {a: unflat(J.h_I[a]) for a in names}
+        z_h = {b: unflat(J.z_h[b]) for b in names}
+        z_I = unflat(J.z_I)
+        if names:
+            def back(lam, inp):  # lambda_t from lambda_{t+1} and the Jacobians of step t+1
+                hh, zh, L_next = inp
+                new = {a: zh[a] * L_next + sum(hh[b][a] * lam[b] for b in names) for a in names}
+                return new, new
 
-        def body(carry, inp):
-            eps, g = carry
-            pre_t, h_t, L_t = inp
-            _, _, J = step_with_jacobians(blk.cell, p_cell, h_t, B.matmul(pre_t, W))
-            eps, e = trace_step(J, eps, pre_t)
-            return (eps, g + B.einsum("bpn,bn->pn", e, L_t)), J.z_I
-
-        (_, g), z_I = B.scan(body, (eps0, B.zeros(W.shape)), (pre, h_prev, signal))
-        split_gradient(network, l, g, segs, grads)
+            nxt = lambda x: B.flip(B.concatenate([x[1:], B.zeros_like(x[:1])], axis=0), 0)  # noqa: E731
+            inputs = ({a: {b: nxt(h_h[a][b]) for b in names} for a in names}, {b: nxt(z_h[b]) for b in names}, nxt(signal))
+            _, lam_rev = B.scan(back, {a: B.zeros((batch, blk.size)) for a in names}, inputs)
+            lam = {a: B.flip(lam_rev[a], 0) for a in names}
+            delta = signal * z_I + sum(lam[a] * h_I[a] for a in names)
+        else:
+            delta = signal * z_I
+        split_gradient(network, l, B.einsum("tbp,tbn->pn", pre, delta), segs, grads)
         return z_I
 
     def _decay_readout(self, network: Network, params: dict, grads: dict, share: Any) -> None:
