@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from ..backend import Backend, get_backend
-from ..tree import tree_leaves, tree_map
+from ..tree import tree_leaves, tree_map, tree_unflatten_like
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop", "naive")
 SCHEDULES = ("constant", "cosine")
@@ -37,6 +37,10 @@ class Optimizer:
     def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
         raise NotImplementedError
 
+    def preview(self, grads: Any, state: Any, params: Any) -> Any:
+        """The change ``new_params - params`` that :meth:`update` would make, leaving ``state`` untouched."""
+        raise NotImplementedError
+
 
 class NaiveOptimizer(Optimizer):
     """``params <- params - lr * grads``: the update exactly as the rule gives it."""
@@ -51,6 +55,9 @@ class NaiveOptimizer(Optimizer):
 
     def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
         return tree_map(lambda p, g: p - self.lr * g, params, grads), state
+
+    def preview(self, grads: Any, state: Any, params: Any) -> Any:
+        return tree_map(lambda g: -self.lr * g, grads)
 
 
 class OptaxOptimizer(Optimizer):
@@ -79,6 +86,9 @@ class OptaxOptimizer(Optimizer):
 
         updates, state = self.tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
+
+    def preview(self, grads: Any, state: Any, params: Any) -> Any:
+        return self.tx.update(grads, state, params)[0]
 
 
 class TorchOptimizer(Optimizer):
@@ -121,6 +131,26 @@ class TorchOptimizer(Optimizer):
         state.step_count += 1
         state.zero_grad(set_to_none=True)
         return params, state
+
+    def preview(self, grads: Any, state: Any, params: Any) -> Any:
+        """Step a copy of the optimizer on copies of the parameters."""
+        import copy
+
+        import torch
+
+        leaves = tree_leaves(params)
+        clones = [p.detach().clone() for p in leaves]
+        twin = self.cls(clones, lr=state.param_groups[0]["lr"], **self.options)
+        twin.load_state_dict(copy.deepcopy(state.state_dict()))
+        for c, g in zip(clones, tree_leaves(grads)):
+            c.grad = g.detach().to(c.dtype).clone()
+        if callable(self.lr):
+            for group in twin.param_groups:
+                group["lr"] = self.lr(state.step_count)
+        with torch.no_grad():
+            twin.step()
+        deltas = [c - p.detach() for c, p in zip(clones, leaves)]
+        return tree_unflatten_like(params, deltas)
 
 
 def make_optimizer(
