@@ -1,0 +1,119 @@
+"""Render a run folder of the main job as ``report.md`` and ``report.html``.
+
+The report reads only what the run wrote (``results.json`` and the PNG files), so
+``neuroplastic report RUN_DIR`` can render it again at any time.  The HTML page is
+self-contained apart from the images beside it, which it references by relative path.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+FIGURES = [
+    ("accuracy_curves.png", "Test accuracy per epoch", "Every rule trained from the same initial parameters, batches and optimizer settings."),
+    ("alignment_curves.png", "Gradient alignment with the reference", "Cosine similarity, relative deviation, sign agreement and bias of each rule's gradient against the reference rule's, per layer, along the reference's training trajectory."),
+    ("deviation_violins.png", "Distribution of element-wise deviations", "Element-wise gradient deviations from the reference, in units of the reference's RMS, at the last compared step (after Neko's Fig. 4)."),
+    ("landscape.png", "Loss landscape", "Test loss on the plane spanned by the first two principal directions of the reference's training trajectory, around its final parameters, with every rule's trajectory projected on it."),
+    ("raster.png", "Spike raster", "Spikes of every spiking block for one test example after training with the reference rule."),
+]
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v: Any, fmt: str = "{:.3f}") -> str:
+    return "n/a" if v is None else fmt.format(v)
+
+
+def table_rows(results: dict) -> list[list[str]]:
+    """One row per rule: accuracy, rates, synaptic operations, alignment, time."""
+    rows = []
+    align = (results.get("alignment") or {}).get("summary", {})
+    for rule, r in results["rules"].items():
+        final = r["final"]
+        rates = [x for x in final.get("rate_hz", []) if x is not None]
+        eff = r.get("efficiency") or {}
+        synops = eff.get("synops_per_sample", eff.get("synops"))
+        a = align.get(rule, {})
+        rows.append([
+            rule, _pct(final.get("test_acc")), _pct(final.get("train_acc")),
+            ", ".join(f"{x:.1f}" for x in rates) or "n/a",
+            _num(synops, "{:,.0f}") if isinstance(synops, (int, float)) else "n/a",
+            _num(eff.get("activation_sparsity")) if isinstance(eff.get("activation_sparsity"), (int, float)) else "n/a",
+            _num(a.get("mean_cosine")), _num(a.get("mean_sign_agreement")),
+            f"{r['wall_time_s']:.0f}",
+        ])
+    return rows
+
+
+HEADER = ["rule", "test accuracy", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "sign agreement", "train time (s)"]
+
+
+def render_markdown(results: dict, run_dir: Path) -> str:
+    cfg = results["config"]
+    lines = [
+        "# neuroplastic: learning rules compared",
+        "",
+        f"Task `{cfg['data']}`, model `{cfg['model']}` with {cfg['hidden']} hidden neurons ({cfg['surrogate']} surrogate), "
+        f"loss `{cfg['loss']}`, {cfg['optimizer']} lr {cfg['lr']} ({cfg['schedule']}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
+        f"backend `{cfg['backend']}`, seed {cfg['seed']}. Reference rule for the gradient comparison: `{cfg['reference']}`.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    if results.get("skipped"):
+        lines += ["", f"Not available in this installation: {', '.join(results['skipped'])}."]
+    for name, title, caption in FIGURES:
+        if (run_dir / name).exists():
+            lines += ["", f"## {title}", "", caption, "", f"![{title}]({name})"]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(results: dict, run_dir: Path) -> str:
+    cfg = results["config"]
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table_rows(results))
+    figures = "".join(
+        f'<figure><h2>{esc(title)}</h2><img src="{esc(name)}" alt="{esc(title)}"><figcaption>{esc(caption)}</figcaption></figure>'
+        for name, title, caption in FIGURES if (run_dir / name).exists()
+    )
+    skipped = f"<p>Not available in this installation: {esc(', '.join(results['skipped']))}.</p>" if results.get("skipped") else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>neuroplastic report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+th {{ background: #f3f3f3; }}
+img {{ max-width: 100%; border: 1px solid #eee; }}
+figcaption {{ color: #555; font-size: 0.9em; }}
+</style></head><body>
+<h1>neuroplastic: learning rules compared</h1>
+<p>Task <code>{esc(cfg['data'])}</code>, model <code>{esc(cfg['model'])}</code> with {cfg['hidden']} hidden neurons,
+loss <code>{esc(cfg['loss'])}</code>, {esc(cfg['optimizer'])} lr {cfg['lr']} ({esc(cfg['schedule'])}), {cfg['epochs']} epochs,
+batch {cfg['batch_size']}, backend <code>{esc(cfg['backend'])}</code>, seed {cfg['seed']}; reference rule <code>{esc(cfg['reference'])}</code>.</p>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{skipped}
+{figures}
+</body></html>
+"""
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into ``run_dir`` from its ``results.json``."""
+    run = Path(run_dir)
+    path = run / "results.json"
+    if not path.exists():
+        raise ValueError(f"run_dir: {run} has no results.json; is it a folder written by `neuroplastic run`?")
+    results = json.loads(path.read_text())
+    md, page = run / "report.md", run / "report.html"
+    md.write_text(render_markdown(results, run))
+    page.write_text(render_html(results, run))
+    return md, page
