@@ -1,0 +1,82 @@
+"""The main job's quick mode writes a complete report, and the HTML renders in headless Chromium."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from neuroplastic.report import write_report
+from neuroplastic.study import StudyConfig, run_study
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    run_study(StudyConfig.quick(rules=("bptt", "eprop-symmetric", "ostl")), out, log=lambda *_: None)
+    return out
+
+
+def test_quick_run_writes_report(quick_run):
+    results = json.loads((quick_run / "results.json").read_text())
+    assert set(results["rules"]) == {"bptt", "eprop-symmetric", "ostl"}
+    md = (quick_run / "report.md").read_text()
+    assert "| bptt |" in md and "| eprop-symmetric |" in md
+    assert (quick_run / "raster.png").exists() and (quick_run / "accuracy_curves.png").exists()
+    # every image the page references exists
+    page = (quick_run / "report.html").read_text()
+    import re
+
+    for src in re.findall(r'<img src="([^"]+)"', page):
+        assert (quick_run / src).is_file(), src
+    # alignment: bptt against itself is exact
+    rows = [json.loads(l) for l in (quick_run / "alignment" / "alignment.jsonl").read_text().splitlines()]
+    assert all(r["cosine"] == 1.0 for r in rows if r["rule"] == "bptt")
+
+
+def test_report_rerenders_from_the_folder(quick_run):
+    (quick_run / "report.md").unlink()
+    md, html = write_report(quick_run)
+    assert md.exists() and html.exists()
+    with pytest.raises(ValueError, match="run_dir: .* has no results.json"):
+        write_report(quick_run / "rules")
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_renders_in_headless_chromium(quick_run, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("Chromium is not installed (Debian package `chromium`); .ci/run installs it")
+    # a probe page records whether every image decoded (naturalWidth > 0)
+    probe = quick_run / "probe.html"
+    page = (quick_run / "report.html").read_text()
+    script = (
+        "<script>window.addEventListener('load', () => {"
+        "const imgs=[...document.images]; const bad=imgs.filter(i=>!(i.complete && i.naturalWidth>0)).map(i=>i.src);"
+        "document.title = 'IMAGES:' + imgs.length + ':BAD:' + bad.length;});</script>"
+    )
+    probe.write_text(page.replace("</body>", script + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files"]
+    dom = subprocess.run([exe, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    import re
+
+    m = re.search(r"<title>IMAGES:(\d+):BAD:(\d+)</title>", dom.stdout)
+    assert m, dom.stderr[-2000:]
+    n_images, n_bad = int(m.group(1)), int(m.group(2))
+    assert n_images >= 2 and n_bad == 0
+    shot = quick_run / "report_screenshot.png"
+    subprocess.run([exe, *flags, "--window-size=1200,2400", f"--screenshot={shot}", (quick_run / "report.html").as_uri()],
+                   capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000
+    print(f"screenshot saved to {shot}")
