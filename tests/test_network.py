@@ -83,3 +83,21 @@ def test_bad_inputs_are_named(B64):
         Network(3, [LIF(), Dense(2)])
     with pytest.raises(ValueError, match="links\\[0\\]"):
         Network(3, [Dense(5), LIF(), Dense(2), LeakyReadout()], links=[Link(0, 7)])
+
+
+def test_jax_matmuls_use_full_float32_precision():
+    """On GPUs XLA's default float32 matmul uses TF32, which moves spike thresholds; the backend asks for full precision."""
+    from neuroplastic.backend import get_backend
+
+    assert get_backend("jax").matmul_precision == "highest"
+
+
+def test_unavailable_device_is_a_clear_error():
+    import torch
+
+    from neuroplastic.backend import get_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(ValueError, match="device: 'cuda' was asked for but torch sees no CUDA device"):
+        get_backend("torch", device="cuda")
