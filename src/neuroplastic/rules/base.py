@@ -101,7 +101,8 @@ def run_online(rule: OnlineRule, network: Network, params: dict, rule_state: Any
 
     ``mode="online"`` applies ``optimizer`` after every step; ``"deferred"`` sums the
     per-step gradients (applied by the caller, or here when an optimizer is given).
-    Returns ``(params, grads_sum, rule_state, aux, opt_state)``.
+    Returns ``(params, grads_sum, rule_state, aux, opt_state)``; ``aux["spikes"]`` holds
+    each block's time-averaged ``|z|`` as ``(1, B, n)`` (rates, not the full trains).
     """
     xs, targets = batch
     B = ops_for(xs)
@@ -109,23 +110,27 @@ def run_online(rule: OnlineRule, network: Network, params: dict, rule_state: Any
     time_major = getattr(targets, "ndim", 1) == 3
     carry0 = rule.online_init(network, params, rule_state, batch_size)
     gsum0 = B.tree_zeros_like(params)
+    rates0 = [B.zeros((batch_size, blk.size)) for blk in network.blocks]
 
     def body(c, inp):
-        p, o, carry, gsum = c
+        p, o, carry, gsum, rates = c
         x_t, t, tgt = inp
         g, carry, aux = rule.online_step(network, p, rule_state, carry, x_t, tgt if time_major else targets, t, T, objective)
         if mode == "online":
             p, o = optimizer.update(g, o, p)
         gsum = B.tree_add(gsum, g)
-        return (p, o, carry, gsum), (aux["loss"], aux["output"], aux["spikes"])
+        rates = [r + B.abs(z) / T for r, z in zip(rates, aux["spikes"])]
+        return (p, o, carry, gsum, rates), (aux["loss"], aux["output"])
 
-    (params, opt_state, _, gsum), (losses, outs, spikes) = B.scan(
-        body, (params, opt_state, carry0, gsum0), (xs, B.arange(T), targets if time_major else None)
+    # only the readout is kept per step (for the loss's scores); spikes are averaged on the
+    # fly, so memory does not grow with T beyond the (T, B, n_out) outputs
+    (params, opt_state, _, gsum, rates), (losses, outs) = B.scan(
+        body, (params, opt_state, carry0, gsum0, rates0), (xs, B.arange(T), targets if time_major else None)
     )
     rule_state = rule.online_finish(network, params, rule_state, gsum)
     if mode == "deferred" and optimizer is not None:
         params, opt_state = optimizer.update(gsum, opt_state, params)
-    aux = {"loss": B.sum(losses), "outputs": outs, "spikes": spikes}
+    aux = {"loss": B.sum(losses), "outputs": outs, "spikes": [r[None] for r in rates]}
     return params, gsum, rule_state, aux, opt_state
 
 
