@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 
 from neuroplastic.report import write_report
-from neuroplastic.study import StudyConfig, run_study
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study")
-    run_study(StudyConfig.quick(rules=("bptt", "eprop-symmetric", "ostl")), out, log=lambda *_: None)
-    return out
+    """`neuroplastic run --quick`, the command `make demo` runs, in its small form."""
+    from neuroplastic.cli import main
+
+    root = tmp_path_factory.mktemp("study")
+    assert main(["run", "--quick", "--rules", "bptt", "eprop-symmetric", "ostl", "--out", str(root), "--name", "q"]) == 0
+    return root / "q"
 
 
 def test_quick_run_writes_report(quick_run):
