@@ -87,7 +87,7 @@ def measure(config: dict) -> dict:
     result["loss"] = float(B.to_numpy(out[0]))
     result["rss_increase_mib"] = phase.increase_bytes / common.MiB
     result["rss_resettable"] = phase.resettable
-    temp = (result.get("xla_memory") or {}).get("temp_size_in_bytes")
+    temp = (result.get("xla_memory") or {}).get("temp_size_bytes")
     result["xla_temp_mib"] = None if temp is None else temp / common.MiB
     return result
 
@@ -129,7 +129,7 @@ def render_markdown(report: dict, plot: str | None = None) -> str:
         return f"{r[key]:.1f}"
 
     lines = [
-        f"Measured {report['started']} with `python bench/run.py --suite memory` on {cfg['backend']} (CPU): recurrent LIF network "
+        f"Measured {report['started']} with `python -m bench.memory` on {cfg['backend']} (CPU): recurrent LIF network "
         f"{cfg['n_in']}-{cfg['hidden']}-{cfg['n_out']}, batch {cfg['batch']}, float32, one jit-compiled step per process; "
         f"the suite took {report['wall_s'] / 60:.1f} min.",
         "",
