@@ -43,7 +43,10 @@ def main() -> None:
     ap.add_argument("--out", default="runs/compare-mnist1d")
     ap.add_argument("--doc", default="docs/rules-mnist1d.md")
     args = ap.parse_args()
-    rows = []
+    results_path = Path(args.out) / "results.json"
+    # earlier rows are kept (a rerun of some rules replaces just their rows)
+    previous = json.loads(results_path.read_text()) if results_path.exists() else []
+    rows = [r for r in previous if r["rule"] not in args.rules and r.get("epochs") == args.epochs]
     for rule in args.rules:
         if rule not in RULES:
             print(f"skipping {rule}: not implemented in this checkout")
@@ -56,10 +59,11 @@ def main() -> None:
             "rule": rule, "mode": cfg.mode, "loss": cfg.loss,
             "test_acc": final["test_acc"], "best_test_acc": summary["best_test_acc"],
             "rate_hz": [r for r in final["rate_hz"] if r is not None],
-            "time_s": time.perf_counter() - t0,
+            "time_s": time.perf_counter() - t0, "epochs": args.epochs,
         })
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "results.json").write_text(json.dumps(rows, indent=2))
+        rows.sort(key=lambda r: list(RULE_SETTINGS).index(r["rule"]) if r["rule"] in RULE_SETTINGS else 99)
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(rows, indent=2))
     write_table(rows, args, Path(args.doc))
 
 

@@ -87,3 +87,18 @@ def test_cosine_schedule_matches_on_both_backends():
     expected = -0.1 * sum(at4 for at4 in (cosine_lr(1.0, 4)(k) for k in range(4)))
     assert finals["torch"] == pytest.approx(expected, rel=1e-9)
     assert finals["jax"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_metrics_by_hand(backend_name):
+    from neuroplastic.losses import make_loss
+    from neuroplastic.metrics import accuracy, rate_hz, spikes_per_step
+
+    B = get_backend(backend_name)
+    out = np.zeros((3, 4, 2), dtype=np.float32)
+    out[:, 0, 1] = 1.0  # example 0 -> class 1, others -> class 0 (argmax of ties is the first)
+    labels = np.array([1, 0, 1, 0])
+    assert accuracy(make_loss("ce_sum"), B.asarray(out), B.asarray(labels)) == 0.75
+    z = np.zeros((10, 2, 5), dtype=np.float32)
+    z[::2, :, 0] = 1.0  # one neuron in five fires every other step
+    assert spikes_per_step(B.asarray(z)) == pytest.approx(0.1)
+    assert rate_hz(B.asarray(z), dt_ms=0.5) == pytest.approx(200.0)

@@ -82,14 +82,6 @@ def tree_unflatten_like(template: PyTree, leaves: list[Any]) -> PyTree:
     return out
 
 
-def tree_get(tree: PyTree, path: str) -> Any:
-    """Leaf or subtree at a dotted path."""
-    node = tree
-    for part in path.split(".") if path else []:
-        node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
-    return node
-
-
 def get_at(tree: PyTree, path: tuple) -> Any:
     """Subtree at a key path such as ``("layers", 0, "w")``."""
     for k in path:

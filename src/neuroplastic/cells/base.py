@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from ..surrogates import Surrogate, make_surrogate
 
 State = dict
 RESETS = ("subtract", "zero", "none")
@@ -76,10 +75,6 @@ class Cell:
 
     def step(self, params: dict, state: State, current: Any) -> tuple[State, Any]:  # pragma: no cover
         raise NotImplementedError
-
-
-def spike_surrogate(spec: Any) -> Surrogate:
-    return make_surrogate(spec)
 
 
 def trainable_decay(params: dict, name: str, default: float, B: Any) -> Any:

@@ -140,9 +140,3 @@ def forward_loss(network: Network, params: dict, batch: tuple, objective: Object
     ys, _, rec = network.run(params, xs, truncate=truncate)
     return objective(ys, targets, rec, network.spiking), (ys, rec["out"])
 
-
-def loss_and_outputs(network: Network, params: dict, batch: tuple, objective: Objective) -> dict:
-    """The aux dictionary of a rule that computed no gradient through the forward pass."""
-    loss, (ys, spikes) = forward_loss(network, params, batch, objective)
-    B = ops_for(ys)
-    return {"loss": B.stop_gradient(loss), "outputs": ys, "spikes": spikes}

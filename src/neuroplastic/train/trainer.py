@@ -25,6 +25,7 @@ import numpy as np
 from ..backend import Backend, get_backend
 from ..data.arrays import Dataset, batches
 from ..losses import Loss, Objective, RateRegularizer, make_loss
+from ..metrics import correct_array, spikes_per_step_array
 from ..network import Network
 from ..rules import Rule, make_rule, run_online
 from .optimizers import Optimizer, make_optimizer
@@ -72,11 +73,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _summaries(self, aux: dict, ys: Any) -> dict:
-        B = self.B
-        out = {"loss": aux["loss"], "spikes": [B.mean(B.abs(z)) for z in aux["spikes"]]}
+        out = {"loss": aux["loss"], "spikes": [spikes_per_step_array(z) for z in aux["spikes"]]}
         if self.objective.loss.classification:
-            pred = B.argmax(self.objective.loss.scores(aux["outputs"]), axis=-1)
-            out["correct"] = B.sum(B.astype(pred == ys, self.B.float_dtype))
+            out["correct"] = correct_array(self.objective.loss, aux["outputs"], ys)
         return out
 
     def _step(self, params: Any, opt_state: Any, rule_state: Any, xs: Any, ys: Any):
