@@ -17,6 +17,8 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "eprop-symmetric": ("eprop", "EProp", {"feedback": "symmetric"}),
     "eprop-random": ("eprop", "EProp", {"feedback": "random"}),
     "eprop-adaptive": ("eprop", "EProp", {"feedback": "adaptive"}),
+    "manhattan": ("manhattan", "Manhattan", {}),
+    "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
 }
 
 
