@@ -19,6 +19,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "eprop-adaptive": ("eprop", "EProp", {"feedback": "adaptive"}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
+    "spikegrad": ("spikegrad", "SpikeGrad", {}),
 }
 
 

@@ -1,0 +1,479 @@
+"""SpikeGrad (Thiele, Bichler & Dupret 2019): backpropagation with spikes, trained through its integer ANN.
+
+The spiking network
+-------------------
+Layers ``l = 1..L`` of signed integrate-and-fire neurons, threshold ``theta`` (``Θ``), no
+leak, subtractive reset.  Forward compartment, for every incoming event::
+
+    V_i  <- V_i + sum_j w_ij s_j                       (bias b_i injected once at t = 0)
+    s_i  =  +1  if V_i >= Θ                              (spike activation, eq. 3/4)
+            -1  if V_i <= -Θ  [and S_i > 0 for ReLU neurons]
+    V_i  <- V_i - Θ s_i ;   S_i <- S_i + s_i ;   x_i = η S_i  (trace, eq. 2)
+
+ReLU neurons (convolutions, dense layers) only send a negative spike while their count
+``S_i`` is positive, so ``S_i >= 0``; linear neurons (average pooling) are symmetric.  The
+first layer multiplies the analog input by its weights; the top layer integrates
+``V^L = W^L S^{L-1} + b^L`` and never spikes.
+
+Backward compartment (eq. 6-8), threshold ``Θ_bp`` (``error_threshold``): the top layer's
+error compartment starts at ``U^L = α (softmax(V^L) - onehot(y))`` (``α`` = ``alpha``, the
+*error scale factor*), every neuron integrates the errors sent down by the layer above and
+emits ternary error spikes, gated by the surrogate derivative of its *final* forward
+state::
+
+    U_i  <- U_i + sum_k w_ki δ_k
+    z_i  =  ±1 if ±U_i >= Θ_bp ;  U_i <- U_i - Θ_bp z_i
+    δ_i  =  f'_i z_i,     f'_i = [S_i > 0] (ReLU, eq. 5),  1 (linear)
+    ΔW_ij <- ΔW_ij + δ_i x_j      (weight increment accumulator; applied after the pass)
+
+Residual spikes (eq. 16, 19) make the accumulated counts exactly integer-rounded: once a
+layer has received all its input, it emits at most one more spike per neuron, ``+1`` if
+``V/Θ > 1/2`` (or ``= 1/2`` with ``S >= 0``), ``-1`` if ``V/Θ < -1/2`` (or ``= -1/2`` with
+``S <= 0``; ReLU neurons only with ``S > 0``) — rounding half away from zero.  Layers go to
+residual mode bottom-up in the forward pass and top-down in the backward pass.  The
+event-driven simulation is :mod:`neuroplastic.rules.spikegrad_events`.
+
+The equivalent integer ANN (what this rule computes, eq. 15-20)
+---------------------------------------------------------------
+With ``R`` = round half away from zero and ``T_l`` the transpose (adjoint) of layer ``l``::
+
+    S^0 = x ;   S^l = R(φ_l((W^l S^{l-1} + b^l) / Θ))   (φ = ReLU or identity)   l < L
+    V^L = W^L S^{L-1} + b^L
+    E^L = R(α (softmax(V^L) - onehot(y)) / Θ_bp)
+    E^l = f'^l ⊙ R(T_{l+1}(E^{l+1}) / Θ_bp),   f'^l = [S^l > 0] (ReLU), 1 (linear)
+    ΔW^l = sum_batch E^l ⊗ S^{l-1}   (the weight increments, eq. 14 with η = 1)
+
+These are *exactly* the event simulation's accumulated outputs ``S``, error sums ``E`` and
+increments, for any order of events (tests check it layer by layer).  The rule returns::
+
+    grad^l = ΔW^l / (α · batch · κ_l · Θ^l),   κ_L = 1/Θ_bp,  κ_l = κ_{l+1} Θ^{l+1} / Θ_bp
+
+(``Θ^L = 1`` for the top layer).  With ``Θ = Θ_bp = 1`` that is ``ΔW / (α · batch)``: the
+paper's *rescaled learning rate* ``η/α`` applied to the batch-mean increments, so the
+optimizer's ``lr`` is the paper's ``η``.  Without rounding (``integer=False`` net,
+``round_errors=False``) ``grad`` is exactly the gradient of the mean cross-entropy
+(``κ`` undoes the thresholds' scaling), which the tests check against autodiff.
+
+Synaptic operations (per layer, summed over the batch, from the integer ANN as in the
+paper's figures; the event simulation counts its real events, which can include
+redundant spikes)::
+
+    forward  l >= 2:  sum_j |S_j^{l-1}| fanout_j        (accumulations)
+    forward  l = 1 :  sum_j [x_j != 0] fanout_j          (the analog input: multiply-accumulates)
+    backward l >= 2:  sum_i |E_i^l| fanin_i             (error spikes sent down through W^l)
+    backward l = 1 :  0                                  (nothing is sent to the input)
+    update   l     :  sum_i |E_i^l| fanin_i             (weight-increment accumulations)
+    MACs     l     :  connections of layer l per example (an ANN's forward, and backward, cost)
+
+``aux["synops"]`` holds one batch's counts, ``rule_state`` their running sums; relative
+operations are counts / MACs (:func:`relative_synops`).
+
+Memory
+------
+Integer ANN, per example: the activations ``S^l`` of every layer (as backprop) and the
+errors of one layer at a time, ``O(sum_l n_l)`` numbers; ``ΔW`` has the size of the
+parameters.  On event hardware each neuron holds ``V``, ``U``, the trace ``x`` and one bit
+``f'`` (4 numbers), each synapse its weight and increment.
+
+The model container
+-------------------
+:class:`SpikeGradNet` chains ``Dense``, ``Conv2d`` and ``AvgPool2d`` layers on a static
+image (``(C, H, W)`` channels-first, or a flat vector).  It is not a time-stepped
+:class:`~neuroplastic.network.Network`: SpikeGrad's neurons have no time constant, a
+pass is one presentation whose result depends only on the total input, and layers are
+convolutions and poolings on images rather than blocks of cells.  It offers the part of
+the ``Network`` interface the :class:`~neuroplastic.train.Trainer` uses (``n_in``,
+``spiking``, ``init``, ``run``), so ``Trainer(SpikeGradNet(...), "spikegrad", ...)`` and,
+for the float baseline, ``Trainer(SpikeGradNet(..., integer=False), "bptt", ...)`` work.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..backend import Backend, get_backend, ops_for
+from ..layers import AvgPool2d, Conv2d, Dense
+from ..losses import Objective
+from ..tree import tree_leaves
+from .base import Rule
+
+#: losses that are the cross-entropy of the top layer's ``V^L`` for a one-step output
+CE_LOSSES = ("ce_sum", "ce_mean", "ce_last", "ce_max", "ce_per_step")
+LAYER_TYPES = (Dense, Conv2d, AvgPool2d)
+
+
+def round_half_away(x: Any) -> Any:
+    """Round to the nearest integer, halves away from zero (exact: no ``x + 0.5`` rounding)."""
+    B = ops_for(x)
+    a = B.abs(x)
+    f = B.floor(a)
+    up = B.astype((a - f) >= 0.5, x.dtype)
+    return B.sign(x) * (f + up)
+
+
+def top_error(V: Any, labels: Any, alpha: float) -> Any:
+    """``α (softmax(V) - onehot(labels))``: what the top layer's error compartment starts from."""
+    B = ops_for(V)
+    return alpha * (B.softmax(V, axis=-1) - B.one_hot(labels, V.shape[-1]))
+
+
+def _is_traced(x: Any) -> bool:
+    return "Tracer" in type(x).__name__
+
+
+def _positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+class SpikeGradNet:
+    """A feed-forward SpikeGrad network on static inputs: ``Dense``/``Conv2d``/``AvgPool2d`` layers.
+
+    ``input_shape`` is an int (a flat vector) or ``(C, H, W)`` (channels-first images;
+    inputs arrive flattened as ``(T, B, C*H*W)`` and are summed over ``T``: non-leaky
+    neurons only see the total input).  ``Dense`` layers flatten their input.  Hidden
+    ``Dense``/``Conv2d`` layers are ReLU IF neurons, ``AvgPool2d`` layers linear IF neurons
+    (weights ``1/k^2``), all with ``threshold``; the last layer is the non-spiking output.
+    ``integer=True`` gives the integer ANN ``S = R(φ(z / Θ))``; ``integer=False`` the same
+    network with float activations ``φ(z / Θ)`` (the float-backprop baseline).
+    """
+
+    def __init__(
+        self,
+        input_shape: int | Sequence[int],
+        layers: Sequence[Any],
+        threshold: float = 1.0,
+        integer: bool = True,
+    ) -> None:
+        if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+            input_shape = (int(input_shape),)
+        shape = tuple(input_shape)
+        if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+            raise ValueError(f"input_shape: expected a positive int or (C, H, W), got {input_shape!r}")
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers: a SpikeGrad network needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, LAYER_TYPES) or getattr(layer, "recurrent", False):
+                raise ValueError(f"layers[{i}]: expected Dense, Conv2d or AvgPool2d, got {type(layer).__name__}")
+        self.threshold = _positive(threshold, "threshold")
+        self.integer = bool(integer)
+        self.layers = tuple(layers)
+        self.input_shape = tuple(int(s) for s in shape)
+        shapes = [self.input_shape]
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Dense):
+                shapes.append((int(layer.size),))
+            else:
+                if len(shapes[-1]) != 3:
+                    raise ValueError(
+                        f"layers[{i}]: {type(layer).__name__} needs an image (C, H, W) input, got shape {shapes[-1]}"
+                    )
+                shapes.append(tuple(layer.output_shape(shapes[-1])))
+        self.shapes = tuple(shapes)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def n_out(self) -> int:
+        return int(np.prod(self.shapes[-1]))
+
+    @property
+    def sizes(self) -> list[int]:
+        """Neurons per layer."""
+        return [int(np.prod(s)) for s in self.shapes[1:]]
+
+    @property
+    def spiking(self) -> list[bool]:
+        """Hidden layers spike; the output layer integrates."""
+        return [True] * (self.n_layers - 1) + [False]
+
+    def activation(self, l: int) -> str:
+        """``"relu"`` (Dense, Conv2d), ``"linear"`` (AvgPool2d) or ``"output"`` (last layer)."""
+        if l == self.n_layers - 1:
+            return "output"
+        return "linear" if isinstance(self.layers[l], AvgPool2d) else "relu"
+
+    def layer_threshold(self, l: int) -> float:
+        """``Θ`` of layer ``l`` (1 for the non-spiking output layer: ``V^L`` is not divided)."""
+        return 1.0 if l == self.n_layers - 1 else self.threshold
+
+    def __repr__(self) -> str:
+        parts = [f"{type(layer).__name__}->{s}" for layer, s in zip(self.layers, self.shapes[1:])]
+        return f"SpikeGradNet(input={self.input_shape}, [{', '.join(parts)}], threshold={self.threshold}, integer={self.integer})"
+
+    # ------------------------------------------------------------------ params
+    def init_numpy(self, seed: int | np.random.Generator = 0) -> dict:
+        """Initial parameters ``{"layers": [...]}`` as numpy float64 (identical on every backend)."""
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        params = []
+        for layer, shape in zip(self.layers, self.shapes[:-1]):
+            if isinstance(layer, Dense):
+                params.append(layer.init_params(rng, int(np.prod(shape))))
+            else:
+                params.append(layer.init_params(rng, shape))
+        return {"layers": params}
+
+    def init(self, seed: int | np.random.Generator = 0, backend: str | Backend = "jax", dtype: str = "float32", device: str | None = None) -> dict:
+        """Initial parameters on ``backend`` (see :meth:`init_numpy`)."""
+        B = get_backend(backend, device=device, dtype=dtype)
+        return B.tree_asarray(self.init_numpy(seed))
+
+    def count_connections(self) -> list[int]:
+        """Synapses of each layer, i.e. an ANN's multiply-accumulates per example and pass."""
+        B = get_backend("numpy", dtype="float64")
+        params = self.init_numpy(0)["layers"]
+        return [int(round(float(self.synapse_sum(l, params[l], B.ones((1,) + self.shapes[l]))))) for l in range(self.n_layers)]
+
+    # ------------------------------------------------------------------ layer maps
+    def ones_params(self, l: int, p: dict) -> dict:
+        """Layer ``l``'s parameters with every weight 1 and no bias (pooling: ``{}``, weights ``1/k^2``)."""
+        if "w" not in p:
+            return {}
+        return {"w": ops_for(p["w"]).ones_like(p["w"])}
+
+    def synapse_sum(self, l: int, p: dict, x: Any) -> Any:
+        """``sum_j x_j fanout_j`` over layer ``l``'s synapses (and the batch): events into layer ``l``."""
+        B = ops_for(x)
+        out = B.sum(self.apply_layer(l, self.ones_params(l, p), x))
+        return out / self.layers[l].weight if isinstance(self.layers[l], AvgPool2d) else out
+
+    def synapse_sum_transposed(self, l: int, p: dict, g: Any) -> Any:
+        """``sum_i g_i fanin_i`` over layer ``l``'s synapses (and the batch): events sent down through it."""
+        B = ops_for(g)
+        out = B.sum(self.transpose_layer(l, self.ones_params(l, p), g))
+        return out / self.layers[l].weight if isinstance(self.layers[l], AvgPool2d) else out
+
+    def apply_layer(self, l: int, p: dict, x: Any) -> Any:
+        """Total input ``z`` of layer ``l`` for its input ``x`` ``(B, *shapes[l])``."""
+        layer = self.layers[l]
+        if isinstance(layer, Dense):
+            return layer(p, ops_for(x).reshape(x, (x.shape[0], -1)))
+        return layer(p, x)
+
+    def transpose_layer(self, l: int, p: dict, g: Any) -> Any:
+        """Adjoint of layer ``l``: ``dL/dx`` ``(B, *shapes[l])`` for ``dL/dz = g``."""
+        layer = self.layers[l]
+        B = ops_for(g)
+        if isinstance(layer, Dense):
+            return B.reshape(B.matmul(g, B.transpose(p["w"])), (g.shape[0],) + self.shapes[l])
+        return layer.transpose(p, g, self.shapes[l])
+
+    def layer_param_grads(self, l: int, p: dict, g: Any, x: Any) -> dict:
+        """``dL/dparams`` of layer ``l`` (summed over the batch) for ``dL/dz = g`` at input ``x``."""
+        layer = self.layers[l]
+        if isinstance(layer, Dense):
+            B = ops_for(g)
+            xf = B.reshape(x, (x.shape[0], -1))
+            out = {"w": B.matmul(B.transpose(xf), g)}
+            if "b" in p:
+                out["b"] = B.sum(g, axis=0)
+            return out
+        return layer.param_grads(p, g, x)
+
+    # ------------------------------------------------------------------ forward
+    def image(self, xs: Any, name: str = "xs") -> Any:
+        """``(T, B, n_in) -> (B, *input_shape)``: the input summed over time."""
+        shape = tuple(getattr(xs, "shape", ()))
+        if len(shape) != 3:
+            raise ValueError(f"{name}: expected a time-major array (T, batch, {self.n_in}), got shape {shape}")
+        if shape[2] != self.n_in:
+            raise ValueError(f"{name}: expected {self.n_in} input features (last axis), got {shape[2]} (shape {shape})")
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"{name}: empty time or batch axis, shape {shape}")
+        B = ops_for(xs)
+        if not _is_traced(xs) and not B.all_finite(xs):
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        x = xs[0] if shape[0] == 1 else B.sum(xs, axis=0)
+        return B.reshape(x, (shape[1],) + self.input_shape)
+
+    def forward(self, params: dict, x: Any) -> list:
+        """Every layer's output for images ``x`` ``(B, *input_shape)``: ``[S^1, ..., S^{L-1}, V^L]``."""
+        B = ops_for(x)
+        outs = []
+        for l in range(self.n_layers):
+            z = self.apply_layer(l, params["layers"][l], x)
+            kind = self.activation(l)
+            if kind == "output":
+                outs.append(z)
+                break
+            a = z / self.threshold
+            if kind == "relu":
+                a = B.relu(a)
+            x = round_half_away(a) if self.integer else a
+            outs.append(x)
+        return outs
+
+    def run(self, params: dict, xs: Any, state: Any = None, record: bool = False, truncate: int | None = None) -> tuple[Any, dict, dict]:
+        """``(ys, {}, rec)`` as :meth:`Network.run`: ``ys = V^L`` as ``(1, B, n_out)``, ``rec["out"]`` every layer ``(1, B, n_l)``.
+
+        ``state`` and ``truncate`` are accepted for interface compatibility and ignored
+        (the network has no state across presentations).
+        """
+        x = self.image(xs)
+        B = ops_for(x)
+        outs = self.forward(params, x)
+        flat = [B.reshape(o, (1, o.shape[0], -1)) for o in outs]
+        return flat[-1], {}, {"out": flat}
+
+
+def relative_synops(counts: dict, net: SpikeGradNet) -> dict:
+    """Relative synaptic operations from counts (``aux["synops"]`` or ``rule_state``).
+
+    Returns per-layer lists and totals: ``fwd`` (forward counts / MACs), ``bwd`` (error
+    propagation / backward MACs, layers 2..L), ``update`` (increments / MACs).
+    """
+    to = lambda a: np.asarray(ops_for(a).to_numpy(a), dtype=np.float64)  # noqa: E731
+    macs = to(counts["macs"])
+    fwd, bwd, upd = to(counts["fwd"]), to(counts["bwd"]), to(counts["update"])
+    safe = np.where(macs > 0, macs, 1.0)
+    bwd_macs = macs.copy()
+    bwd_macs[0] = 0.0
+    return {
+        "fwd": list(fwd / safe),
+        "bwd": [None] + list(bwd[1:] / safe[1:]),
+        "update": list(upd / safe),
+        "fwd_total": float(fwd.sum() / max(macs.sum(), 1.0)),
+        "bwd_total": float(bwd.sum() / max(bwd_macs.sum(), 1.0)),
+        "update_total": float(upd.sum() / max(macs.sum(), 1.0)),
+    }
+
+
+class SpikeGrad(Rule):
+    """SpikeGrad's weight increments from its integer ANN (see the module docstring).
+
+    ``alpha``: the error scale factor ``α`` (the paper uses 50-100 on MNIST);
+    ``error_threshold``: ``Θ_bp``; ``round_errors=False`` skips the error discretisation
+    (then, on an ``integer=False`` net, the gradient is exact backprop).
+    """
+
+    name = "spikegrad"
+    modes = ("offline",)
+
+    def __init__(self, alpha: float = 100.0, error_threshold: float = 1.0, round_errors: bool = True) -> None:
+        self.alpha = _positive(alpha, "alpha")
+        self.error_threshold = _positive(error_threshold, "error_threshold")
+        self.round_errors = bool(round_errors)
+
+    def __repr__(self) -> str:
+        return f"SpikeGrad(alpha={self.alpha}, error_threshold={self.error_threshold}, round_errors={self.round_errors})"
+
+    @staticmethod
+    def check_network(network: Any) -> SpikeGradNet:
+        if not isinstance(network, SpikeGradNet):
+            raise ValueError(f"network: SpikeGrad trains a SpikeGradNet (static feed-forward IF layers), got {type(network).__name__}")
+        return network
+
+    def init(self, network: Any, params: dict, key: Any = None) -> dict:
+        """Running sums of the synaptic-operation counts (see :func:`relative_synops`)."""
+        net = self.check_network(network)
+        leaves = tree_leaves(params)
+        B = ops_for(leaves[0]) if leaves else get_backend("numpy", dtype="float64")
+        z = B.zeros((net.n_layers,))
+        return {"synops": {"fwd": z, "bwd": z, "update": z, "macs": z}, "examples": B.zeros(())}
+
+    def _round(self, x: Any) -> Any:
+        return round_half_away(x) if self.round_errors else x
+
+    def integer_pass(self, network: SpikeGradNet, params: dict, x: Any, labels: Any) -> dict:
+        """Forward and backward pass of the integer ANN on images ``x`` ``(B, *input_shape)``.
+
+        Returns ``inputs`` (``[x, S^1, .., S^{L-1}]``), ``outputs`` (``[S^1, .., V^L]``),
+        ``top_error`` (``α(softmax - onehot)``), ``error_counts`` (``R(T(E)/Θ_bp)``, before
+        gating), ``errors`` (``E^l``), ``increments`` (``ΔW^l``, summed over the batch) and
+        ``synops`` (per-layer counts of this batch, shape ``(L,)`` each).
+        """
+        net = self.check_network(network)
+        B = ops_for(x)
+        L = net.n_layers
+        outs = net.forward(params, x)
+        inputs = [x] + outs[:-1]
+        theta_bp = self.error_threshold
+        u_top = top_error(outs[-1], labels, self.alpha)
+        counts: list = [None] * L
+        errors: list = [None] * L
+        counts[L - 1] = self._round(u_top / theta_bp)
+        errors[L - 1] = counts[L - 1]
+        for l in range(L - 2, -1, -1):
+            u = net.transpose_layer(l + 1, params["layers"][l + 1], errors[l + 1])
+            counts[l] = self._round(u / theta_bp)
+            if net.activation(l) == "relu":
+                errors[l] = counts[l] * B.astype(outs[l] > 0, outs[l].dtype)
+            else:
+                errors[l] = counts[l]
+        increments = [net.layer_param_grads(l, params["layers"][l], errors[l], inputs[l]) for l in range(L)]
+
+        # synaptic operations of this batch (see the module docstring)
+        fwd, bwd, upd, macs = [], [], [], []
+        for l in range(L):
+            p = params["layers"][l]
+            src = B.astype(inputs[l] != 0, x.dtype) if l == 0 else B.abs(inputs[l])
+            fwd.append(net.synapse_sum(l, p, src))
+            macs.append(net.synapse_sum(l, p, B.ones_like(inputs[l])))
+            fan = net.synapse_sum_transposed(l, p, B.abs(errors[l]))
+            upd.append(fan if "w" in params["layers"][l] else 0.0 * fan)
+            bwd.append(fan if l > 0 else 0.0 * fan)
+        synops = {"fwd": B.stack(fwd), "bwd": B.stack(bwd), "update": B.stack(upd), "macs": B.stack(macs)}
+        return {
+            "inputs": inputs,
+            "outputs": outs,
+            "top_error": u_top,
+            "error_counts": counts,
+            "errors": errors,
+            "increments": increments,
+            "synops": synops,
+        }
+
+    def gradient_scales(self, network: SpikeGradNet) -> list[float]:
+        """``1 / (α κ_l Θ^l)`` per layer: turns increments into gradients of the summed loss."""
+        net = self.check_network(network)
+        L = net.n_layers
+        kappa = [0.0] * L
+        kappa[L - 1] = 1.0 / self.error_threshold
+        for l in range(L - 2, -1, -1):
+            kappa[l] = kappa[l + 1] * net.layer_threshold(l + 1) / self.error_threshold
+        return [1.0 / (self.alpha * kappa[l] * net.layer_threshold(l)) for l in range(L)]
+
+    def gradients(self, network: Any, params: dict, rule_state: Any, batch: tuple, objective: Objective):
+        net = self.check_network(network)
+        if objective.loss.name not in CE_LOSSES or objective.regularizer is not None:
+            raise ValueError(
+                f"objective: SpikeGrad's top error is the cross-entropy gradient; use one of {list(CE_LOSSES)}"
+                f" without a rate regularizer (got {objective.loss.name!r}"
+                f"{' with a regularizer' if objective.regularizer is not None else ''})"
+            )
+        xs, targets = batch
+        x = net.image(xs)
+        B = ops_for(x)
+        res = self.integer_pass(net, params, x, targets)
+        n = x.shape[0]
+        scales = self.gradient_scales(net)
+        grads = {
+            "layers": [
+                {k: v * (scales[l] / n) for k, v in res["increments"][l].items()}
+                for l in range(net.n_layers)
+            ]
+        }
+        flat = [B.reshape(o, (1, n, -1)) for o in res["outputs"]]
+        loss = objective(flat[-1], targets, {"out": flat}, net.spiking)
+        syn = res["synops"]
+        state = {
+            "synops": {k: rule_state["synops"][k] + syn[k] for k in syn},
+            "examples": rule_state["examples"] + n,
+        }
+        aux = {"loss": loss, "outputs": flat[-1], "spikes": flat, "synops": syn}
+        return grads, state, aux
+
+
+__all__ = ["CE_LOSSES", "SpikeGrad", "SpikeGradNet", "relative_synops", "round_half_away", "top_error"]
