@@ -83,6 +83,7 @@ class NumpyLikeOps:
     def einsum(self, spec, *xs): return self.xp.einsum(spec, *xs)
     def outer(self, a, b): return a[..., :, None] * b[..., None, :]
     def stack(self, xs, axis=0): return self.xp.stack(list(xs), axis=axis)
+    def unstack(self, x): return list(x)
     def concatenate(self, xs, axis=0): return self.xp.concatenate(list(xs), axis=axis)
     def reshape(self, x, shape): return self.xp.reshape(x, tuple(shape))
     def transpose(self, x, axes=None): return self.xp.transpose(x, axes)

@@ -44,9 +44,12 @@ def python_scan(B: Backend, fn: Callable, init: Any, xs: Any, length: int | None
     n = length if length is not None else (leaves[0].shape[0] if leaves else None)
     if n is None:
         raise ValueError("scan: give `length` when `xs` is empty")
+    # unbind once: indexing a[t] inside the loop would make every step's backward
+    # scatter into a full (T, ...) zero tensor, O(T^2) work for BPTT
+    steps = [B.unstack(a) for a in leaves]
     carry, ys = init, []
     for t in range(n):
-        x_t = tree_map(lambda a: a[t], xs) if xs is not None else None
+        x_t = tree_unflatten_like(xs, [u[t] for u in steps]) if xs is not None else None
         carry, y = fn(carry, x_t)
         ys.append(y)
     if not ys or ys[0] is None:
@@ -162,6 +165,7 @@ class TorchBackend(Backend):
     def einsum(self, spec, *xs): return torch.einsum(spec, *xs)
     def outer(self, a, b): return a[..., :, None] * b[..., None, :]
     def stack(self, xs, axis=0): return torch.stack(list(xs), dim=axis)
+    def unstack(self, x): return torch.unbind(x, 0)
     def concatenate(self, xs, axis=0): return torch.cat(list(xs), dim=axis)
     def reshape(self, x, shape): return torch.reshape(x, tuple(shape))
 
