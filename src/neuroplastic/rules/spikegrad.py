@@ -175,6 +175,8 @@ class SpikeGradNet:
                     )
                 shapes.append(tuple(layer.output_shape(shapes[-1])))
         self.shapes = tuple(shapes)
+        #: per layer: synapses leaving each input (shape ``shapes[l]``) and entering each output
+        self.fanout, self.fanin = self._fan_counts()
 
     # ------------------------------------------------------------------ structure
     @property
@@ -232,9 +234,19 @@ class SpikeGradNet:
 
     def count_connections(self) -> list[int]:
         """Synapses of each layer, i.e. an ANN's multiply-accumulates per example and pass."""
+        return [int(round(float(f.sum()))) for f in self.fanout]
+
+    def _fan_counts(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per layer, the outgoing-synapse count of each input and incoming count of each output (numpy)."""
         B = get_backend("numpy", dtype="float64")
         params = self.init_numpy(0)["layers"]
-        return [int(round(float(self.synapse_sum(l, params[l], B.ones((1,) + self.shapes[l]))))) for l in range(self.n_layers)]
+        fanout, fanin = [], []
+        for l in range(self.n_layers):
+            ones = self.ones_params(l, params[l])
+            scale = 1.0 / self.layers[l].weight if isinstance(self.layers[l], AvgPool2d) else 1.0
+            fanout.append(np.asarray(self.transpose_layer(l, ones, B.ones((1,) + self.shapes[l + 1])))[0] * scale)
+            fanin.append(np.asarray(self.apply_layer(l, ones, B.ones((1,) + self.shapes[l])))[0] * scale)
+        return fanout, fanin
 
     # ------------------------------------------------------------------ layer maps
     def ones_params(self, l: int, p: dict) -> dict:
@@ -243,17 +255,17 @@ class SpikeGradNet:
             return {}
         return {"w": ops_for(p["w"]).ones_like(p["w"])}
 
-    def synapse_sum(self, l: int, p: dict, x: Any) -> Any:
-        """``sum_j x_j fanout_j`` over layer ``l``'s synapses (and the batch): events into layer ``l``."""
+    def synapse_sum(self, l: int, x: Any) -> Any:
+        """``sum_j x_j fanout_j`` over layer ``l``'s inputs (and the batch): events into layer ``l``."""
+        # elementwise with precomputed fan counts: no matmul against constant ones, which
+        # XLA's CPU dot fusion gets wrong under jit (jax 0.10.2)
         B = ops_for(x)
-        out = B.sum(self.apply_layer(l, self.ones_params(l, p), x))
-        return out / self.layers[l].weight if isinstance(self.layers[l], AvgPool2d) else out
+        return B.sum(x * B.asarray(self.fanout[l], dtype=x.dtype))
 
-    def synapse_sum_transposed(self, l: int, p: dict, g: Any) -> Any:
-        """``sum_i g_i fanin_i`` over layer ``l``'s synapses (and the batch): events sent down through it."""
+    def synapse_sum_transposed(self, l: int, g: Any) -> Any:
+        """``sum_i g_i fanin_i`` over layer ``l``'s outputs (and the batch): events sent down through it."""
         B = ops_for(g)
-        out = B.sum(self.transpose_layer(l, self.ones_params(l, p), g))
-        return out / self.layers[l].weight if isinstance(self.layers[l], AvgPool2d) else out
+        return B.sum(g * B.asarray(self.fanin[l], dtype=g.dtype))
 
     def apply_layer(self, l: int, p: dict, x: Any) -> Any:
         """Total input ``z`` of layer ``l`` for its input ``x`` ``(B, *shapes[l])``."""
@@ -417,11 +429,10 @@ class SpikeGrad(Rule):
         # synaptic operations of this batch (see the module docstring)
         fwd, bwd, upd, macs = [], [], [], []
         for l in range(L):
-            p = params["layers"][l]
             src = B.astype(inputs[l] != 0, x.dtype) if l == 0 else B.abs(inputs[l])
-            fwd.append(net.synapse_sum(l, p, src))
-            macs.append(net.synapse_sum(l, p, B.ones_like(inputs[l])))
-            fan = net.synapse_sum_transposed(l, p, B.abs(errors[l]))
+            fwd.append(net.synapse_sum(l, src))
+            macs.append(net.synapse_sum(l, B.ones_like(inputs[l])))
+            fan = net.synapse_sum_transposed(l, B.abs(errors[l]))
             upd.append(fan if "w" in params["layers"][l] else 0.0 * fan)
             bwd.append(fan if l > 0 else 0.0 * fan)
         synops = {"fwd": B.stack(fwd), "bwd": B.stack(bwd), "update": B.stack(upd), "macs": B.stack(macs)}
