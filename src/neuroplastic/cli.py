@@ -1,55 +1,105 @@
 """The ``neuroplastic`` command.
 
 ``neuroplastic run``    the main job (what ``make demo`` runs), with its defaults;
-``neuroplastic train``  one training run with every choice exposed as an option.
+``neuroplastic train``  one training run with every choice exposed as an option, or read
+                        from a TOML file with ``--config FILE`` (options given on the
+                        command line override the file); ``--resume RUN_DIR`` continues a
+                        run that was killed, from its latest checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from .experiment import RunConfig, train_run
+from .experiment import RunConfig, resume_run, train_run
+
+# argparse dest -> RunConfig field, for the options of `train` that set the config
+_FIELDS = {
+    "data": "data", "encoder": "encoder", "model": "model", "hidden": "hidden", "surrogate": "surrogate", "rule": "rule",
+    "mode": "mode", "loss": "loss", "optimizer": "optimizer", "lr": "lr", "schedule": "schedule", "epochs": "epochs",
+    "batch_size": "batch_size", "backend": "backend", "device": "device", "dtype": "dtype", "seed": "seed",
+    "reg_rate": "reg_rate_hz", "reg_strength": "reg_strength", "checkpoint_every": "checkpoint_every",
+}
+# repeated KEY=VALUE options -> RunConfig field
+_OPTION_FIELDS = {"data_option": "data_options", "encoder_option": "encoder_options", "rule_option": "rule_options"}
+
+
+class _Given(argparse.Action):
+    """Store the value and note that the option was given (so it overrides ``--config``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = set(getattr(namespace, "given", ())) | {self.dest}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     d = RunConfig()
     from .data import LOADERS
+    from .encoders import ENCODERS
     from .models import MODELS
     from .rules import RULES
 
-    p.add_argument("--data", default=d.data, help=f"dataset, one of {sorted(LOADERS)} (default {d.data})")
-    p.add_argument("--model", default=d.model, choices=MODELS, help=f"architecture (default {d.model})")
-    p.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden neurons per layer (default {d.hidden})")
-    p.add_argument("--surrogate", default=d.surrogate, help=f"surrogate derivative of the spike (default {d.surrogate})")
-    p.add_argument("--rule", default=d.rule, help=f"learning rule, one of {sorted(RULES)} (default {d.rule})")
-    p.add_argument("--mode", default=d.mode, help="offline, online or deferred (default offline)")
-    p.add_argument("--loss", default=d.loss, help=f"loss name (default {d.loss})")
-    p.add_argument("--optimizer", default=d.optimizer, help=f"adam, adamw, sgd, momentum, rmsprop or naive (default {d.optimizer})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    p.add_argument("--schedule", default=d.schedule, help=f"learning-rate schedule: constant or cosine (default {d.schedule})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
-    p.add_argument("--backend", default=d.backend, help=f"torch or jax (default {d.backend})")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the framework's default)")
-    p.add_argument("--dtype", default=d.dtype, choices=("float32", "float64"))
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed for init, shuffling and the rule (default {d.seed})")
-    p.add_argument("--reg-rate", type=float, default=None, help="target firing rate in Hz for the rate regulariser (off by default)")
-    p.add_argument("--reg-strength", type=float, default=d.reg_strength, help="strength of the rate regulariser")
-    p.add_argument("--out", default="runs", help="folder in which the run folder is made (default runs/)")
-    p.add_argument("--name", default=None, help="run folder name (default: time stamp, data and rule)")
+    p.add_argument("--config", default=None, metavar="FILE", help="TOML run configuration; options given here override it")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its latest checkpoint (with its own config)")
+    p.add_argument("--data", action=_Given, default=d.data, help=f"dataset, one of {sorted(LOADERS)} (default {d.data})")
+    p.add_argument("--data-option", action="append", default=None, metavar="KEY=VALUE", help="a dataset option (repeatable; VALUE read as TOML)")
+    p.add_argument("--encoder", action=_Given, default=None, help=f"spike encoder applied to the data, one of {sorted(ENCODERS)} (default: none)")
+    p.add_argument("--encoder-option", action="append", default=None, metavar="KEY=VALUE", help="an encoder option (repeatable)")
+    p.add_argument("--model", action=_Given, default=d.model, choices=MODELS, help=f"architecture (default {d.model})")
+    p.add_argument("--hidden", action=_Given, type=int, default=d.hidden, help=f"hidden neurons per layer (default {d.hidden})")
+    p.add_argument("--surrogate", action=_Given, default=d.surrogate, help=f"surrogate derivative of the spike (default {d.surrogate})")
+    p.add_argument("--rule", action=_Given, default=d.rule, help=f"learning rule, one of {sorted(RULES)} (default {d.rule})")
+    p.add_argument("--mode", action=_Given, default=d.mode, help="offline, online or deferred (default offline)")
+    p.add_argument("--loss", action=_Given, default=d.loss, help=f"loss name (default {d.loss})")
+    p.add_argument("--optimizer", action=_Given, default=d.optimizer, help=f"adam, adamw, sgd, momentum, rmsprop or naive (default {d.optimizer})")
+    p.add_argument("--lr", action=_Given, type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    p.add_argument("--schedule", action=_Given, default=d.schedule, help=f"learning-rate schedule: constant or cosine (default {d.schedule})")
+    p.add_argument("--epochs", action=_Given, type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    p.add_argument("--batch-size", action=_Given, type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
+    p.add_argument("--backend", action=_Given, default=d.backend, help=f"torch or jax (default {d.backend})")
+    p.add_argument("--device", action=_Given, default=None, help="cpu, cuda or cuda:N (default: the framework's default)")
+    p.add_argument("--dtype", action=_Given, default=d.dtype, choices=("float32", "float64"))
+    p.add_argument("--seed", action=_Given, type=int, default=d.seed, help=f"seed for init, shuffling and the rule (default {d.seed})")
+    p.add_argument("--reg-rate", action=_Given, type=float, default=None, help="target firing rate in Hz for the rate regulariser (off by default)")
+    p.add_argument("--reg-strength", action=_Given, type=float, default=d.reg_strength, help="strength of the rate regulariser")
+    p.add_argument("--rule-option", action="append", default=None, metavar="KEY=VALUE", help="a rule option, e.g. k=10 (repeatable; VALUE read as TOML)")
+    p.add_argument("--checkpoint-every", action=_Given, type=int, default=d.checkpoint_every,
+                   help=f"save a checkpoint every N epochs, for --resume; 0: never (default {d.checkpoint_every})")
+    p.add_argument("--out", action=_Given, default="runs", help="folder in which the run folder is made (default runs/)")
+    p.add_argument("--name", action=_Given, default=None, help="run folder name (default: time stamp, data and rule)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    return RunConfig(
-        data=args.data, model=args.model, hidden=args.hidden, surrogate=args.surrogate, rule=args.rule, mode=args.mode, loss=args.loss,
-        optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, epochs=args.epochs, batch_size=args.batch_size, backend=args.backend,
-        device=args.device, dtype=args.dtype, seed=args.seed, reg_rate_hz=args.reg_rate, reg_strength=args.reg_strength,
-    )
+    """The run config of ``train``: ``--config FILE`` (or the defaults) with the given options on top."""
+    from .config import load_config, parse_option
+
+    base = load_config(args.config) if args.config else RunConfig()
+    over: dict[str, Any] = {_FIELDS[k]: getattr(args, k) for k in getattr(args, "given", ()) if k in _FIELDS}
+    for dest, fld in _OPTION_FIELDS.items():
+        items = getattr(args, dest, None)
+        if items:
+            over[fld] = {**getattr(base, fld), **dict(parse_option(t, "--" + dest.replace("_", "-")) for t in items)}
+    cfg = dataclasses.replace(base, **over)
+    cfg.validate()
+    return cfg
+
+
+def _train(args: argparse.Namespace) -> None:
+    if args.resume is not None:
+        extra = sorted(getattr(args, "given", ())) + [k for k in ("config", *_OPTION_FIELDS) if getattr(args, k, None)]
+        if extra:
+            flag = "--" + extra[0].replace("_", "-")
+            raise ValueError(f"--resume: the run continues with its own config.toml; leave out {flag}")
+        resume_run(args.resume, progress=not args.no_progress)
+        return
+    cfg = _config(args)
+    train_run(cfg, _run_dir(args, cfg), progress=not args.no_progress)
 
 
 def _run_dir(args: argparse.Namespace, cfg: RunConfig) -> Path:
@@ -64,13 +114,13 @@ def _add_study_options(p: argparse.ArgumentParser, quick: bool = True) -> None:
     p.add_argument("--rules", nargs="+", default=list(d.rules), help=f"rules to compare (default: {' '.join(d.rules)})")
     p.add_argument("--reference", default=d.reference, help=f"reference rule for gradient alignment (default {d.reference})")
     p.add_argument("--data", default=d.data, help=f"dataset (default {d.data})")
-    p.add_argument("--model", default=d.model, help=f"architecture (default {d.model})")
-    p.add_argument("--hidden", type=int, default=None, help=f"hidden neurons (default {d.hidden}; 32 with --quick)")
-    p.add_argument("--epochs", type=int, default=None, help=f"epochs per rule (default {d.epochs}; 2 with --quick)")
-    p.add_argument("--backend", default=d.backend, help=f"torch or jax (default {d.backend})")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default="runs", help="folder in which the run folder is made (default runs/)")
-    p.add_argument("--name", default=None, help="run folder name (default: time stamp)")
+    p.add_argument("--model", action=_Given, default=d.model, help=f"architecture (default {d.model})")
+    p.add_argument("--hidden", action=_Given, type=int, default=None, help=f"hidden neurons (default {d.hidden}; 32 with --quick)")
+    p.add_argument("--epochs", action=_Given, type=int, default=None, help=f"epochs per rule (default {d.epochs}; 2 with --quick)")
+    p.add_argument("--backend", action=_Given, default=d.backend, help=f"torch or jax (default {d.backend})")
+    p.add_argument("--seed", action=_Given, type=int, default=d.seed)
+    p.add_argument("--out", action=_Given, default="runs", help="folder in which the run folder is made (default runs/)")
+    p.add_argument("--name", action=_Given, default=None, help="run folder name (default: time stamp)")
     if quick:
         p.add_argument("--quick", action="store_true", help="a small version that finishes in about a minute")
 
@@ -108,8 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            cfg = _config(args)
-            train_run(cfg, _run_dir(args, cfg), progress=not args.no_progress)
+            _train(args)
         elif args.command == "run":
             from .study import run_study
 

@@ -1,13 +1,18 @@
 """One training run from a plain configuration, written to a run folder.
 
-:func:`train_run` builds the data, model, rule and trainer from a :class:`RunConfig`,
-trains, evaluates, and writes ``RUN_DIR`` with:
+:func:`train_run` builds the data, encoder, model, rule and trainer from a
+:class:`~neuroplastic.config.RunConfig`, trains, evaluates, and writes ``RUN_DIR`` with:
 
-* ``config.json``      the configuration;
+* ``config.toml`` and ``config.json``  the configuration (TOML sections; flat JSON);
 * ``metrics.jsonl``    one line of metrics per epoch;
+* ``checkpoints/``     the latest checkpoint (safetensors + JSON sidecar), for ``--resume``;
 * ``summary.md``       final accuracy, firing rates, timing (and efficiency metrics);
 * ``params.safetensors`` the trained parameters (no pickle);
 * ``learning_curves.png`` and ``raster.png`` when matplotlib is installed.
+
+:func:`resume_run` continues a run folder whose process was killed: it reads the run's
+config, loads the latest checkpoint and trains the remaining epochs.  The final
+parameters are bit for bit those of an uninterrupted run on the same backend and machine.
 """
 
 from __future__ import annotations
@@ -16,66 +21,102 @@ import dataclasses
 import json
 import platform
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backend import get_backend
-from .data import load_dataset
+from .config import RunConfig, config_to_toml, load_config
+from .data import Dataset, load_dataset
 from .losses import RateRegularizer
 from .models import build_model
 from .train import Trainer
+from .train.checkpoint import Checkpoint, atomic_write, clear_checkpoints, load_checkpoint, read_sidecar
 from .tree import tree_flatten_dict
 
-
-@dataclass
-class RunConfig:
-    """Everything that defines a training run (defaults: the MNIST-1D BPTT main job)."""
-
-    data: str = "mnist1d"
-    model: str = "rsnn-alif"
-    hidden: int = 256
-    surrogate: str = "triangle"
-    rule: str = "bptt"
-    mode: str = "offline"
-    loss: str = "ce_mean"
-    optimizer: str = "adam"
-    lr: float = 5e-3
-    schedule: str = "cosine"
-    epochs: int = 60
-    batch_size: int = 64
-    backend: str = "jax"
-    device: str | None = None
-    dtype: str = "float32"
-    seed: int = 0
-    reg_rate_hz: float | None = None
-    reg_strength: float = 1.0
-    data_options: dict = field(default_factory=dict)
-    rule_options: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field."""
-        for name in ("hidden", "epochs", "batch_size"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v > (0 if name != "epochs" else -1)):
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if not (self.lr > 0):
-            raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+#: the checkpoint folder inside a run folder
+CHECKPOINTS = "checkpoints"
 
 
-def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: Any = print) -> dict:
-    """Train as ``cfg`` says and write the run folder ``out_dir``; returns the summary dict."""
+def load_run_data(cfg: RunConfig) -> Dataset:
+    """The dataset of ``cfg``, passed through its encoder when ``cfg.encoder`` is set."""
+    data = load_dataset(cfg.data, **cfg.data_options)
+    if cfg.encoder is None:
+        return data
+    from .encoders import ENCODERS
+
+    encode = ENCODERS[cfg.encoder]
+
+    def enc(x: np.ndarray) -> np.ndarray:
+        return np.asarray(encode(x, **cfg.encoder_options), dtype=np.float32)
+
+    return dataclasses.replace(data, name=f"{data.name}+{cfg.encoder}", x_train=enc(data.x_train), x_test=enc(data.x_test))
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The config of a run folder: ``config.toml``, or ``config.json`` where there is no TOML."""
+    d = Path(run_dir)
+    if (d / "config.toml").is_file():
+        return load_config(d / "config.toml")
+    if (d / "config.json").is_file():
+        try:
+            flat = json.loads((d / "config.json").read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"resume: {d / 'config.json'} is not valid JSON ({err})") from None
+        return RunConfig.from_dict(flat)
+    raise ValueError(f"resume: {d} has no config.toml or config.json; is it a run folder?")
+
+
+def resume_run(run_dir: str | Path, progress: bool = True, log: Any = print) -> dict:
+    """Continue the run in ``run_dir`` from its latest checkpoint; returns the summary dict."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ValueError(f"resume: {d} is not a folder")
+    return train_run(read_run_config(d), d, progress=progress, log=log, resume=True)
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict]:
+    """Records of epochs ``1..upto`` from a metrics file (a half-written last line is dropped)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("epoch"), int) and rec["epoch"] <= upto:
+            out.append(rec)
+    return out
+
+
+def _config_difference(saved: dict, cfg: dict) -> str | None:
+    current = json.loads(json.dumps(cfg))
+    for k in sorted(set(saved) | set(current)):
+        if saved.get(k) != current.get(k):
+            return f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} in the run config"
+    return None
+
+
+def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: Any = print, resume: bool = False) -> dict:
+    """Train as ``cfg`` says and write the run folder ``out_dir``; returns the summary dict.
+
+    ``resume=True`` continues from the checkpoint in ``out_dir/checkpoints`` (see
+    :func:`resume_run`); a folder without a checkpoint starts again from epoch 0.
+    """
     cfg.validate()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    ckpt_dir = out / CHECKPOINTS
+    info = read_sidecar(ckpt_dir) if resume else None  # a corrupted sidecar fails here, before any write
+    if resume and info is not None:
+        diff = _config_difference(info["meta"].get("config", {}), cfg.to_dict())
+        if diff is not None:
+            raise ValueError(f"checkpoint: written by a run with another configuration ({diff})")
+        if info["epoch"] > cfg.epochs:
+            raise ValueError(f"checkpoint: at epoch {info['epoch']}, past the run's {cfg.epochs} epochs")
     B = get_backend(cfg.backend, device=cfg.device, dtype=cfg.dtype)
-    data = load_dataset(cfg.data, **cfg.data_options)
+    data = load_run_data(cfg)
     if data.n_classes is None:
         raise ValueError(f"data: {cfg.data} is not a classification set; the train command needs labels")
     net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, dt=data.dt, surrogate=cfg.surrogate)
@@ -89,12 +130,31 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size)
     optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule if cfg.optimizer != "naive" else "constant", total_steps=max(steps, 1))
     trainer = Trainer(net, rule, cfg.loss, optimizer, backend=B, mode=cfg.mode, regularizer=reg, dt=data.dt, progress=progress)
-    log(f"neuroplastic: {data} | {net} | rule={rule!r} mode={cfg.mode} backend={B.name} ({B.device or 'default device'})")
+    state = trainer.init_state(params, cfg.seed)
+    start = 0
+    if info is not None:
+        ckpt = load_checkpoint(ckpt_dir, Checkpoint(params, *state))
+        params, state, start = ckpt.params, (ckpt.opt_state, ckpt.rule_state), ckpt.epoch
     metrics_path = out / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
+    previous = _read_metrics(metrics_path, start) if resume else []
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        clear_checkpoints(ckpt_dir)
+        atomic_write(out / "config.json", json.dumps(cfg.to_dict(), indent=2).encode())
+        atomic_write(out / "config.toml", config_to_toml(cfg).encode())
+    # epochs after the checkpoint are trained again: drop their lines (and a half-written one)
+    atomic_write(metrics_path, "".join(json.dumps(r) + "\n" for r in previous).encode())
+    log(f"neuroplastic: {data} | {net} | rule={rule!r} mode={cfg.mode} backend={B.name} ({B.device or 'default device'})")
+    if resume:
+        log(f"neuroplastic: resuming {out} after epoch {start} of {cfg.epochs}" if info else f"neuroplastic: no checkpoint in {out}; starting from epoch 0")
     t0 = time.perf_counter()
-    params, history = trainer.fit(params, data, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, log_path=metrics_path)
-    wall = time.perf_counter() - t0
+    params, history = trainer.fit(
+        params, data, epochs=cfg.epochs - start, batch_size=cfg.batch_size, seed=cfg.seed, log_path=metrics_path,
+        state=state, start_epoch=start, checkpoint_dir=ckpt_dir if cfg.checkpoint_every else None,
+        checkpoint_every=cfg.checkpoint_every or 1, checkpoint_meta={"config": cfg.to_dict()},
+    )
+    wall = time.perf_counter() - t0 + sum(h.get("epoch_time_s", 0.0) for h in previous)
+    history = previous + history
     save_params(params, B, out / "params.safetensors")
 
     # one test batch with the full record, for the raster and the efficiency metrics
@@ -109,21 +169,22 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
         "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
         "efficiency": _efficiency(net, params, xs, rec),
     }
+    if resume:
+        summary["resumed_after_epoch"] = start
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     plots = _plots(history, spikes, net, data.dt, out)
     (out / "summary.md").write_text(render_summary(summary, history, plots))
-    log(f"neuroplastic: test accuracy {100 * (history[-1]['test_acc'] or 0):.1f}% after {len(history)} epochs in {wall:.0f} s; run folder {out}")
+    acc = history[-1]["test_acc"] if history else None
+    log(f"neuroplastic: test accuracy {100 * (acc or 0):.1f}% after {len(history)} epochs in {wall:.0f} s; run folder {out}")
     return summary
 
 
 def save_params(params: Any, B: Any, path: Path) -> None:
-    """Parameters as a safetensors file keyed by dotted path."""
-    from safetensors.numpy import save_file
+    """Parameters as a safetensors file keyed by dotted path, written atomically."""
+    from safetensors.numpy import save
 
     flat = {k: np.ascontiguousarray(B.to_numpy(v)) for k, v in tree_flatten_dict(params).items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(flat, str(tmp))
-    tmp.replace(path)
+    atomic_write(path, save(flat))
 
 
 def _efficiency(net: Any, params: Any, xs: Any, rec: dict) -> dict | None:
@@ -180,3 +241,6 @@ def render_summary(summary: dict, history: list, plots: list[str]) -> str:
         for h in history
     ]
     return "\n".join(lines) + "\n"
+
+
+__all__ = ["CHECKPOINTS", "RunConfig", "load_run_data", "read_run_config", "render_summary", "resume_run", "save_params", "train_run"]
