@@ -10,6 +10,11 @@ On JAX the whole step is ``jit``-compiled once per batch shape.  Shuffling uses 
 generator seeded from ``(seed, epoch)``, so a run is reproducible and the order does not
 depend on the backend.  Every epoch appends one record to the history, and to a JSONL
 file when ``log_path`` is set.
+
+With ``checkpoint_dir`` the trainer saves params, optimizer and rule state and the epoch
+after every ``checkpoint_every`` epochs (and after the last one) with
+:func:`~neuroplastic.train.checkpoint.save_checkpoint`; ``fit(..., state=..., start_epoch=k)``
+with the loaded state continues exactly where epoch ``k`` ended.
 """
 
 from __future__ import annotations
@@ -116,14 +121,25 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         state: tuple[Any, Any] | None = None,
         start_epoch: int = 0,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 1,
+        checkpoint_meta: dict | None = None,
     ) -> tuple[Any, list[dict]]:
-        """Train for ``epochs`` epochs; returns the final params and the per-epoch history."""
+        """Train for ``epochs`` epochs; returns the final params and the per-epoch history.
+
+        ``state=(opt_state, rule_state)`` and ``start_epoch`` resume from a checkpoint (epochs
+        are then numbered ``start_epoch + 1 ...``).  ``checkpoint_dir`` saves a checkpoint
+        (with ``checkpoint_meta`` in its sidecar) every ``checkpoint_every`` epochs and after
+        the last epoch.
+        """
         if not (isinstance(epochs, (int, np.integer)) and epochs >= 0):
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if data.n_features != self.network.n_in:
             raise ValueError(f"data: {data.name} has {data.n_features} features but the network expects n_in={self.network.n_in}")
+        if not (isinstance(checkpoint_every, (int, np.integer)) and checkpoint_every > 0):
+            raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
         opt_state, rule_state = state if state is not None else self.init_state(params, seed)
         history: list[dict] = []
         log = Path(log_path) if log_path is not None else None
@@ -165,6 +181,10 @@ class Trainer:
             stop = False
             for cb in callbacks:
                 stop = bool(cb(self, record, params)) or stop
+            if checkpoint_dir is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == start_epoch + epochs or stop):
+                from .checkpoint import Checkpoint, save_checkpoint
+
+                save_checkpoint(checkpoint_dir, Checkpoint(params, opt_state, rule_state, epoch + 1, seed, dict(checkpoint_meta or {})))
             if stop:
                 break
         self.last_state = (opt_state, rule_state)
