@@ -88,7 +88,7 @@ def test_alignment_curves(tmp_path):
     mixed = recs + [dict(r, kind="update") for r in recs]
     with pytest.raises(ValueError, match="kind"):
         P.plot_alignment_curves(mixed, tmp_path / "x.png")
-    assert_png(P.plot_alignment_curves(mixed, tmp_path / "c.png", kind="update"))
+    assert_png(P.plot_alignment_curves(mixed, tmp_path / "c.png", kind="update", metrics=("bias",), layers=["all", "layers.1.w"]))
     with pytest.raises(ValueError, match="metrics"):
         P.plot_alignment_curves(recs, tmp_path / "x.png", metrics=("nope",))
     with pytest.raises(ValueError, match="layers"):

@@ -77,7 +77,7 @@ def plot_raster(spikes: Sequence[np.ndarray], path: str | Path, names: Sequence[
         neg_t, neg_n = np.nonzero(z < 0)
         if len(neg_t):
             ax.scatter(neg_t * dt, neg_n, s=2, marker="|", color="tab:red")
-        ax.set_ylabel(names[l] if names else f"layer {l}\nneuron")
+        ax.set_ylabel("neuron")
         ax.set_ylim(-0.5, z.shape[1] - 0.5)
         rate = float(np.mean(np.abs(z)))
         ax.set_title(f"{names[l] if names else f'layer {l}'}: {z.shape[1]} neurons, {rate:.3f} spikes/step", fontsize=9)
@@ -200,7 +200,7 @@ def plot_rate_histograms(
         raise ValueError(f"bins: expected a positive integer, got {bins!r}")
     rates = [(name, firing_rates_hz(a, dt)) for name, a in items]
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(rates), figsize=(3.6 * len(rates) + 0.6, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(rates), figsize=(max(6.5, 3.6 * len(rates) + 0.6), 3.4), squeeze=False)
     for ax, (name, r) in zip(axes[0], rates):
         hi = float(r.max()) if r.size and r.max() > 0 else 1.0
         ax.hist(r, bins=bins, range=(0.0, hi), color="tab:blue", edgecolor="k", lw=0.4)
@@ -225,6 +225,15 @@ _METRIC_INFO = {
     "bias": ("bias\n$(g - g_{ref}) \\cdot g_{ref} / \\|g_{ref}\\|^2$", 0.0),
     "norm_ratio": ("norm ratio $\\|g\\| / \\|g_{ref}\\|$", 1.0),
 }
+
+
+def _min_yspan(ax: Any, span: float = 0.02) -> None:
+    """Plain tick labels (no ``1e-12+1`` offsets) and a y-range of at least ``span``."""
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    lo, hi = ax.get_ylim()
+    if hi - lo < span:
+        mid = 0.5 * (lo + hi)
+        ax.set_ylim(mid - span / 2, mid + span / 2)
 
 
 def _ordered_unique(values: Any) -> list:
@@ -295,6 +304,7 @@ def plot_alignment_curves(
                             "-o", ms=2.5, lw=1.2, color=colors[rule], label=rule)
             ax.axhline(_METRIC_INFO[m][1], color="gray", ls=":", lw=1.0)
             ax.grid(alpha=0.3)
+            _min_yspan(ax)
             if i == 0:
                 ax.set_title("all parameters" if layer == "all" else f"parameter {layer}", fontsize=9)
             if j == 0:
@@ -326,7 +336,7 @@ def plot_deviation_violins(
 
     ``samples[(rule, layer)]`` holds deviations ``(g - g_ref) / rms(g_ref)`` of one rule's
     gradient for one parameter (as from ``alignment.deviation_sample``); each panel has
-    one violin per rule (Neko et al., Fig. 4).  Non-finite values are dropped.
+    one violin per rule (as in Neko, Zhao et al. 2021, Fig. 4).  Non-finite values are dropped.
     """
     if not samples:
         raise ValueError("samples: nothing to plot")
@@ -359,6 +369,7 @@ def plot_deviation_violins(
             else:
                 ax.plot([x - 0.3, x + 0.3], [v[0], v[0]], color=colors[rule], lw=2)
         ax.axhline(0.0, color="gray", ls=":", lw=1.0)
+        _min_yspan(ax)
         ax.set_xticks(range(len(rules)))
         ax.set_xticklabels(rules, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(rules) - 0.4)
