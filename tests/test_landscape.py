@@ -239,3 +239,5 @@ def test_auto_span_covers_the_trajectories():
     assert alo < -2.0 and ahi > 0.5 and blo < 0.0 and bhi > 3.0
     with pytest.raises(ValueError, match="coords"):
         L.auto_span(np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="margin"):
+        L.auto_span(np.ones((1, 2)), margin=-0.1)

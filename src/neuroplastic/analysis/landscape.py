@@ -254,6 +254,8 @@ def auto_span(coords: Sequence[np.ndarray] | np.ndarray, margin: float = 0.2) ->
     Each axis covers the coordinates and the centre ``0``, widened by ``margin`` times its
     width on both sides.
     """
+    if not (isinstance(margin, (int, float)) and margin >= 0):
+        raise ValueError(f"margin: expected a non-negative number, got {margin!r}")
     pts = np.concatenate([np.asarray(c, dtype=np.float64).reshape(-1, 2) for c in (coords if isinstance(coords, (list, tuple)) else [coords])])
     if pts.size == 0 or not np.all(np.isfinite(pts)):
         raise ValueError("coords: need finite (K, 2) coordinates")
@@ -303,8 +305,8 @@ def loss_surface(
     The computation runs on ``backend`` (default: that of ``params``, or of the data when
     ``params`` are numpy); ``params``, directions and data are converted to it.
     With ``vectorize`` (default: on for JAX) the grid points are evaluated ``chunk`` at a
-    time by one ``jit``-compiled ``vmap`` over ``(a, b)``; otherwise one point at a time
-    (still ``jit``-compiled on JAX).
+    time by one ``jit``-compiled ``vmap`` over ``(a, b)`` (on torch, ``vectorize=True``
+    uses ``torch.func.vmap``); otherwise one point at a time (still ``jit``-compiled on JAX).
 
     Returns ``(alphas (n_a,), betas (n_b,), losses (n_a, n_b))`` as numpy float64, with
     ``losses[i, j]`` the loss at ``(alphas[i], betas[j])``.
