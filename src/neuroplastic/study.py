@@ -195,7 +195,7 @@ def _landscape(cfg: StudyConfig, net: Any, data: Any, objective: Objective, B: A
     )
     path = L.plot_landscape(
         alphas, betas, losses, projected, out / "landscape.png",
-        title=f"Loss landscape around {ref}'s final parameters (test loss)",
+        title=f"Loss landscape around {ref}'s final parameters (test loss)", explained_variance=explained,
     ) if hasattr(L, "plot_landscape") else None
     return {"explained_variance": [float(v) for v in np.asarray(explained).ravel()[:2]], "plot": Path(path).name if path else None}
 
@@ -222,14 +222,14 @@ def _plots(cfg: StudyConfig, net: Any, data: Any, B: Any, final_params: dict, re
     records, samples = read_comparison(out / "alignment")
     if hasattr(P, "plot_alignment_curves"):
         others = [r for r in records if r["rule"] != ref and r["kind"] == "gradient"]
-        made["alignment"] = Path(P.plot_alignment_curves(others, out / "alignment_curves.png")).name
+        made["alignment"] = Path(P.plot_alignment_curves(others, out / "alignment_curves.png", reference=ref)).name
     if hasattr(P, "plot_deviation_violins") and samples:
         step = max(int(k.split("/")[0]) for k in samples)
         picked = {
             (k.split("/")[1], k.split("/")[3]): v for k, v in samples.items()
             if k.startswith(f"{step}/") and k.split("/")[2] == "gradient" and k.split("/")[1] != ref
         }
-        made["deviations"] = Path(P.plot_deviation_violins(picked, out / "deviation_violins.png", step)).name
+        made["deviations"] = Path(P.plot_deviation_violins(picked, out / "deviation_violins.png", step, reference=ref)).name
     return made
 
 
