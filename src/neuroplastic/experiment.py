@@ -183,7 +183,7 @@ def save_params(params: Any, B: Any, path: Path) -> None:
     """Parameters as a safetensors file keyed by dotted path, written atomically."""
     from safetensors.numpy import save
 
-    flat = {k: np.ascontiguousarray(B.to_numpy(v)) for k, v in tree_flatten_dict(params).items()}
+    flat = {k: np.array(B.to_numpy(v), order="C") for k, v in tree_flatten_dict(params).items()}
     atomic_write(path, save(flat))
 
 

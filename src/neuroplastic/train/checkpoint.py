@@ -139,7 +139,8 @@ def _to_numpy(x: Any, key: str) -> np.ndarray:
         raise ValueError(f"checkpoint: cannot store {key} ({type(x).__name__}: {err})") from None
     if arr.dtype == object:
         raise ValueError(f"checkpoint: cannot store {key}, an array of Python objects")
-    return np.ascontiguousarray(arr)
+    # not np.ascontiguousarray, which turns a 0-d array (optax's step count) into shape (1,)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 def _json_leaf(x: Any, key: str) -> Any:
