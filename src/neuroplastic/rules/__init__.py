@@ -19,6 +19,8 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "eprop-adaptive": ("eprop", "EProp", {"feedback": "adaptive"}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
+    "mala": ("langevin", "MALA", {}),
+    "hmc": ("langevin", "HMC", {}),
     "spikegrad": ("spikegrad", "SpikeGrad", {}),
 }
 

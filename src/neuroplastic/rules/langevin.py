@@ -1,0 +1,434 @@
+"""Posterior sampling: Metropolis-adjusted Langevin (MALA) and Hamiltonian Monte Carlo (HMC).
+
+**Target.**  The posterior over all parameters ``w`` with a Gaussian prior
+``N(0, prior_std^2 I)``, through the potential energy (tempered by ``temperature``)::
+
+    U(w) = [ N/|b| * sum_{i in b} -log p(y_i | x_i, w)  +  |w|^2 / (2 prior_std^2) ] / temperature
+         = [ N * objective(w; b)  +  |w|^2 / (2 prior_std^2) ] / temperature
+
+``objective`` is read as the mean negative log-likelihood per example of the mini-batch
+``b`` (the cross-entropy losses: ``p(y|x,w) = softmax(scores)``), so ``N/|b|`` rescales a
+mini-batch sum to the full data set of ``N = n_data`` examples.  ``n_data=None`` takes the
+batch as the whole data set (``N = |b|``).
+
+**MALA** (:class:`MALA`, ``"mala"``; Roberts & Tweedie 1996), step size ``eps``::
+
+    w' = w - (eps^2/2) grad U(w) + eps xi,          xi ~ N(0, I)
+    log q(w' | w) = -|w' - w + (eps^2/2) grad U(w)|^2 / (2 eps^2)     (+ const)
+    log alpha = U(w) - U(w') + log q(w | w') - log q(w' | w)
+    accept w' with probability min(1, alpha), else stay at w.
+
+The proposal-density ratio ``q(w|w')/q(w'|w)`` is what makes the chain exact for a
+drift that is not symmetric; Neko's sampler lacked it.  ``grad U`` in the proposal may be
+any direction (the spike function's surrogate gradient for spiking networks): the
+Metropolis-Hastings test uses the exact ``U`` and the proposal actually made, so the
+chain still targets the posterior (tested with a deliberately wrong drift).
+``metropolis=False`` skips the test (the unadjusted Langevin algorithm, biased).
+
+**HMC** (:class:`HMC`, ``"hmc"``; Duane et al. 1987, Neal 2011) with ``L`` leapfrog steps of
+size ``eps`` and unit mass::
+
+    p ~ N(0, I);  repeat L times:  p -= (eps/2) grad U(w);  w += eps p;  p -= (eps/2) grad U(w)
+    log alpha = H(w, p) - H(w', p'),   H = U + |p|^2 / 2
+
+HMC with ``L = 1`` is MALA with ``eps``: same proposal, same acceptance (tested).
+
+**Both** evaluate ``U`` at the current and the proposed point on the *same* mini-batch.
+With ``n_data > |b|`` that is a noisy estimate of the full-data ``U``, and the test
+then targets the posterior only approximately (mini-batch Metropolis-Hastings is biased;
+Bardenet, Doucet & Holmes 2017); use full batches (``batch_size=None`` in :func:`sample`)
+for an exact chain, as the MNIST-1D example does.
+
+**Step size** adapts during the first ``burnin`` steps only, by Robbins-Monro on its log
+(Andrieu & Thoms 2008, Sec. 5): ``log eps += gamma_n (alpha_n - target_accept)`` with
+``gamma_n = adapt_rate / (n + 1)^adapt_decay`` and ``alpha_n`` the acceptance probability;
+afterwards it is frozen, so the chain is a fixed Markov kernel.  Targets: 0.574 for MALA,
+0.65 for HMC (Roberts & Rosenthal 1998; Beskos et al. 2013).
+
+**As a rule.**  ``gradients`` makes one transition and returns ``grads = w - w_new``, so
+the ``naive`` optimizer at ``lr = 1`` moves the params to the new state of the chain;
+``rule_state`` holds the random key, ``log_step``, the step counter and the acceptance
+statistics.  ``aux`` adds ``accept_prob``, ``accepted``, ``step_size`` and ``potential``.
+:meth:`MALA.step` returns the new params directly; :func:`sample` runs burn-in and
+sampling and keeps *predictions* on an evaluation set (running sums of class
+probabilities and their entropies, see :mod:`neuroplastic.analysis.uncertainty`), not
+weights, unless ``keep_params=True``.
+
+Memory: MALA keeps ``w``, ``w'``, ``xi`` and two gradients, ``5 |w|``, and one BPTT graph at a
+time (``O(T sum_l n_l)`` per example, over the batch); two gradient evaluations per step.
+HMC keeps ``w``, ``p``, their initial values and one gradient, ``5 |w|``, and one graph at a
+time; ``L + 1`` gradient evaluations per step.  Predictions: ``N_eval (C + 1)`` numbers
+(``S N_eval C`` with ``keep_predictions``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backend import Backend, get_backend, ops_for
+from ..losses import Loss, Objective, make_loss
+from ..tree import tree_leaves, tree_map, tree_unflatten_like
+from .base import Rule
+
+#: ``potential(params) -> (U, proposal_direction, aux)``: the energy and the gradient (or
+#: surrogate) that drives the proposal; ``aux`` holds anything to pass on (loss, outputs).
+Potential = Callable[[Any], tuple[Any, Any, Any]]
+
+
+def _number(value: Any, name: str, low: float = 0.0, strict: bool = True, high: float | None = None) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value > low if strict else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"> {low}" if strict else f">= {low}"
+        raise ValueError(f"{name} must be a finite number {bound}{'' if high is None else f' and <= {high}'}, got {value!r}")
+    return float(value)
+
+
+def make_potential(energy: Callable[[Any], Any], proposal_grad: Callable[[Any], Any] | None = None) -> Potential:
+    """A :data:`Potential` from ``energy(params) -> scalar`` (differentiated by the backend).
+
+    ``proposal_grad(params) -> tree`` replaces ``grad energy`` in the proposal only (a
+    surrogate, or a deliberately wrong direction in tests); the acceptance test always uses
+    ``energy``.
+    """
+
+    def potential(params: Any) -> tuple[Any, Any, Any]:
+        B = ops_for(tree_leaves(params)[0])
+        if proposal_grad is None:
+            value, grad = B.value_and_grad(energy)(params)
+        else:
+            value, grad = energy(params), proposal_grad(params)
+        return value, grad, {}
+
+    return potential
+
+
+def _sq_norm(B: Backend, tree: Any) -> Any:
+    return sum(B.sum(x * x) for x in tree_leaves(tree))
+
+
+def _normal_like(B: Backend, key: Any, tree: Any) -> Any:
+    leaves = tree_leaves(tree)
+    keys = B.split(key, len(leaves)) if len(leaves) > 1 else [key]
+    return tree_unflatten_like(tree, [B.normal(k, x.shape) for k, x in zip(keys, leaves)])
+
+
+class MALA(Rule):
+    """Metropolis-adjusted Langevin sampler; see the module docstring.
+
+    ``step_size``: initial ``eps``; ``n_data``: examples in the full data set (``None``: the
+    batch is all of it); ``prior_std``: Gaussian prior scale; ``temperature``: divides ``U``;
+    ``target_accept``, ``burnin``, ``adapt_rate``, ``adapt_decay``: step-size adaptation;
+    ``metropolis=False``: no accept/reject (unadjusted Langevin); ``truncate``: truncated
+    BPTT for the proposal gradient.
+    """
+
+    name = "mala"
+    modes = ("offline",)
+    default_target = 0.574
+
+    def __init__(
+        self,
+        step_size: float = 1e-3,
+        n_data: int | None = None,
+        prior_std: float = 1.0,
+        temperature: float = 1.0,
+        target_accept: float | None = None,
+        burnin: int = 100,
+        adapt_rate: float = 1.0,
+        adapt_decay: float = 0.6,
+        metropolis: bool = True,
+        truncate: int | None = None,
+    ) -> None:
+        self.step_size = _number(step_size, "step_size")
+        if n_data is not None and not (isinstance(n_data, (int, np.integer)) and not isinstance(n_data, bool) and n_data > 0):
+            raise ValueError(f"n_data must be a positive integer (examples in the data set) or None, got {n_data!r}")
+        self.n_data = None if n_data is None else int(n_data)
+        self.prior_std = _number(prior_std, "prior_std")
+        self.temperature = _number(temperature, "temperature")
+        target = self.default_target if target_accept is None else target_accept
+        self.target_accept = _number(target, "target_accept", 0.0, True, 1.0)
+        if not (isinstance(burnin, (int, np.integer)) and not isinstance(burnin, bool) and burnin >= 0):
+            raise ValueError(f"burnin must be a non-negative integer, got {burnin!r}")
+        self.burnin = int(burnin)
+        self.adapt_rate = _number(adapt_rate, "adapt_rate", 0.0, False)
+        self.adapt_decay = _number(adapt_decay, "adapt_decay", 0.5, True, 1.0)
+        self.metropolis = bool(metropolis)
+        if truncate is not None and not (isinstance(truncate, (int, np.integer)) and truncate > 0):
+            raise ValueError(f"truncate must be a positive integer, got {truncate!r}")
+        self.truncate = truncate
+
+    # ------------------------------------------------------------------ the target
+    def potential(self, network: Any, batch: tuple, objective: Objective) -> Potential:
+        """The tempered posterior energy ``U`` of ``network`` on ``batch`` (see the module docstring)."""
+        from .base import forward_loss
+
+        xs = batch[0]
+        B = ops_for(xs)
+        n = self.n_data if self.n_data is not None else int(xs.shape[1])
+        var = self.prior_std**2
+
+        def energy(params: Any) -> tuple[Any, tuple]:
+            loss, (ys, spikes) = forward_loss(network, params, batch, objective, self.truncate)
+            u = (n * loss + 0.5 * _sq_norm(B, params) / var) / self.temperature
+            return u, (loss, ys, spikes)
+
+        def potential(params: Any) -> tuple[Any, Any, Any]:
+            (u, (loss, ys, spikes)), grad = B.value_and_grad(energy, has_aux=True)(params)
+            return u, grad, {"loss": loss, "outputs": ys, "spikes": spikes}
+
+        return potential
+
+    # ------------------------------------------------------------------ the kernel
+    def init_state(self, B: Backend, key: Any = None) -> dict:
+        """The sampler state: random key, ``log_step``, step counter and acceptance statistics."""
+        return {
+            "key": B.key(0) if key is None else key,
+            "log_step": B.asarray(math.log(self.step_size)),
+            "step": B.asarray(0.0),
+            "accept_sum": B.asarray(0.0),
+            "accepted": B.asarray(0.0),
+        }
+
+    def init(self, network: Any, params: dict, key: Any = None) -> dict:
+        return self.init_state(ops_for(tree_leaves(params)[0]), key)
+
+    @staticmethod
+    def log_accept_ratio(B: Backend, w: Any, u0: Any, g0: Any, w1: Any, u1: Any, g1: Any, eps: Any) -> Any:
+        """``log alpha = U(w) - U(w') + log q(w|w') - log q(w'|w)`` for the Langevin proposal."""
+        h = 0.5 * eps * eps
+        fwd = _sq_norm(B, tree_map(lambda a, b, g: a - b + h * g, w1, w, g0))
+        bwd = _sq_norm(B, tree_map(lambda a, b, g: a - b + h * g, w, w1, g1))
+        return u0 - u1 + (fwd - bwd) / (2 * eps * eps)
+
+    def propose(self, B: Backend, potential: Potential, params: Any, u0: Any, g0: Any, eps: Any, key: Any) -> tuple[Any, Any, Any]:
+        """``(w', log alpha, aux')`` from ``w = params``, its energy ``u0`` and proposal direction ``g0``."""
+        xi = _normal_like(B, key, params)
+        w1 = tree_map(lambda w, g, z: w - 0.5 * eps * eps * g + eps * z, params, g0, xi)
+        u1, g1, _ = potential(w1)
+        return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps), u1
+
+    def transition(self, B: Backend, potential: Potential, params: Any, state: dict) -> tuple[Any, dict, dict]:
+        """One Metropolis-Hastings transition: ``(new_params, state, info)``.
+
+        ``info``: ``accept_prob``, ``accepted`` (0/1), ``step_size`` (the one used),
+        ``potential`` (``U`` at ``params``) and the potential's ``aux`` at ``params``.
+        """
+        k_prop, k_acc, k_next = B.split(state["key"], 3)
+        if not B.is_array(k_next):
+            # numpy SeedSequence keys (torch backend) grow by one entry with every split, so a
+            # long chain would slow down step by step: restart from a seed drawn from the key
+            k_next = B.key(B.seed_from_key(k_next))
+        eps = B.exp(state["log_step"])
+        u0, g0, aux = potential(params)
+        w1, log_alpha, _ = self.propose(B, potential, params, u0, g0, eps, k_prop)
+        log_alpha = B.where(B.isfinite(log_alpha), log_alpha, -math.inf)  # a diverged proposal is rejected
+        accept_prob = B.exp(B.minimum(log_alpha, 0.0))
+        if self.metropolis:
+            accept = B.log(B.uniform(k_acc, ())) < log_alpha
+        else:
+            accept = B.asarray(True)  # always move (unadjusted Langevin)
+        new = tree_map(lambda a, b: B.where(accept, a, b), w1, params)
+        acc = B.astype(accept, eps.dtype)
+        n = state["step"]
+        gamma = self.adapt_rate / (n + 1.0) ** self.adapt_decay
+        adapted = state["log_step"] + gamma * (accept_prob - self.target_accept)
+        in_burnin = n < self.burnin
+        new_state = {
+            "key": k_next,
+            "log_step": B.where(in_burnin, adapted, state["log_step"]),
+            "step": n + 1.0,
+            "accept_sum": state["accept_sum"] + B.where(in_burnin, 0.0 * acc, acc),
+            "accepted": acc,
+        }
+        info = {"accept_prob": accept_prob, "accepted": acc, "step_size": eps, "potential": u0, **aux}
+        return new, new_state, info
+
+    # ------------------------------------------------------------------ rule interface
+    def step(self, network: Any, params: dict, state: dict, batch: tuple, objective: Objective) -> tuple[dict, dict, dict]:
+        """One transition of the chain on ``batch``: ``(new_params, state, info)``."""
+        B = ops_for(batch[0])
+        return self.transition(B, self.potential(network, batch, objective), params, state)
+
+    def gradients(self, network: Any, params: dict, rule_state: dict, batch: tuple, objective: Objective):
+        new, rule_state, info = self.step(network, params, rule_state, batch, objective)
+        grads = tree_map(lambda w, wn: w - wn, params, new)
+        return grads, rule_state, info
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(step_size={self.step_size}, n_data={self.n_data}, prior_std={self.prior_std},"
+            f" temperature={self.temperature}, target_accept={self.target_accept}, burnin={self.burnin})"
+        )
+
+
+class HMC(MALA):
+    """Hamiltonian Monte Carlo with ``n_leapfrog`` leapfrog steps; see the module docstring.
+
+    Options as :class:`MALA`; ``step_size`` is the leapfrog step.
+    """
+
+    name = "hmc"
+    default_target = 0.65
+
+    def __init__(self, step_size: float = 1e-3, n_leapfrog: int = 10, **options: Any) -> None:
+        if not (isinstance(n_leapfrog, (int, np.integer)) and not isinstance(n_leapfrog, bool) and n_leapfrog > 0):
+            raise ValueError(f"n_leapfrog must be a positive integer, got {n_leapfrog!r}")
+        self.n_leapfrog = int(n_leapfrog)
+        super().__init__(step_size=step_size, **options)
+
+    def propose(self, B: Backend, potential: Potential, params: Any, u0: Any, g0: Any, eps: Any, key: Any) -> tuple[Any, Any, Any]:
+        p0 = _normal_like(B, key, params)
+
+        def leapfrog(carry: tuple, _: Any) -> tuple[tuple, None]:
+            w, p, u, g = carry
+            p = tree_map(lambda a, b: a - 0.5 * eps * b, p, g)
+            w = tree_map(lambda a, b: a + eps * b, w, p)
+            u, g, _ = potential(w)
+            p = tree_map(lambda a, b: a - 0.5 * eps * b, p, g)
+            return (w, p, u, g), None
+
+        (w1, p1, u1, _), _ = B.scan(leapfrog, (params, p0, u0, g0), None, length=self.n_leapfrog)
+        log_alpha = (u0 + 0.5 * _sq_norm(B, p0)) - (u1 + 0.5 * _sq_norm(B, p1))
+        return w1, log_alpha, u1
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", n_leapfrog={self.n_leapfrog})"
+
+
+# ---------------------------------------------------------------------- the drivers
+def run_chain(
+    rule: MALA, potential: Potential, params: Any, n_steps: int, key: Any = None, backend: str | Backend | None = None, jit: bool = True
+) -> tuple[Any, dict, dict]:
+    """``n_steps`` transitions on any :data:`Potential` (e.g. from :func:`make_potential`).
+
+    Returns ``(samples, state, infos)``: ``samples`` is ``params`` with a leading axis of
+    ``n_steps`` (every state of the chain, burn-in included: meant for small targets),
+    ``infos`` the per-step ``accept_prob``, ``accepted`` and ``step_size``.  On JAX the whole
+    chain is one compiled ``scan``.
+    """
+    if not (isinstance(n_steps, (int, np.integer)) and n_steps > 0):
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    B = get_backend(backend) if backend is not None else ops_for(tree_leaves(params)[0])
+    state = rule.init_state(B, key)
+
+    def body(carry: tuple, _: Any) -> tuple[tuple, tuple]:
+        p, s = carry
+        p, s, info = rule.transition(B, potential, p, s)
+        return (p, s), (p, {k: info[k] for k in ("accept_prob", "accepted", "step_size")})
+
+    def chain(p: Any, s: dict) -> tuple:
+        return B.scan(body, (p, s), None, length=int(n_steps))
+
+    (_, state), (samples, infos) = (B.jit(chain) if jit else chain)(params, state)
+    return samples, state, infos
+
+
+@dataclass
+class SampleResult:
+    """What :func:`sample` returns (numpy arrays and floats)."""
+
+    params: Any
+    state: dict
+    predictive: Any  # a PredictiveAccumulator over the evaluation set (None without one)
+    accept_rate: float
+    step_size: float
+    trace: list[dict] = field(default_factory=list)
+    samples: list[Any] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def predict_probs(network: Any, params: Any, xs: Any, loss: Loss) -> Any:
+    """Class probabilities ``softmax(loss.scores(outputs))`` of ``network`` on ``xs`` ``(T, N, F)``."""
+    ys, _, _ = network.run(params, xs)
+    return ops_for(ys).softmax(loss.scores(ys), axis=-1)
+
+
+def sample(
+    rule: MALA,
+    network: Any,
+    params: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_samples: int = 100,
+    thin: int = 1,
+    loss: str | Loss | Objective = "ce_sum",
+    batch_size: int | None = None,
+    eval_x: np.ndarray | None = None,
+    eval_batch_size: int = 1000,
+    backend: str | Backend = "jax",
+    seed: int = 0,
+    jit: bool = True,
+    keep_params: bool = False,
+    keep_predictions: bool = False,
+    progress: Callable[[int, dict], Any] | None = None,
+) -> SampleResult:
+    """Run ``rule`` for ``rule.burnin + n_samples * thin`` transitions on ``(x, y)``.
+
+    ``x`` is time-major ``(T, N, F)``.  ``batch_size=None`` uses all of ``(x, y)`` at every
+    step (an exact chain); otherwise shuffled mini-batches, with ``rule.n_data`` the
+    number of training examples.  After burn-in, every ``thin``-th state adds its class
+    probabilities on ``eval_x`` to ``result.predictive`` (and its params, as numpy, to
+    ``result.samples`` with ``keep_params``).  ``progress(step, info)`` is called after each
+    transition with floats.
+    """
+    from ..analysis.uncertainty import PredictiveAccumulator
+
+    if not isinstance(rule, MALA):
+        raise ValueError(f"rule: expected a MALA or HMC sampler, got {type(rule).__name__}")
+    for value, name in ((n_samples, "n_samples"), (thin, "thin")):
+        if not (isinstance(value, (int, np.integer)) and value > 0):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    n = x.shape[1]
+    if rule.n_data is not None and batch_size is None and rule.n_data != n:
+        raise ValueError(f"n_data: the rule scales to {rule.n_data} examples but full batches have {n}")
+    B = get_backend(backend)
+    objective = loss if isinstance(loss, Objective) else Objective(make_loss(loss))
+    wrap = B.jit if jit else (lambda f: f)
+    step = wrap(lambda p, s, xs, ys: rule.step(network, p, s, (xs, ys), objective))
+    probs_fn = wrap(lambda p, xs: predict_probs(network, p, xs, objective.loss))
+    state = rule.init(network, params, B.key(seed))
+    acc = PredictiveAccumulator(keep=keep_predictions) if eval_x is not None else None
+    rng = np.random.default_rng(seed)
+    full = (B.asarray(x), B.asarray(y)) if batch_size is None else None
+    order, pos = rng.permutation(n), 0
+    result = SampleResult(params=None, state={}, predictive=acc, accept_rate=float("nan"), step_size=float("nan"))
+    t0 = time.perf_counter()
+    total = rule.burnin + n_samples * thin
+    for i in range(total):
+        if full is not None:
+            xs, ys = full
+        else:
+            if pos + batch_size > n:
+                order, pos = rng.permutation(n), 0
+            idx = order[pos:pos + batch_size]
+            pos += batch_size
+            xs, ys = B.asarray(x[:, idx]), B.asarray(y[idx])
+        params, state, info = step(params, state, xs, ys)
+        record = {k: float(B.to_numpy(info[k])) for k in ("accept_prob", "accepted", "step_size", "potential", "loss")}
+        result.trace.append(record)
+        if progress is not None:
+            progress(i, record)
+        if i >= rule.burnin and (i - rule.burnin + 1) % thin == 0:
+            if acc is not None:
+                chunks = [B.to_numpy(probs_fn(params, B.asarray(eval_x[:, s:s + eval_batch_size])))
+                          for s in range(0, eval_x.shape[1], eval_batch_size)]
+                acc.add(np.concatenate(chunks, axis=0))
+            if keep_params:
+                result.samples.append(B.tree_to_numpy(params))
+    result.params, result.state = params, state
+    kept = max(total - rule.burnin, 1)
+    result.accept_rate = float(B.to_numpy(state["accept_sum"])) / kept
+    result.step_size = float(np.exp(B.to_numpy(state["log_step"])))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+__all__ = ["HMC", "MALA", "Potential", "SampleResult", "make_potential", "predict_probs", "run_chain", "sample"]

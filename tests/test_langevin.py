@@ -1,0 +1,264 @@
+"""MALA and HMC: exact targets, the acceptance test, the posterior scaling, the rule interface."""
+
+import math
+
+import numpy as np
+import pytest
+
+from neuroplastic.analysis.uncertainty import PredictiveAccumulator, compare_uncertainty, entropy, predictive_uncertainty
+from neuroplastic.backend import get_backend
+from neuroplastic.cells import LIF, LeakyReadout
+from neuroplastic.layers import Dense
+from neuroplastic.losses import Objective, make_loss
+from neuroplastic.network import Network
+from neuroplastic.rules import make_rule
+from neuroplastic.rules.langevin import HMC, MALA, make_potential, run_chain, sample
+from neuroplastic.train import Trainer
+
+MU = np.array([1.0, -2.0])
+COV = np.array([[1.0, 0.8], [0.8, 1.5]])
+
+
+def _gaussian(B):
+    """Energy of N(MU, COV) on params {"w": (2,)}."""
+    prec, mu = B.asarray(np.linalg.inv(COV)), B.asarray(MU)
+
+    def energy(p):
+        d = p["w"] - mu
+        return 0.5 * B.sum(d * B.matmul(prec, d))
+
+    return energy
+
+
+def _moments(B, samples, burnin):
+    w = B.to_numpy(samples["w"])[burnin:]
+    return w.mean(axis=0), np.cov(w.T)
+
+
+@pytest.mark.parametrize("rule", [MALA(step_size=0.5, burnin=1000), HMC(step_size=0.3, n_leapfrog=5, burnin=1000)], ids=["mala", "hmc"])
+def test_chain_recovers_a_2d_gaussian(rule):
+    B = get_backend("jax", dtype="float64")
+    samples, state, infos = run_chain(rule, make_potential(_gaussian(B)), {"w": B.zeros((2,))}, 21000, B.key(1))
+    mean, cov = _moments(B, samples, 1000)
+    assert np.abs(mean - MU).max() < 0.1, mean
+    assert np.abs(cov - COV).max() < 0.15, cov
+    rate = float(B.to_numpy(state["accept_sum"])) / 20000
+    assert abs(rate - rule.target_accept) < 0.15, rate  # the adapted step reaches about the target
+
+
+def test_chain_recovers_a_2d_gaussian_on_torch():
+    B = get_backend("torch", dtype="float64")
+    samples, _, _ = run_chain(MALA(step_size=0.5, burnin=300), make_potential(_gaussian(B)), {"w": B.zeros((2,))}, 2300, B.key(1))
+    mean, cov = _moments(B, samples, 300)
+    assert np.abs(mean - MU).max() < 0.3, mean
+    assert np.abs(cov - COV).max() < 0.45, cov
+
+
+class _NoProposalCorrection(MALA):
+    """MALA without the proposal-density ratio (Neko's sampler): only ``U(w) - U(w')``."""
+
+    @staticmethod
+    def log_accept_ratio(B, w, u0, g0, w1, u1, g1, eps):
+        return u0 - u1
+
+
+def test_a_bad_proposal_still_targets_the_right_distribution():
+    """The drift points at the wrong Gaussian; Metropolis-Hastings corrects it, and only with q's ratio."""
+    B = get_backend("jax", dtype="float64")
+    wrong_mu, wrong_prec = B.asarray(MU + 1.0), B.asarray(2.0 * np.eye(2))
+    potential = make_potential(_gaussian(B), proposal_grad=lambda p: {"w": B.matmul(wrong_prec, p["w"] - wrong_mu)})
+
+    def error(rule):
+        samples, _, _ = run_chain(rule, potential, {"w": B.zeros((2,))}, 31000, B.key(2))
+        mean, cov = _moments(B, samples, 1000)
+        return max(np.abs(mean - MU).max(), np.abs(cov - COV).max())
+
+    assert error(MALA(step_size=0.5, burnin=1000)) < 0.2
+    # the same check fails for the chains that are known to be wrong: it can tell
+    assert error(_NoProposalCorrection(step_size=0.5, burnin=1000)) > 0.4
+    assert error(MALA(step_size=0.5, burnin=1000, metropolis=False)) > 0.4
+
+
+def test_acceptance_ratio_by_hand(backend_name):
+    B = get_backend(backend_name, dtype="float64")
+    w, w1 = {"a": B.asarray(np.array([0.3, -1.0]))}, {"a": B.asarray(np.array([0.5, -0.7]))}
+    g0, g1 = {"a": B.asarray(np.array([0.2, 0.4]))}, {"a": B.asarray(np.array([-1.0, 0.1]))}
+    eps, u0, u1 = 0.4, 2.0, 2.3
+    h = eps**2 / 2
+    log_q_fwd = -np.sum((np.array([0.5, -0.7]) - np.array([0.3, -1.0]) + h * np.array([0.2, 0.4])) ** 2) / (2 * eps**2)
+    log_q_bwd = -np.sum((np.array([0.3, -1.0]) - np.array([0.5, -0.7]) + h * np.array([-1.0, 0.1])) ** 2) / (2 * eps**2)
+    expected = u0 - u1 + log_q_bwd - log_q_fwd
+    got = MALA.log_accept_ratio(B, w, B.asarray(u0), g0, w1, B.asarray(u1), g1, B.asarray(eps))
+    assert float(B.to_numpy(got)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_hmc_with_one_leapfrog_step_is_mala():
+    B = get_backend("torch", dtype="float64")
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    prec = B.asarray(a @ a.T + np.eye(3))
+    potential = make_potential(lambda p: 0.5 * B.sum(p["x"] * B.matmul(prec, p["x"])) + B.sum(B.exp(0.1 * p["y"])))
+    params = {"x": B.asarray(rng.normal(size=3)), "y": B.asarray(rng.normal(size=(2, 2)))}
+    mala, hmc = MALA(step_size=0.3), HMC(step_size=0.3, n_leapfrog=1, target_accept=MALA.default_target)
+    sm, sh = mala.init_state(B, B.key(5)), hmc.init_state(B, B.key(5))
+    step_m = B.jit(lambda p, s: mala.transition(B, potential, p, s))
+    step_h = B.jit(lambda p, s: hmc.transition(B, potential, p, s))
+    for _ in range(4):
+        pm, sm, im = step_m(params, sm)
+        ph, sh, ih = step_h(params, sh)
+        assert float(B.to_numpy(im["accept_prob"])) == pytest.approx(float(B.to_numpy(ih["accept_prob"])), rel=1e-9, abs=1e-12)
+        for k in params:
+            np.testing.assert_allclose(B.to_numpy(pm[k]), B.to_numpy(ph[k]), rtol=1e-12, atol=1e-12)
+        params = pm
+
+
+def _snn():
+    return Network(3, [Dense(5), LIF(tau_mem=5.0, threshold=0.5), Dense(3, bias=True), LeakyReadout(tau_out=5.0)])
+
+
+def test_potential_is_the_full_data_log_posterior_from_a_minibatch():
+    B = get_backend("torch", dtype="float64")
+    net = _snn()
+    params = net.init(0, backend=B)
+    rng = np.random.default_rng(0)
+    xs, ys = rng.uniform(0, 1.5, (6, 10, 3)), rng.integers(0, 3, 10)
+    batch = (B.asarray(xs), B.asarray(ys))
+    objective = Objective(make_loss("ce_sum"))
+    rule = MALA(n_data=250, prior_std=0.7, temperature=2.0)
+    u, grad, aux = rule.potential(net, batch, objective)(params)
+    # by hand: -log p(y|x,w) per example from the summed readout, scaled by N/|b|
+    out = B.to_numpy(net.run(params, batch[0])[0]).sum(axis=0)
+    logp = out - np.log(np.exp(out).sum(axis=1, keepdims=True))
+    nll = -logp[np.arange(10), ys].sum()
+    sq = sum(np.sum(B.to_numpy(v) ** 2) for v in [params["layers"][0]["w"], params["layers"][1]["w"], params["layers"][1]["b"]])
+    assert float(B.to_numpy(u)) == pytest.approx((250 / 10 * nll + sq / (2 * 0.49)) / 2.0, rel=1e-10)
+    # the proposal direction is the (surrogate) BPTT gradient of the same energy
+    g, _, _ = make_rule("bptt").gradients(net, params, {}, batch, objective)
+    for path in (("layers", 0, "w"), ("layers", 1, "b")):
+        a = grad[path[0]][path[1]][path[2]]
+        b = g[path[0]][path[1]][path[2]]
+        w = params[path[0]][path[1]][path[2]]
+        np.testing.assert_allclose(B.to_numpy(a), B.to_numpy((250 * b + w / 0.49) / 2.0), rtol=1e-10, atol=1e-12)
+    assert float(B.to_numpy(aux["loss"])) == pytest.approx(nll / 10, rel=1e-10)
+
+
+def test_step_size_adapts_during_burnin_only():
+    B = get_backend("jax", dtype="float64")
+    _, _, infos = run_chain(MALA(step_size=0.01, burnin=200), make_potential(_gaussian(B)), {"w": B.zeros((2,))}, 400, B.key(0))
+    eps = B.to_numpy(infos["step_size"])
+    assert eps[199] > 10 * eps[0]  # a far too small start grows towards the target acceptance
+    assert np.all(eps[201:] == eps[200])  # frozen afterwards: a fixed kernel
+
+
+def _task(n: int = 40, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.uniform(0, 0.5, (6, n, 3)).astype(np.float32)
+    x[:, np.arange(n), y] += 1.0
+    return x, y
+
+
+def test_rule_interface_with_the_trainer_and_the_naive_optimizer(backend_name):
+    from neuroplastic.data import from_arrays
+
+    B = get_backend(backend_name)
+    net = _snn()
+    x, y = _task()
+    rule = make_rule("mala", step_size=1e-3, n_data=40, burnin=5)
+    trainer = Trainer(net, rule, loss="ce_sum", optimizer="naive", lr=1.0, backend=B, progress=False)
+    p0 = net.init(0, backend=B)
+    params, hist = trainer.fit(p0, from_arrays(x, y, x, y), epochs=3, batch_size=40)
+    _, rule_state = trainer.last_state
+    assert float(B.to_numpy(rule_state["step"])) == 3.0 and len(hist) == 3
+    if float(B.to_numpy(rule_state["accepted"])) == 1.0:  # the last proposal was taken: params moved
+        assert np.any(B.to_numpy(params["layers"][0]["w"]) != B.to_numpy(p0["layers"][0]["w"]))
+
+
+def test_gradients_are_the_move_of_the_chain():
+    B = get_backend("torch", dtype="float64")
+    net = _snn()
+    x, y = _task()
+    rule = MALA(step_size=1e-4, n_data=40)  # small enough to be accepted
+    objective = Objective(make_loss("ce_sum"))
+    p0 = net.init(0, backend=B)
+    state = rule.init(net, p0, B.key(3))
+    batch = (B.asarray(x), B.asarray(y))
+    new, state1, info = rule.step(net, p0, state, batch, objective)
+    grads, state2, aux = rule.gradients(net, p0, state, batch, objective)
+    assert float(info["accepted"]) == float(aux["accepted"]) == 1.0
+    for a, g, b in zip(*(list(_leaves(t)) for t in (p0, grads, new))):
+        np.testing.assert_allclose(B.to_numpy(a - g), B.to_numpy(b), atol=1e-12)
+    assert {"loss", "outputs", "spikes", "accept_prob", "step_size", "potential"} <= set(aux)
+
+
+def _leaves(tree):
+    from neuroplastic.tree import tree_leaves
+
+    return tree_leaves(tree)
+
+
+def test_sample_keeps_predictions_not_weights():
+    B = get_backend("torch")
+    net = _snn()
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(0, 1.5, (6, 30, 3)).astype(np.float32), rng.integers(0, 3, 30)
+    rule = MALA(step_size=1e-3, n_data=30, burnin=4)
+    res = sample(rule, net, net.init(0, backend=B), x, y, n_samples=3, thin=2, eval_x=x[:, :7], backend=B)
+    assert res.predictive.n == 3 and res.samples == [] and len(res.trace) == 4 + 6
+    s = res.predictive.summary()
+    assert s["mean"].shape == (7, 3) and np.allclose(s["mean"].sum(1), 1.0, atol=1e-5)
+    assert np.all(s["mutual_information"] >= 0)
+    assert 0.0 <= res.accept_rate <= 1.0 and res.step_size > 0
+    res2 = sample(rule, net, net.init(0, backend=B), x, y, n_samples=2, batch_size=10, keep_params=True, backend=B)
+    assert res2.predictive is None and len(res2.samples) == 2
+
+
+def test_uncertainty_measures_by_hand():
+    p = np.array([[[0.9, 0.1], [0.5, 0.5]], [[0.1, 0.9], [0.5, 0.5]]])  # 2 samples, 2 examples
+    u = predictive_uncertainty(p)
+    h = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    np.testing.assert_allclose(u["entropy_of_mean"], [math.log(2), math.log(2)])
+    np.testing.assert_allclose(u["expected_entropy"], [h, math.log(2)])
+    np.testing.assert_allclose(u["mutual_information"], [math.log(2) - h, 0.0], atol=1e-15)
+    assert entropy(np.array([1.0, 0.0])) == 0.0
+    acc = PredictiveAccumulator(keep=True)
+    for s in p:
+        acc.add(s)
+    for k, v in acc.summary().items():
+        np.testing.assert_allclose(v, u[k])
+    np.testing.assert_array_equal(acc.samples, p)
+    with pytest.raises(ValueError, match="probs: expected probabilities"):
+        acc.add(np.array([[0.5, 0.6], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match="probs: expected shape"):
+        acc.add(np.array([[0.5, 0.5]]))
+    with pytest.raises(ValueError, match="no samples"):
+        PredictiveAccumulator().mean
+
+
+def test_compare_uncertainty_is_one_sided():
+    rng = np.random.default_rng(0)
+    correct = rng.random(400) < 0.7
+    u = rng.random(400) + 0.5 * ~correct
+    assert compare_uncertainty(u, correct)["p_value"] < 1e-6
+    assert compare_uncertainty(-u, correct)["p_value"] > 0.99
+    with pytest.raises(ValueError, match="correct: need both"):
+        compare_uncertainty(u, np.ones(400, bool))
+
+
+def test_errors_name_the_argument():
+    for kwargs, msg in [
+        ({"step_size": 0}, "step_size must be"), ({"n_data": 0}, "n_data must be a positive integer"),
+        ({"prior_std": -1}, "prior_std must be"), ({"temperature": 0}, "temperature must be"),
+        ({"target_accept": 1.5}, "target_accept must be"), ({"burnin": -1}, "burnin must be"),
+        ({"adapt_decay": 0.3}, "adapt_decay must be"), ({"truncate": 0}, "truncate must be"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            MALA(**kwargs)
+    with pytest.raises(ValueError, match="n_leapfrog must be a positive integer"):
+        HMC(n_leapfrog=0)
+    with pytest.raises(ValueError, match="rule: expected a MALA or HMC"):
+        sample(make_rule("bptt"), _snn(), {}, np.zeros((2, 3, 3)), np.zeros(3, int))
+    with pytest.raises(ValueError, match="n_data: the rule scales to 99"):
+        sample(MALA(n_data=99), _snn(), {}, np.zeros((2, 3, 3)), np.zeros(3, int))
+    with pytest.raises(ValueError, match="n_steps must be"):
+        run_chain(MALA(), make_potential(lambda p: p["w"].sum()), {"w": np.zeros(2)}, 0)
