@@ -17,6 +17,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "eprop-symmetric": ("eprop", "EProp", {"feedback": "symmetric"}),
     "eprop-random": ("eprop", "EProp", {"feedback": "random"}),
     "eprop-adaptive": ("eprop", "EProp", {"feedback": "adaptive"}),
+    "ottt": ("ottt", "OTTT", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
     "mala": ("langevin", "MALA", {}),
