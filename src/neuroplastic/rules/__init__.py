@@ -18,6 +18,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "eprop-random": ("eprop", "EProp", {"feedback": "random"}),
     "eprop-adaptive": ("eprop", "EProp", {"feedback": "adaptive"}),
     "ottt": ("ottt", "OTTT", {}),
+    "otpe": ("otpe", "OTPE", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
     "mala": ("langevin", "MALA", {}),
