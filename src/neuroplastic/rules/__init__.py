@@ -19,6 +19,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "eprop-adaptive": ("eprop", "EProp", {"feedback": "adaptive"}),
     "ottt": ("ottt", "OTTT", {}),
     "otpe": ("otpe", "OTPE", {}),
+    "fptt": ("fptt", "FPTT", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
     "mala": ("langevin", "MALA", {}),
