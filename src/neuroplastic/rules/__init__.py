@@ -20,6 +20,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "ottt": ("ottt", "OTTT", {}),
     "otpe": ("otpe", "OTPE", {}),
     "fptt": ("fptt", "FPTT", {}),
+    "superspike": ("superspike", "SuperSpike", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
     "mala": ("langevin", "MALA", {}),
