@@ -21,6 +21,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "otpe": ("otpe", "OTPE", {}),
     "fptt": ("fptt", "FPTT", {}),
     "superspike": ("superspike", "SuperSpike", {}),
+    "dcll": ("dcll", "DCLL", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
     "mala": ("langevin", "MALA", {}),
