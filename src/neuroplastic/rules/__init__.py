@@ -22,6 +22,8 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "fptt": ("fptt", "FPTT", {}),
     "superspike": ("superspike", "SuperSpike", {}),
     "dcll": ("dcll", "DCLL", {}),
+    "fa": ("feedback_alignment", "FeedbackAlignment", {}),
+    "dfa": ("feedback_alignment", "DirectFeedbackAlignment", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
     "mala": ("langevin", "MALA", {}),
