@@ -27,10 +27,9 @@ from typing import Any, Callable, Sequence
 from . import common
 
 NAME = "ffwd"
-#: backend labels: the two frameworks, and torch with the bench-local scan (:func:`unbind_scan`)
-BACKENDS = ("torch", "jax", "torch-unbind")
+BACKENDS = ("torch", "jax")
 DEFAULTS: dict = {
-    "backends": ["torch", "jax", "torch-unbind"],
+    "backends": ["torch", "jax"],
     "hidden": [128, 512, 2048],
     "T": 500,
     "batch": 64,
@@ -92,16 +91,13 @@ def count_params(params: Any) -> int:
 def measure(config: dict) -> dict:
     """Time and memory of one configuration (runs in the child process); see the module docstring."""
     config = {**DEFAULTS, **config}
-    label, device = config["backend"], config["device"]
-    name = framework(label)
-    if label == "torch-unbind":
-        patch_torch_scan()
+    name, device = config["backend"], config["device"]
     t_setup = time.perf_counter()
-    B, net, params, (xs, labels) = build({**config, "backend": name})
+    B, net, params, (xs, labels) = build(config)
     common.block(name, device, (params, xs, labels))
     step = make_step(net)
     sync = lambda out: common.block(name, device, out)  # noqa: E731
-    result: dict = {"backend": label, "framework": name, "hidden": config["hidden"], "T": config["T"],
+    result: dict = {"backend": name, "hidden": config["hidden"], "T": config["T"],
                     "batch": config["batch"], "device": device, "device_name": common.device_name(name, device), "dtype": config["dtype"],
                     "n_params": count_params(params), "setup_s": time.perf_counter() - t_setup}
 
@@ -165,48 +161,6 @@ def plan_calls(first_call_s: float, warmup: int, repeats: int, min_repeats: int,
     while (warmup + repeats) * first_call_s > budget_s and repeats > floor:
         repeats -= 1
     return warmup, repeats
-
-
-def framework(label: str) -> str:
-    """The framework of a backend label: ``"torch-unbind"`` runs on ``"torch"``."""
-    return label.split("-", 1)[0]
-
-
-def unbind_scan(B: Any, fn: Callable, init: Any, xs: Any, length: int | None = None) -> tuple[Any, Any]:
-    """The torch backend's Python-loop scan, slicing ``xs`` once with ``torch.unbind``.
-
-    Same results as ``neuroplastic.backend.torch.python_scan``, which indexes ``xs[t]``
-    at every step; the backward of each such index builds a zero array of the whole
-    ``xs`` and adds it into ``xs``'s gradient, ``O(T^2)`` work in all.  ``unbind``'s
-    backward stacks the ``T`` slice gradients once, ``O(T)``.  Bench-local: the
-    ``torch-unbind`` rows measure what the library would gain from it.
-    """
-    import torch
-
-    from neuroplastic.tree import tree_leaves, tree_map, tree_unflatten_like
-
-    leaves = tree_leaves(xs)
-    n = length if length is not None else (leaves[0].shape[0] if leaves else None)
-    if n is None:
-        raise ValueError("scan: give `length` when `xs` is empty")
-    slices = [torch.unbind(a, 0) for a in leaves]
-    carry, ys = init, []
-    for t in range(n):
-        x_t = tree_unflatten_like(xs, [s[t] for s in slices]) if xs is not None else None
-        carry, y = fn(carry, x_t)
-        ys.append(y)
-    if not ys or ys[0] is None:
-        return carry, None
-    return carry, tree_map(lambda *a: B.stack(a), ys[0], *ys[1:])
-
-
-def patch_torch_scan() -> None:
-    """Make the torch backend's ``scan`` use :func:`unbind_scan` (this process only)."""
-    from neuroplastic.backend import torch as torch_backend
-
-    if "python_scan" not in torch_backend.TorchBackend.scan.__code__.co_names:
-        raise RuntimeError("torch-unbind: TorchBackend.scan no longer calls python_scan; this bench variant is out of date")
-    torch_backend.python_scan = unbind_scan
 
 
 def _mib(n: int | None) -> float | None:
@@ -323,7 +277,7 @@ def render_markdown(report: dict) -> str:
         + (f" `--device {cfg['device']}`" if cfg["device"] != "cpu" else "")
         + f": T={cfg['T']}, batch={cfg['batch']}, n_in={cfg['n_in']}, {cfg['dtype']}, Bernoulli input spikes "
         f"(rate {cfg['input_rate']}); {cfg['warmup']} warm-up + {cfg['repeats']} timed calls per configuration"
-        + (f" (fewer where marked *, to stay within {cfg['budget_s']:.0f} s per configuration)" if reduced else "")
+        + (f" (*: fewer warm-ups or timed calls, to stay within {cfg['budget_s']:.0f} s per configuration)" if reduced else "")
         + f"; the whole suite took {report['wall_s'] / 60:.1f} min.",
         "",
         "Machine: " + (f"GPU {' / '.join(gpus)}; host " if gpus else "") + f"{mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB RAM, {mach['os']}; "
@@ -357,7 +311,7 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-RATIO_PAIRS = (("torch", "jax"), ("torch-unbind", "jax"), ("torch", "torch-unbind"))
+RATIO_PAIRS = (("torch", "jax"),)
 
 
 def ratio_rows(results: Sequence[dict]) -> list[list[str]]:

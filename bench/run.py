@@ -1,8 +1,7 @@
 """Run the benchmarks: ``python bench/run.py`` (or ``make bench``).
 
 The default suite is the feed-forward BPTT benchmark (``bench/ffwd.py``): 3 x (Dense + LIF),
-100-H-H-10, T=500, batch 64, H in {128, 512, 2048}, on torch and JAX, plus ``torch-unbind``
-(torch with a bench-local scan that slices the inputs with ``torch.unbind``).  Each configuration
+100-H-H-10, T=500, batch 64, H in {128, 512, 2048}, on torch and JAX.  Each configuration
 runs in its own process.  The results go to ``bench/results/ffwd.json`` (``--json``) and
 the table to ``docs/benchmarks.md`` (``--docs``), between the markers
 ``<!-- bench:ffwd:start -->`` / ``<!-- bench:ffwd:end -->`` (``ffwd-cuda`` for
@@ -70,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     d = ffwd.DEFAULTS
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backends", type=_backends, default=d["backends"],
-                   help="comma-separated from torch, jax, torch-unbind (torch with a bench-local scan; default: all three)")
+                   help="comma-separated from torch, jax (default: both)")
     p.add_argument("--hidden", type=_int_list("--hidden"), default=d["hidden"], help="hidden sizes H, comma-separated (default: 128,512,2048)")
     p.add_argument("--T", type=_positive("--T"), default=d["T"], help="time steps (default: 500)")
     p.add_argument("--batch", type=_positive("--batch"), default=d["batch"], help="batch size (default: 64)")
@@ -83,6 +82,8 @@ def parser() -> argparse.ArgumentParser:
                    help="results JSON (default: bench/results/ffwd.json, or ffwd-cuda.json for --device cuda)")
     p.add_argument("--docs", default=str(common.REPO / "docs" / "benchmarks.md"), metavar="MD", help="markdown file whose table is rewritten")
     p.add_argument("--no-docs", action="store_true", help="leave the markdown file alone")
+    p.add_argument("--from-json", default=None, metavar="IN",
+                   help="run nothing: rewrite the docs table from a saved results JSON (e.g. bench/results/ffwd.json)")
     p.add_argument("--timeout", type=_positive("--timeout"), default=3600, help="seconds allowed per configuration (default: 3600)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
@@ -95,16 +96,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.budget > 0:
         p.error(f"--budget must be positive, got {args.budget!r}")
     progress = common.Progress(quiet=args.quiet)
-    report = ffwd.run_suite(args.backends, args.hidden, args.T, args.batch, args.repeats, args.warmup, args.device,
-                            budget_s=args.budget, timeout=args.timeout, progress=progress)
-    section = ffwd.section_name(args.device)
-    out = Path(args.json_out) if args.json_out else common.REPO / "bench" / "results" / f"{section}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    progress(f"results: {out}")
+    if args.from_json:
+        try:
+            report = json.loads(Path(args.from_json).read_text())
+        except (OSError, ValueError) as err:
+            p.error(f"--from-json: cannot read results from {args.from_json!r} ({err})")
+        if report.get("benchmark") != ffwd.NAME:
+            p.error(f"--from-json: {args.from_json!r} holds no {ffwd.NAME!r} results")
+        device = report["config"]["device"]
+    else:
+        report = ffwd.run_suite(args.backends, args.hidden, args.T, args.batch, args.repeats, args.warmup, args.device,
+                                budget_s=args.budget, timeout=args.timeout, progress=progress)
+        device = args.device
+    section = ffwd.section_name(device)
+    if not args.from_json:
+        out = Path(args.json_out) if args.json_out else common.REPO / "bench" / "results" / f"{section}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        progress(f"results: {out}")
     table = ffwd.render_markdown(report)
     if not args.no_docs:
-        heading = HEADING + (f" ({args.device})" if args.device != "cpu" else "")
+        heading = HEADING + (f" ({device})" if device != "cpu" else "")
         progress(f"docs: {common.update_docs(args.docs, section, table, heading=heading)} (section {section})")
     if not args.quiet:
         print(table)
