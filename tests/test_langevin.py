@@ -262,3 +262,24 @@ def test_errors_name_the_argument():
         sample(MALA(n_data=99), _snn(), {}, np.zeros((2, 3, 3)), np.zeros(3, int))
     with pytest.raises(ValueError, match="n_steps must be"):
         run_chain(MALA(), make_potential(lambda p: p["w"].sum()), {"w": np.zeros(2)}, 0)
+
+
+@pytest.mark.slow
+def test_mnist1d_uncertainty_is_higher_on_errors_reduced_run():
+    """The example's reduced run: the entropy of the posterior mean is larger on errors (p < 0.01)."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "hmc_uncertainty_mnist1d.py"
+    spec = importlib.util.spec_from_file_location("hmc_uncertainty_mnist1d", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    args = argparse.Namespace(
+        sampler="mala", hidden=64, loss="ce_mean", lr=5e-3, pretrain_epochs=5, burnin=30, samples=40, thin=1,
+        leapfrog=5, step_size=3e-4, prior_std=1.0, backend="jax", seed=0, plot=None,
+    )
+    out = example.run(args)
+    assert out["tests"]["entropy_of_mean"]["p_value"] < 0.01
+    assert 0.0 < out["accept_rate"] <= 1.0
+    assert out["posterior_mean_test_acc"] > 0.3
