@@ -279,3 +279,25 @@ def test_errors_name_the_argument():
         ManhattanConductance(delta=-1.0)
     assert isinstance(make_rule("manhattan-conductance"), ManhattanConductance)
     assert tree_map is not None
+
+
+@pytest.mark.slow
+def test_manhattan_comes_within_3_points_of_backprop_on_mnist_subset():
+    """The example's comparison, reduced to one seed and 10 epochs."""
+    import importlib.util
+    from pathlib import Path
+
+    from neuroplastic.data import LOADERS, load_dataset
+
+    if "mnist-subset" not in LOADERS:
+        pytest.skip("the mnist-subset loader is not in this checkout")
+    path = Path(__file__).resolve().parents[1] / "examples" / "manhattan_mnist.py"
+    spec = importlib.util.spec_from_file_location("manhattan_mnist", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    data = example.flat_images(load_dataset("mnist-subset"))
+    rows = {r["name"]: r for r in example.run(data, 10, [0], ["backprop", "manhattan", "conductance"])}
+    ref = rows["backprop"]["final"][0]
+    assert ref > 0.85
+    for name in ("manhattan", "conductance"):
+        assert rows[name]["final"][0] >= ref - 0.03, (name, rows[name]["final"], ref)
