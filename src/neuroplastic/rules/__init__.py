@@ -29,6 +29,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "mala": ("langevin", "MALA", {}),
     "hmc": ("langevin", "HMC", {}),
     "spikegrad": ("spikegrad", "SpikeGrad", {}),
+    "spike_time": ("spike_time", "SpikeTime", {}),
 }
 
 
