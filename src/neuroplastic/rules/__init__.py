@@ -26,9 +26,9 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "dfa": ("feedback_alignment", "DirectFeedbackAlignment", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
+    "spikegrad": ("spikegrad", "SpikeGrad", {}),
     "mala": ("langevin", "MALA", {}),
     "hmc": ("langevin", "HMC", {}),
-    "spikegrad": ("spikegrad", "SpikeGrad", {}),
     "spike_time": ("spike_time", "SpikeTime", {}),
 }
 
