@@ -146,8 +146,15 @@ def seed_sequence_key(seed: Any) -> np.random.SeedSequence:
 
 
 def split_seed_sequence(key: np.random.SeedSequence, n: int) -> list[np.random.SeedSequence]:
-    # spawn() mutates the parent's counter; build children explicitly to stay functional
-    return [np.random.SeedSequence(key.entropy, spawn_key=tuple(key.spawn_key) + (i,)) for i in range(n)]
+    """``n`` independent child keys of ``key``, without mutating it.
+
+    ``SeedSequence.spawn`` mutates the parent, and appending to ``spawn_key`` makes every
+    split one entry longer (a chain of k splits then costs O(k^2)).  Each child is instead
+    a fresh sequence seeded with 128 bits of the parent's state plus the child's index, so
+    keys stay the same size however long the chain.
+    """
+    state = [int(w) for w in key.generate_state(4, np.uint32)]
+    return [np.random.SeedSequence(state + [i, 0x6E70]) for i in range(n)]
 
 
 def numpy_rng(key: np.random.SeedSequence) -> np.random.Generator:

@@ -220,10 +220,6 @@ class MALA(Rule):
         ``potential`` (``U`` at ``params``) and the potential's ``aux`` at ``params``.
         """
         k_prop, k_acc, k_next = B.split(state["key"], 3)
-        if not B.is_array(k_next):
-            # numpy SeedSequence keys (torch backend) grow by one entry with every split, so a
-            # long chain would slow down step by step: restart from a seed drawn from the key
-            k_next = B.key(B.seed_from_key(k_next))
         eps = B.exp(state["log_step"])
         u0, g0, aux = potential(params)
         w1, log_alpha, _ = self.propose(B, potential, params, u0, g0, eps, k_prop)
