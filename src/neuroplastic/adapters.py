@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .backend import ops_for
+from .network import check_time_major
 
 
 def _check_n_in(n_in: Any) -> int:
@@ -94,13 +95,7 @@ class ModelAdapter:
 
     def check_input(self, xs: Any, name: str = "xs") -> None:
         """Raise a ``ValueError`` naming ``name`` unless ``xs`` is ``(T, B, n_in)``."""
-        shape = tuple(getattr(xs, "shape", ()))
-        if len(shape) != 3:
-            raise ValueError(f"{name}: expected a time-major array (T, batch, {self.n_in}), got shape {shape}")
-        if shape[2] != self.n_in:
-            raise ValueError(f"{name}: expected {self.n_in} input features (last axis), got {shape[2]} (shape {shape})")
-        if shape[0] == 0 or shape[1] == 0:
-            raise ValueError(f"{name}: empty time or batch axis, shape {shape}")
+        check_time_major(xs, self.n_in, name, finite=False)
 
     def run(
         self,

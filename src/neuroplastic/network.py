@@ -140,15 +140,7 @@ class Network:
     # ------------------------------------------------------------------ checks
     def check_input(self, xs: Any, name: str = "xs") -> None:
         """Raise a ``ValueError`` naming ``name`` unless ``xs`` is ``(T, B, n_in)`` and finite."""
-        shape = tuple(getattr(xs, "shape", ()))
-        if len(shape) != 3:
-            raise ValueError(f"{name}: expected a time-major array (T, batch, {self.n_in}), got shape {shape}")
-        if shape[2] != self.n_in:
-            raise ValueError(f"{name}: expected {self.n_in} input features (last axis), got {shape[2]} (shape {shape})")
-        if shape[0] == 0 or shape[1] == 0:
-            raise ValueError(f"{name}: empty time or batch axis, shape {shape}")
-        if not _is_traced(xs) and not ops_for(xs).all_finite(xs):
-            raise ValueError(f"{name}: contains NaN or infinite values")
+        check_time_major(xs, self.n_in, name)
 
     # ------------------------------------------------------------------ one step
     def block_current(self, l: int, params: dict, x_t: Any, outs: list, prev_outs: list) -> Any:
@@ -266,6 +258,23 @@ def _truncate(B: Backend, carry: Any, t: Any, k: int | None) -> Any:
 
 def _is_traced(x: Any) -> bool:
     return "Tracer" in type(x).__name__
+
+
+def check_time_major(xs: Any, n_in: int, name: str = "xs", finite: bool = True) -> None:
+    """Raise a ``ValueError`` naming ``name`` unless ``xs`` is a non-empty ``(T, B, n_in)`` array.
+
+    With ``finite=True`` it also rejects NaN or infinite values (skipped inside ``jit``,
+    where the values are not known).  Every model class checks its input here.
+    """
+    shape = tuple(getattr(xs, "shape", ()))
+    if len(shape) != 3:
+        raise ValueError(f"{name}: expected a time-major array (T, batch, {n_in}), got shape {shape}")
+    if shape[2] != n_in:
+        raise ValueError(f"{name}: expected {n_in} input features (last axis), got {shape[2]} (shape {shape})")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"{name}: empty time or batch axis, shape {shape}")
+    if finite and not _is_traced(xs) and not ops_for(xs).all_finite(xs):
+        raise ValueError(f"{name}: contains NaN or infinite values")
 
 
 def _group(layers: Sequence[Any]) -> tuple[Block, ...]:

@@ -97,6 +97,7 @@ import numpy as np
 from ..backend import Backend, get_backend, ops_for
 from ..layers import AvgPool2d, Conv2d, Dense
 from ..losses import Objective
+from ..network import check_time_major
 from ..tree import tree_leaves
 from .base import Rule
 
@@ -118,10 +119,6 @@ def top_error(V: Any, labels: Any, alpha: float) -> Any:
     """``α (softmax(V) - onehot(labels))``: what the top layer's error compartment starts from."""
     B = ops_for(V)
     return alpha * (B.softmax(V, axis=-1) - B.one_hot(labels, V.shape[-1]))
-
-
-def _is_traced(x: Any) -> bool:
-    return "Tracer" in type(x).__name__
 
 
 def _positive(value: Any, name: str) -> float:
@@ -297,16 +294,9 @@ class SpikeGradNet:
     # ------------------------------------------------------------------ forward
     def image(self, xs: Any, name: str = "xs") -> Any:
         """``(T, B, n_in) -> (B, *input_shape)``: the input summed over time."""
-        shape = tuple(getattr(xs, "shape", ()))
-        if len(shape) != 3:
-            raise ValueError(f"{name}: expected a time-major array (T, batch, {self.n_in}), got shape {shape}")
-        if shape[2] != self.n_in:
-            raise ValueError(f"{name}: expected {self.n_in} input features (last axis), got {shape[2]} (shape {shape})")
-        if shape[0] == 0 or shape[1] == 0:
-            raise ValueError(f"{name}: empty time or batch axis, shape {shape}")
+        check_time_major(xs, self.n_in, name)
+        shape = tuple(xs.shape)
         B = ops_for(xs)
-        if not _is_traced(xs) and not B.all_finite(xs):
-            raise ValueError(f"{name}: contains NaN or infinite values")
         x = xs[0] if shape[0] == 1 else B.sum(xs, axis=0)
         return B.reshape(x, (shape[1],) + self.input_shape)
 
