@@ -1,0 +1,119 @@
+"""The MNIST-1D encoding experiment (examples/encoding_mnist1d.py): statistics, thresholds and a 1-epoch run on a slice."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroplastic.data import Dataset, load_dataset
+
+PATH = Path(__file__).resolve().parents[1] / "examples" / "encoding_mnist1d.py"
+
+
+@pytest.fixture(scope="module")
+def ex():
+    spec = importlib.util.spec_from_file_location("encoding_mnist1d", PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sparsity_and_events_match_a_hand_count(ex):
+    # 3 steps, 2 examples, 2 channels: 6 of the 12 entries are zero (3 + 1 + 2 by step)
+    x = np.array([[[0, 1], [0, 0]], [[2, 0], [-1, 3]], [[0, 0], [1, 1]]], dtype=np.float32)
+    assert ex.input_sparsity(x) == pytest.approx(6 / 12)
+    assert ex.events_per_sample(x) == pytest.approx(6 / 2)
+    # TC of a known ramp: d = [0, .5, .5, -1, 0.1]; threshold .4 gives on at t=1,2, off at t=3
+    sig = np.array([0.0, 0.5, 1.0, 0.0, 0.1], dtype=np.float32).reshape(5, 1, 1)
+    s = ex.encode("tc", sig, threshold=0.4)
+    assert s.shape == (5, 1, 2)
+    np.testing.assert_array_equal(s[:, 0, 0], [0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(s[:, 0, 1], [0, 0, 0, 1, 0])
+    assert ex.input_sparsity(s) == pytest.approx(7 / 10)
+    assert ex.events_per_sample(s) == 3.0
+
+
+def test_threshold_is_fitted_on_the_training_set_only(ex):
+    x_train = np.array([0.0, 1.0, 3.0, 2.0], dtype=np.float32).reshape(4, 1, 1)  # |d| = 1, 2, 1
+    assert ex.mean_abs_step(x_train) == pytest.approx(4 / 3)
+    assert ex.fit_threshold(x_train, factor=1.5) == pytest.approx(2.0)
+    rng = np.random.default_rng(0)
+    data = Dataset("toy", np.repeat(x_train, 3, axis=1), np.zeros(3, dtype=np.int64),
+                   100 * rng.normal(size=(4, 2, 1)).astype(np.float32), np.zeros(2, dtype=np.int64), n_classes=2)
+    _, info = ex.encode_dataset(data, "sf", factor=1.5)
+    assert info["threshold"] == pytest.approx(2.0)  # the wild test split does not move it
+
+
+def test_reconstruction_error_of_sf_stays_below_the_threshold(ex):
+    t = np.linspace(0, 2 * np.pi, 40)
+    x = np.sin(t).astype(np.float32).reshape(40, 1, 1)
+    thr = 0.2  # larger than every step change (at most 2 pi / 39 = 0.16)
+    s = ex.encode("sf", x, threshold=thr)
+    rec = ex.reconstruction_error("sf", x, s, thr)
+    assert rec["rmse"] < thr
+    assert rec["nrmse"] == pytest.approx(rec["rmse"] / np.std(x))
+    assert ex.reconstruction_error("none", x, x, None) is None
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda ex: ex.fit_threshold(np.zeros((5, 2, 1)), 1.0), "x_train"),
+        (lambda ex: ex.fit_threshold(np.ones((5, 2, 1)), -1.0), "factor"),
+        (lambda ex: ex.mean_abs_step(np.ones((5, 2))), "x: expected"),
+        (lambda ex: ex.input_sparsity(np.zeros((0, 1, 1))), "x: empty"),
+        (lambda ex: ex.encode("nope", np.ones((5, 1, 1)), 0.1), "encoding"),
+        (lambda ex: ex.encode("tc", np.ones((5, 1, 1))), "threshold"),
+    ],
+)
+def test_bad_arguments_name_the_argument(ex, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(ex)
+
+
+def test_one_epoch_on_a_slice_gives_every_row(ex, tmp_path):
+    full = load_dataset("mnist1d", as_sequence=True)
+    x_train = full.x_train[:, :48].copy()
+    x_train[:4] = 0.0  # 4 of the 40 steps zeroed: the raw input's sparsity is 0.1
+    x_test = full.x_test[:, :32].copy()
+    x_test[:4] = 0.0
+    data = Dataset("mnist1d-slice", x_train, full.y_train[:48], x_test, full.y_test[:32], n_classes=10, dt=full.dt)
+    res = ex.run_experiment(data, epochs=1, backend="torch", settings={"hidden": 8, "batch_size": 16}, log=lambda *_: None)
+
+    assert [e["encoding"] for e in res["encodings"]] == ["none", "tc", "sf", "mw"]
+    assert [(r["encoding"], r["rule"]) for r in res["runs"]] == [
+        (e, r) for e in ("none", "tc", "sf", "mw") for r in ("bptt", "eprop-symmetric")
+    ]
+    info = {e["encoding"]: e for e in res["encodings"]}
+    assert info["none"]["sparsity"] == pytest.approx(0.1)
+    assert info["none"]["events_per_sample"] == pytest.approx(36.0)
+    # TC's sparsity by hand: a test entry spikes where the step change reaches the train-fitted threshold
+    thr = float(np.mean(np.abs(np.diff(x_train.astype(np.float64), axis=0))))
+    assert info["tc"]["threshold"] == pytest.approx(thr)
+    d = np.diff(x_test, axis=0)
+    n_spikes = np.count_nonzero(d >= thr) + np.count_nonzero(d <= -thr)
+    assert info["tc"]["sparsity"] == pytest.approx(1 - n_spikes / (40 * 32 * 2))
+    assert info["tc"]["events_per_sample"] == pytest.approx(n_spikes / 32)
+    for name in ("tc", "sf", "mw"):
+        assert info[name]["channels"] == 2
+        assert 0.0 < info[name]["sparsity"] < 1.0
+        assert info[name]["reconstruction"]["nrmse"] > 0
+    for r in res["runs"]:
+        assert 0.0 <= r["test_acc"] <= 1.0 and len(r["curve"]) == 1
+
+    # the table has one row per encoding with both rules' accuracies, and re-rendering keeps the notes
+    (tmp_path / "r.json").write_text(json.dumps({**res, "command": "python examples/encoding_mnist1d.py --epochs 1"}))
+    doc = tmp_path / "t.md"
+    ex.main(["--from-json", str(tmp_path / "r.json"), "--doc", str(doc)])
+    text = doc.read_text()
+    assert "| bptt test acc | eprop-symmetric test acc |" in text
+    for name in ("none", "tc", "sf", "mw"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert f"{info[name]['sparsity']:.3f}" in row and row.count("%") == 4
+    doc.write_text(text.replace("(to be written after looking at the numbers)", "TC is sparsest."))
+    ex.main(["--from-json", str(tmp_path / "r.json"), "--doc", str(doc)])
+    assert doc.read_text().rstrip().endswith("TC is sparsest.")
