@@ -20,6 +20,12 @@ def test_train_writes_run_folder(tmp_path, backend):
     assert 0.0 <= lines[-1]["test_acc"] <= 1.0
     summary = (run / "summary.md").read_text()
     assert "final test accuracy" in summary and "![raster.png](raster.png)" in summary
+    # NeuroBench efficiency metrics on the first 256 test examples, in both summaries
+    assert "## Efficiency (NeuroBench definitions, first 256 test examples)" in summary
+    assert "| effective ACs / sample (spike input) |" in summary and "| neuron updates / sample | 880 |" in summary
+    eff = json.loads((run / "summary.json").read_text())["efficiency"]
+    assert eff["samples"] == 256 and eff["effective_acs"] > 0 and eff["effective_macs"] > 0
+    assert [l["cell"] for l in eff["layers"]] == ["ALIF", "LeakyReadout"]
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["backend"] == backend and cfg["rule"] == "bptt"
     # parameters load back without pickle

@@ -25,9 +25,16 @@ def test_quick_run_writes_report(quick_run):
     assert set(results["rules"]) == {"bptt", "eprop-symmetric", "ostl"}
     md = (quick_run / "report.md").read_text()
     assert "| bptt |" in md and "| eprop-symmetric |" in md
+    # NeuroBench metrics per rule, from analysis.neurobench on 256 test examples
+    assert "## Efficiency" in md and "effective ACs / sample" in md
+    for rule, r in results["rules"].items():
+        eff = r["efficiency"]
+        assert eff["samples"] == 256 and eff["synops_per_sample"] == eff["effective_acs"] + eff["effective_macs"] > 0
+        assert f"{eff['synops_per_sample']:,.0f}" in md.split(f"| {rule} |")[1].split("\n")[0]
     assert (quick_run / "raster.png").exists() and (quick_run / "accuracy_curves.png").exists()
     # every image the page references exists
     page = (quick_run / "report.html").read_text()
+    assert "<h2>Efficiency</h2>" in page
     import re
 
     for src in re.findall(r'<img src="([^"]+)"', page):

@@ -37,6 +37,8 @@ from .tree import tree_flatten_dict
 
 #: the checkpoint folder inside a run folder
 CHECKPOINTS = "checkpoints"
+#: test examples the efficiency metrics (and the raster) are computed on
+EFFICIENCY_EXAMPLES = 256
 
 
 def load_run_data(cfg: RunConfig) -> Dataset:
@@ -158,7 +160,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     save_params(params, B, out / "params.safetensors")
 
     # one test batch with the full record, for the raster and the efficiency metrics
-    xs = B.asarray(data.x_test[:, :64])
+    xs = B.asarray(data.x_test[:, :EFFICIENCY_EXAMPLES])
     _, _, rec = net.run(params, xs, record=True)
     spikes = [B.to_numpy(z) for z in rec["out"]]
     summary = {
@@ -187,11 +189,10 @@ def save_params(params: Any, B: Any, path: Path) -> None:
     atomic_write(path, save(flat))
 
 
-def _efficiency(net: Any, params: Any, xs: Any, rec: dict) -> dict | None:
-    try:
-        from .analysis.neurobench import efficiency_metrics
-    except ImportError:
-        return None
+def _efficiency(net: Any, params: Any, xs: Any, rec: dict) -> dict:
+    """NeuroBench metrics (:mod:`neuroplastic.analysis.neurobench`) of the test batch ``xs`` recorded in ``rec``."""
+    from .analysis.neurobench import efficiency_metrics
+
     return efficiency_metrics(net, params, xs, rec)
 
 
@@ -231,8 +232,15 @@ def render_summary(summary: dict, history: list, plots: list[str]) -> str:
     ]
     eff = summary.get("efficiency")
     if eff:
-        lines += ["", "## Efficiency (NeuroBench definitions, one test batch)", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in eff.items() if not isinstance(v, (dict, list))]
+        from .analysis.neurobench import summary_rows
+
+        lines += [
+            "", f"## Efficiency (NeuroBench definitions, first {eff.get('samples')} test examples)", "",
+            "Effective ACs count spike input, effective MACs dense input (nonzero activations times nonzero fan-out, "
+            "recurrent connections included); per-layer values are in `summary.json`. See docs/analysis.md.", "",
+            "| metric | value |", "|---|---|",
+        ]
+        lines += [f"| {label} | {value} |" for label, value in summary_rows(eff)]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     lines += ["", "## Per-epoch metrics", "", "| epoch | train loss | train acc | test loss | test acc | s |", "|---|---|---|---|---|---|"]

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .analysis.neurobench import SUMMARY_FIELDS
+
 FIGURES = [
     ("accuracy_curves.png", "Test accuracy per epoch", "Every rule trained from the same initial parameters, batches and optimizer settings."),
     ("alignment_curves.png", "Gradient alignment with the reference", "Cosine similarity, relative deviation, sign agreement and bias of each rule's gradient against the reference rule's, per layer, along the reference's training trajectory."),
@@ -26,7 +28,7 @@ def _pct(v: Any) -> str:
 
 
 def _num(v: Any, fmt: str = "{:.3f}") -> str:
-    return "n/a" if v is None else fmt.format(v)
+    return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else "n/a"
 
 
 def table_rows(results: dict) -> list[list[str]]:
@@ -37,13 +39,12 @@ def table_rows(results: dict) -> list[list[str]]:
         final = r["final"]
         rates = [x for x in final.get("rate_hz", []) if x is not None]
         eff = r.get("efficiency") or {}
-        synops = eff.get("synops_per_sample", eff.get("synops"))
         a = align.get(rule, {})
         rows.append([
             rule, _pct(final.get("test_acc")), _pct(final.get("train_acc")),
             ", ".join(f"{x:.1f}" for x in rates) or "n/a",
-            _num(synops, "{:,.0f}") if isinstance(synops, (int, float)) else "n/a",
-            _num(eff.get("activation_sparsity")) if isinstance(eff.get("activation_sparsity"), (int, float)) else "n/a",
+            _num(eff.get("synops_per_sample"), "{:,.0f}"),
+            _num(eff.get("activation_sparsity")),
             _num(a.get("mean_cosine")), _num(a.get("mean_sign_agreement")),
             f"{r['wall_time_s']:.0f}",
         ])
@@ -51,6 +52,30 @@ def table_rows(results: dict) -> list[list[str]]:
 
 
 HEADER = ["rule", "test accuracy", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "sign agreement", "train time (s)"]
+
+#: (key of ``efficiency_metrics``, column, format) of the efficiency table: the summary fields
+#: of :mod:`neuroplastic.analysis.neurobench` except the total, which the main table shows
+EFFICIENCY_COLUMNS = [f for f in SUMMARY_FIELDS if f[0] != "synops_per_sample"]
+EFFICIENCY_CAPTION = (
+    "NeuroBench definitions (Yik et al. 2024), on the first {n} test examples after training: effective ACs count "
+    "spike (binary) input, effective MACs dense input, each as nonzero presynaptic activations times nonzero fan-out, "
+    "recurrent connections included; the memory footprint is parameters plus one sample's network state. "
+    "See docs/analysis.md."
+)
+
+
+def efficiency_rows(results: dict) -> list[list[str]]:
+    """One row per rule with the NeuroBench metrics (``[]`` when the run recorded none)."""
+    rows = []
+    for rule, r in results["rules"].items():
+        eff = r.get("efficiency")
+        if isinstance(eff, dict):
+            rows.append([rule] + [_num(eff.get(k), fmt) for k, _, fmt in EFFICIENCY_COLUMNS])
+    return rows
+
+
+def _efficiency_samples(results: dict) -> Any:
+    return next((r["efficiency"].get("samples") for r in results["rules"].values() if isinstance(r.get("efficiency"), dict)), None)
 
 
 def render_markdown(results: dict, run_dir: Path) -> str:
@@ -68,6 +93,12 @@ def render_markdown(results: dict, run_dir: Path) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
     if results.get("skipped"):
         lines += ["", f"Not available in this installation: {', '.join(results['skipped'])}."]
+    eff_rows = efficiency_rows(results)
+    if eff_rows:
+        head = ["rule"] + [c for _, c, _ in EFFICIENCY_COLUMNS]
+        lines += ["", "## Efficiency", "", EFFICIENCY_CAPTION.format(n=_efficiency_samples(results)), "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in eff_rows]
     for name, title, caption in FIGURES:
         if (run_dir / name).exists():
             lines += ["", f"## {title}", "", caption, "", f"![{title}]({name})"]
@@ -84,6 +115,15 @@ def render_html(results: dict, run_dir: Path) -> str:
         for name, title, caption in FIGURES if (run_dir / name).exists()
     )
     skipped = f"<p>Not available in this installation: {esc(', '.join(results['skipped']))}.</p>" if results.get("skipped") else ""
+    eff_rows = efficiency_rows(results)
+    efficiency = ""
+    if eff_rows:
+        eff_head = "".join(f"<th>{esc(h)}</th>" for h in ["rule"] + [c for _, c, _ in EFFICIENCY_COLUMNS])
+        eff_body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in eff_rows)
+        efficiency = (
+            f"<h2>Efficiency</h2><p>{esc(EFFICIENCY_CAPTION.format(n=_efficiency_samples(results)))}</p>"
+            f"<table><thead><tr>{eff_head}</tr></thead><tbody>{eff_body}</tbody></table>"
+        )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>neuroplastic report</title>
 <style>
@@ -101,6 +141,7 @@ loss <code>{esc(cfg['loss'])}</code>, {esc(cfg['optimizer'])} lr {cfg['lr']} ({e
 batch {cfg['batch_size']}, backend <code>{esc(cfg['backend'])}</code>, seed {cfg['seed']}; reference rule <code>{esc(cfg['reference'])}</code>.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {skipped}
+{efficiency}
 {figures}
 </body></html>
 """

@@ -3,7 +3,8 @@
 :func:`run_study` trains every rule from the same initial parameters with the same
 optimizer, epochs and batches, then
 
-* measures accuracy, firing rates and synaptic operations on the test set;
+* measures accuracy and firing rates on the test set, and NeuroBench's efficiency metrics
+  (activation sparsity, effective ACs/MACs, ...) on its first 256 examples;
 * runs the gradient comparison (:mod:`neuroplastic.train.compare`): all rules on BPTT's
   training trajectory, gradients compared with BPTT's at every few steps;
 * computes a 2-D loss landscape around BPTT's final parameters (PCA directions of its
@@ -32,6 +33,8 @@ from .rules import RULES
 from .train import Trainer, make_optimizer
 
 DEFAULT_RULES = ("bptt", "eprop-symmetric", "eprop-random", "eprop-adaptive", "ostl", "dfa")
+#: test examples the efficiency metrics are computed on (one forward run per rule)
+EFFICIENCY_EXAMPLES = 256
 
 
 @dataclass
@@ -118,7 +121,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
         )
         wall = time.perf_counter() - t0
         trajectories[rule], final_params[rule] = traj, params
-        efficiency = _efficiency(net, params, B.asarray(data.x_test[:, :128]))
+        efficiency = _efficiency(net, params, B.asarray(data.x_test[:, :EFFICIENCY_EXAMPLES]))
         results["rules"][rule] = {"history": history, "final": history[-1], "wall_time_s": wall, "efficiency": efficiency}
         log(f"  {rule:18s} test accuracy {100 * history[-1]['test_acc']:5.1f}%  ({wall:.0f} s)")
 
@@ -136,13 +139,11 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
 
 
 # ---------------------------------------------------------------------------------- parts
-def _efficiency(net: Any, params: Any, xs: Any) -> dict | None:
-    try:
-        from .analysis.neurobench import efficiency_metrics
-    except ImportError:
-        return None
-    _, _, rec = net.run(params, xs, record=True)
-    return efficiency_metrics(net, params, xs, rec)
+def _efficiency(net: Any, params: Any, xs: Any) -> dict:
+    """NeuroBench metrics (:mod:`neuroplastic.analysis.neurobench`) on a test subset; one forward run."""
+    from .analysis.neurobench import efficiency_metrics
+
+    return efficiency_metrics(net, params, xs)
 
 
 def _alignment(cfg: StudyConfig, net: Any, data: Any, objective: Objective, B: Any, out: Path, steps_per_epoch: int) -> dict:

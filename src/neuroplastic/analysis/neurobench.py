@@ -61,6 +61,7 @@ from ..tree import tree_leaves
 
 __all__ = [
     "Connection",
+    "SUMMARY_FIELDS",
     "activation_sparsity",
     "backward_synaptic_operations",
     "connection_sparsity",
