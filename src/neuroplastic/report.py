@@ -57,7 +57,7 @@ HEADER = ["rule", "test accuracy", "train accuracy", "hidden rate (Hz)", "synapt
 #: of :mod:`neuroplastic.analysis.neurobench` except the total, which the main table shows
 EFFICIENCY_COLUMNS = [f for f in SUMMARY_FIELDS if f[0] != "synops_per_sample"]
 EFFICIENCY_CAPTION = (
-    "NeuroBench definitions (Yik et al. 2024), on the first {n} test examples after training: effective ACs count "
+    "NeuroBench definitions (Yik et al., arXiv:2304.04640), on the first {n} test examples after training: effective ACs count "
     "spike (binary) input, effective MACs dense input, each as nonzero presynaptic activations times nonzero fan-out, "
     "recurrent connections included; the memory footprint is parameters plus one sample's network state. "
     "See docs/analysis.md."

@@ -1,5 +1,5 @@
-"""Efficiency metrics with NeuroBench's definitions (Yik et al. 2024, *NeuroBench: a framework
-for benchmarking neuromorphic computing algorithms and systems*).
+"""Efficiency metrics with NeuroBench's definitions (Yik et al., *NeuroBench: a framework
+for benchmarking neuromorphic computing algorithms and systems*, arXiv:2304.04640).
 
 All workload figures are **per sample** (counts over the evaluated batch divided by its
 size); static figures describe the network.  For a :class:`~neuroplastic.network.Network`
