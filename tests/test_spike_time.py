@@ -305,37 +305,12 @@ def test_temporal_xor_seeds(backend):
     assert sum(a == 1.0 for a in accs) >= 4
 
 
-def _yinyang_local(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Test-local Yin-Yang (Kriener et al. 2021), used only while ``load_dataset("yinyang")`` is missing."""
-    rng = np.random.default_rng(seed)
-    r_small, r_big = 0.1, 0.5
-
-    def which(x, y):
-        dr, dl = np.hypot(x - 1.5 * r_big, y - r_big), np.hypot(x - 0.5 * r_big, y - r_big)
-        if dr < r_small or dl < r_small:
-            return 2
-        return int(dr <= r_small or r_small < dl <= 0.5 * r_big or (y > r_big and dr > 0.5 * r_big))
-
-    xs, ys = [], []
-    for i in range(n):
-        while True:
-            x, y = rng.uniform(0, 2 * r_big, 2)
-            if np.hypot(x - r_big, y - r_big) <= r_big and which(x, y) == i % 3:
-                break
-        xs.append((x, y, 1 - x, 1 - y))
-        ys.append(i % 3)
-    return np.array(xs), np.array(ys)
-
-
 def yinyang_times(t_late: float = 2.0, bias_time: float = 0.0):
     """Yin-Yang as input spike times ``(1, N, 5)``: 4 features in ``[0, t_late]`` and a bias spike."""
-    try:
-        from neuroplastic.data import load_dataset
+    from neuroplastic.data import load_dataset
 
-        data = load_dataset("yinyang")
-        xtr, ytr, xte, yte = data.x_train[0], data.y_train, data.x_test[0], data.y_test
-    except ValueError:
-        (xtr, ytr), (xte, yte) = _yinyang_local(5000, 42), _yinyang_local(1000, 41)
+    data = load_dataset("yinyang")  # 5000 train / 1000 test, the reference seeds
+    xtr, ytr, xte, yte = data.x_train[0], data.y_train, data.x_test[0], data.y_test
     return from_arrays(encode_times(xtr, 0.0, t_late, bias_time), ytr, encode_times(xte, 0.0, t_late, bias_time), yte,
                        name="yinyang-times")
 
