@@ -317,3 +317,13 @@ def test_matches_the_neurobench_package_on_a_small_snntorch_model():
     # neurobench's footprint adds snnTorch's buffers (threshold, beta, ...); ours adds the state instead
     buffers = sum(b.numel() * b.element_size() for b in torch_net.buffers())
     assert m["param_bytes"] == nb_foot - buffers
+
+
+def test_results_are_plain_python_numbers():
+    import json
+
+    B = get_backend("jax")
+    net = rec_net()
+    m = efficiency_metrics(net, rec_params(B), B.asarray(X_R), {"out": [B.asarray(Z_R), B.asarray(Y_R)]},
+                           errors=[B.asarray(np.ones((3, 1, 2))), B.asarray(np.ones((3, 1, 1)))])
+    assert json.loads(json.dumps(m)) == m  # no numpy scalars: json.dumps would fail on them

@@ -272,7 +272,7 @@ def backward_synaptic_operations(net: Network, params: dict, errors: Sequence[An
         "error_sparsity": zeros / total,
         "connections": rows,
         "layers": [
-            {"block": l, "error_sparsity": 1.0 - np.count_nonzero(e) / e.size,
+            {"block": l, "error_sparsity": float(1.0 - np.count_nonzero(e) / e.size),
              "synops": sum(r["synops"] for r in rows if r["dst"] == l)}
             for l, e in enumerate(err)
         ],
@@ -381,7 +381,7 @@ def efficiency_metrics(
             "cell": type(blk.cell).__name__,
             "neurons": blk.size,
             "spiking": bool(blk.cell.spiking),
-            "activation_sparsity": (1.0 - np.count_nonzero(z) / z.size) if blk.cell.spiking else None,
+            "activation_sparsity": float(1.0 - np.count_nonzero(z) / z.size) if blk.cell.spiking else None,
             "neuron_updates": updates[l],
             "effective_acs": sum(r["synops"] for r in rows if r["kind"] == "AC"),
             "effective_macs": sum(r["synops"] for r in rows if r["kind"] == "MAC"),
