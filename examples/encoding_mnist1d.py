@@ -22,7 +22,7 @@ exact zeros), the input events per sample (non-zero input entries: spikes for th
 and the encode-decode reconstruction error (:func:`~neuroplastic.encoders.contrast_decode`).
 It writes the results as JSON and the markdown table ``docs/encoding-mnist1d.md``.  Usage::
 
-    python examples/encoding_mnist1d.py                          # 4 encodings x 2 rules, 40 epochs
+    python examples/encoding_mnist1d.py                          # 4 encodings x 2 rules, 30 epochs (15 min on 2 shared CPU cores)
     python examples/encoding_mnist1d.py --epochs 2 --doc /tmp/t.md --json /tmp/t.json
     python examples/encoding_mnist1d.py --encodings none tc sf mw tbr
     python examples/encoding_mnist1d.py --from-json docs/img/encoding_mnist1d.json   # re-render the table
@@ -206,7 +206,7 @@ def run_experiment(
     data: Dataset,
     encodings: tuple[str, ...] | list[str] = DEFAULT_ENCODINGS,
     rules: tuple[str, ...] | list[str] = DEFAULT_RULES,
-    epochs: int = 40,
+    epochs: int = 30,
     factor: float = 1.0,
     window: int = 3,
     tbr_factor: float = 0.5,
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encodings", nargs="+", default=list(DEFAULT_ENCODINGS), choices=list(ENCODINGS))
     ap.add_argument("--rules", nargs="+", default=list(DEFAULT_RULES))
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--factor", type=float, default=1.0, help="threshold = factor x mean |x_t - x_(t-1)| of the training set")
     ap.add_argument("--window", type=int, default=3, help="MW window (steps)")
     ap.add_argument("--tbr-factor", type=float, default=0.5, help="TBR's factor on the per-sequence std")
