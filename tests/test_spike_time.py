@@ -316,11 +316,14 @@ def yinyang_times(t_late: float = 2.0, bias_time: float = 0.0):
 
 
 def train_yinyang(backend: str, seed: int, epochs: int, lr: float = 2e-3) -> list[dict]:
+    """examples/spike_time_yinyang.py's default setting (gradients clipped to norm 1: without it
+    seed 0 ends with its outputs silent at lr 1e-3, docs/rules/spike_time.md), any epochs and lr."""
     data = yinyang_times()
     net = SpikeTimeNetwork(5, [120, 3], t_max=10.0)
     steps = epochs * -(-data.x_train.shape[1] // 32)
     opt = make_optimizer("adam", lr, backend, schedule="cosine", total_steps=steps)
-    trainer = Trainer(net, SpikeTime(weight_penalty=1.0), Objective(FirstToSpike(0.1)), opt, backend=backend, progress=False)
+    trainer = Trainer(net, SpikeTime(weight_penalty=1.0, max_norm=1.0), Objective(FirstToSpike(0.1)), opt,
+                      backend=backend, progress=False)
     return trainer.fit(net.init(seed, backend=backend), data, epochs=epochs, batch_size=32, seed=seed)[1]
 
 
