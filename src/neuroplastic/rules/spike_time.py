@@ -84,6 +84,10 @@ backward pass the masks ``(n_{l-1}, n_l)``.  So the peak is
 resolution (there are no time steps).  Compute per example and layer is
 ``O(n_{l-1}^2 n_l)`` (the candidate matmuls), against ``O(n_{l-1} n_l)`` for a dense ANN
 layer.
+
+``docs/rules/spike_time.md`` has the derivation, the temporal XOR and Yin-Yang results
+(``examples/spike_time_xor.py``, ``examples/spike_time_yinyang.py``) and an ablation of
+the weight-sum penalty and gradient clipping.
 """
 
 from __future__ import annotations
