@@ -10,9 +10,12 @@ running estimate of that postsynaptic effect.  For a chain of blocks
     R^l_t   = mu_l R^l_{t-1} + e^l_t                               postsynaptic estimate
     c^l_t   = mu_l c^l_{t-1} + 1
     gbar^l_t = (mu_l c^l_{t-1} gbar^l_{t-1} + dz^l_t/dI^l_t) / c^l_t   normalised running surrogate slope
-    g^r_t   = d l_t / d y_t
-    g^l_t   = (g^{l+1}_t * gbar^{l+1}_t) W^{l+1 T}                   signal to block l
-    dW^l_t  = sum_j g^l_{j,t} R^l_{ij,t}                            gradient at step t
+    d^l_t   = d l_t / d z^l_t  (direct: the loss at the readout y_t = z^r_t, the rate regulariser at hidden blocks)
+    g^r_t   = 0;  g^l_t = ((g^{l+1}_t + d^{l+1}_t) * gbar^{l+1}_t) W^{l+1 T}    signal to block l from above
+    dW^l_t  = sum_j g^l_{j,t} R^l_{ij,t} + d^l_{j,t} e^l_{ij,t}       gradient at step t
+
+The signal from above acts through the next block's membrane, hence ``R`` (filtered with
+``mu_l``); a block's direct term ``d^l`` (its own regulariser term) does not, hence ``e``.
 
 Each of ``eps, e, R, c, gbar`` advances exactly once per step.  (Slax's OTPE advanced
 its trace twice per step; ``tests/test_rule_otpe.py`` checks the recursion above against
@@ -27,7 +30,8 @@ the upper layers' instantaneous surrogate slopes.
 
 ``approximate=True`` is the authors' approximate OTPE, with presynaptic traces only:
 ``a^l_t`` = OTTT's PSP trace, ``zhat^l_t = mu_l zhat^l_{t-1} + a^l_t``, and
-``dW^l_t = (zhat^l_t)^T (g^l_t * gbar^l_t)``.
+``dW^l_t = (zhat^l_t)^T (g^l_t * gbar^l_t) + (a^l_t)^T (d^l_t * dz^l_t/dI^l_t)`` (the direct
+term as OTTT has it).
 
 Modes: online/deferred need a per-step loss; offline takes any loss and the rate
 regulariser: the same sums reordered over time (see :meth:`OTPE.gradients`), equal to
@@ -110,7 +114,7 @@ class OTPE(OnlineRule):
         mus = self._check(network)
         prev_outs = [s["out"] for s in carry["net"]["layers"]]
         outs: list = []
-        layers, new_blocks, segs_all = [], [], []
+        layers, new_blocks, segs_all, directs = [], [], [], []
         for l, blk in enumerate(network.blocks):
             segs = block_segments(network, l, params)
             pre = presynaptic_step(network, l, x_t, outs, prev_outs, segs)
@@ -123,26 +127,34 @@ class OTPE(OnlineRule):
             if self.approximate:
                 c["a"], a = psp_step(psp_decays(blk.cell), old["a"], pre)
                 c["zhat"] = mu * old["zhat"] + a
+                direct = (a, J.z_I)
             else:
                 c["eps"], e = trace_step(J, old["eps"], pre)
                 c["R"] = mu * old["R"] + e
+                direct = e
             outs.append(z)
             layers.append({"cell": new_h, "out": z})
             new_blocks.append(c)
             segs_all.append(segs)
+            directs.append(direct)
 
         (_, loss_t), d_outs = B.value_and_grad(lambda o: step_loss(o), has_aux=True)(list(outs))
         grads = B.tree_zeros_like(params)
         signal = None
         for l in range(len(network.blocks) - 1, -1, -1):
-            g = d_outs[l] if signal is None else signal + d_outs[l]
-            c = new_blocks[l]
+            c, d = new_blocks[l], d_outs[l]
             if self.approximate:
-                dW = B.einsum("bp,bn->pn", c["zhat"], g * c["gbar"])
+                a, z_I = directs[l]
+                dW = B.einsum("bp,bn->pn", a, d * z_I)
+                if signal is not None:
+                    dW = dW + B.einsum("bp,bn->pn", c["zhat"], signal * c["gbar"])
             else:
-                dW = B.einsum("bpn,bn->pn", c["R"], g)
+                dW = B.einsum("bpn,bn->pn", directs[l], d)
+                if signal is not None:
+                    dW = dW + B.einsum("bpn,bn->pn", c["R"], signal)
             split_gradient(network, l, dW, segs_all[l], grads)
             if l > 0:
+                g = d if signal is None else signal + d
                 signal = B.matmul(g * c["gbar"], B.transpose(params["layers"][l]["w"], (1, 0)))
         new_carry = {"net": {"layers": layers}, "blocks": new_blocks}
         return grads, new_carry, {"loss": loss_t, "output": outs[-1], "spikes": outs}
@@ -154,11 +166,12 @@ class OTPE(OnlineRule):
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
         """Offline form: the online sums reordered over time (any loss, rate regulariser included).
 
-        ``sum_t g_t R_t = sum_t ghat_t e_t`` with ``ghat_t = g_t + mu ghat_{t+1}`` (and
-        ``zhat`` likewise for the approximate form), and ``sum_t ghat_t e_t`` is evaluated
-        in adjoint form (see :func:`adjoint_sum`): no per-synapse trace is stored.  ``g^r_t``
-        is ``dL/dy_t`` of the whole loss, recorded in a first pass; for a per-step loss this
-        equals the deferred (summed online) gradient.
+        ``sum_t (g_t R_t + d_t e_t) = sum_t (ghat_t + d_t) e_t`` with ``ghat_t = g_t + mu
+        ghat_{t+1}`` (and ``zhat`` likewise for the approximate form), and the sum is
+        evaluated in adjoint form (see :func:`adjoint_sum`): no per-synapse trace is stored.
+        ``d_t`` (``dL/dy_t`` at the readout, the regulariser's ``dR/dz^l_t`` at hidden blocks)
+        is recorded in a first pass from the whole objective; for a per-step loss this equals
+        the deferred (summed online) gradient.
         """
         xs, targets = batch
         B = ops_for(xs)
@@ -186,14 +199,16 @@ class OTPE(OnlineRule):
                 unflat(J.z_I),
             )
             gbar = running_slope(J.z_I, mu)
-            g = d_outs[l] if signal is None else signal + d_outs[l]
+            d = d_outs[l]
             if self.approximate:
                 _, a = B.scan(lambda st, p_t: _psp_scan(psp_decays(blk.cell), st, p_t), psp_init(B, psp_decays(blk.cell), batch_size, pre.shape[-1]), pre)
-                dW = B.einsum("tbp,tbn->pn", a, reverse_filter(g * gbar, mu))
+                post = d * J.z_I if signal is None else d * J.z_I + reverse_filter(signal * gbar, mu)
+                dW = B.einsum("tbp,tbn->pn", a, post)
             else:
-                dW = adjoint_sum(J, pre, reverse_filter(g, mu))
+                dW = adjoint_sum(J, pre, d if signal is None else d + reverse_filter(signal, mu))
             split_gradient(network, l, dW, segs, grads)
             if l > 0:
+                g = d if signal is None else signal + d
                 signal = B.matmul(g * gbar, B.transpose(params["layers"][l]["w"], (1, 0)))
         return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
 
