@@ -212,3 +212,15 @@ def test_online_training_reduces_loss(backend_name):
         _, hist = tr.fit(net.init(0, backend=backend_name), d, epochs=3, batch_size=32)
         assert hist[-1]["train_loss"] < hist[0]["train_loss"], mode
         assert hist[-1]["test_acc"] > 0.8, mode
+
+
+@pytest.mark.slow
+def test_eprop_on_mnist1d_beats_50_percent_and_symmetric_is_within_10_points_of_bptt():
+    """The rule comparison's rows (``docs/rules-mnist1d.md``): same network and settings."""
+    from .test_rule_ottt import mnist1d_accuracy
+
+    ref = mnist1d_accuracy("bptt")
+    res = {v: mnist1d_accuracy(f"eprop-{v}") for v in ("symmetric", "random", "adaptive")}
+    print(ref, res)
+    assert all(r["test_acc"] > 0.5 for r in res.values())
+    assert res["symmetric"]["test_acc"] >= ref["test_acc"] - 0.10

@@ -67,6 +67,28 @@ def test_dfa_with_the_readout_weights_is_bptt_on_one_hidden_layer():
     assert np.abs(a).sum() > 0 and rel_err(b, a) <= 1e-12
 
 
+def test_fa_differs_from_dfa_only_by_its_recurrent_feedback():
+    """One recurrent hidden layer: FA sends the readout error through ``F_out``, as DFA does
+    through its ``F``; FA with the same ``F`` and ``F_rec = W_rec`` is DFA exactly.  So what
+    separates the two on MNIST-1D is FA's random credit assignment through time."""
+    B64 = T64
+    net = Network(3, [RecurrentDense(7), LIF(tau_mem=5.0), Dense(3), LeakyReadout(tau_out=5.0)])
+    rng = np.random.default_rng(3)
+    batch = (B64.asarray(rng.normal(0.8, 1.0, (15, 4, 3))), B64.asarray(rng.integers(0, 3, 4)))
+    p = net.init(3, backend=B64)
+    obj = Objective(make_loss("ce_mean"), RateRegularizer(20.0, 0.5))
+    fa = make_rule("fa")
+    st = fa.init(net, p, B64.key(0))
+    F = st["feedback"]["layers"][1]["w"]
+    g_dfa = flat(B64, make_rule("dfa").gradients(net, p, {"feedback": [F]}, batch, obj)[0])
+    exact_rec = {"feedback": {"layers": [{"w_rec": p["layers"][0]["w_rec"]}, {"w": F}], "links": []}}
+    assert np.abs(g_dfa).sum() > 0
+    assert rel_err(flat(B64, fa.gradients(net, p, exact_rec, batch, obj)[0]), g_dfa) <= 1e-12
+    hidden = lambda g: np.concatenate([B64.to_numpy(g["layers"][0][k]).ravel() for k in ("w", "w_rec")])  # noqa: E731
+    g_fa = fa.gradients(net, p, st, batch, obj)[0]  # random F_rec
+    assert rel_err(hidden(g_fa), hidden(make_rule("dfa").gradients(net, p, {"feedback": [F]}, batch, obj)[0])) > 1e-2
+
+
 def test_dfa_is_autodiff_of_its_surrogate_objective():
     """Two hidden blocks, random F: the rule's gradient equals autodiff of
     ``L(y) + sum_l <stop_gradient(e_t F^{lT}), z^l_t>`` with inputs between blocks cut,

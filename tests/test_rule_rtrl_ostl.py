@@ -85,3 +85,13 @@ def test_ostl_online_needs_one_hidden_block():
     rule = make_rule("ostl")
     with pytest.raises(ValueError, match="online OSTL is implemented for one hidden block"):
         rule.online_init(net, net.init(0, backend="jax"), {}, 2)
+
+
+@pytest.mark.slow
+def test_ostl_beats_50_percent_on_mnist1d():
+    """The rule comparison's row (``docs/rules-mnist1d.md``)."""
+    from .test_rule_ottt import mnist1d_accuracy
+
+    res = mnist1d_accuracy("ostl")
+    print(res)
+    assert res["test_acc"] > 0.5
