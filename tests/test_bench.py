@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import common, ffwd  # noqa: E402
+from bench import memory as bench_memory  # noqa: E402
 from bench import run as bench_run  # noqa: E402
 
 
@@ -130,3 +132,25 @@ def test_rss_phase_sees_a_transient_allocation():
         del a
     assert ph.resettable
     assert ph.increase_bytes >= 48 * common.MiB
+
+
+def test_memory_suite_end_to_end(tmp_path):
+    """``python -m bench.memory`` at tiny sizes, with OTTT online: JSON, its docs section,
+    the log-log PNG, and XLA's buffers growing with T for BPTT only."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nintro stays\n")
+    out = tmp_path / "memory.json"
+    assert bench_memory.main(["--rules", "bptt,ottt", "--T", "10,100", "--hidden", "8", "--batch", "2", "--json", str(out), "--docs", str(docs)]) == 0
+    report = json.loads(out.read_text())
+    assert report["skipped"] == []
+    cell = {(r["rule"], r["T"]): r for r in report["results"]}
+    assert set(cell) == {("bptt", 10), ("bptt", 100), ("ottt", 10), ("ottt", 100)}
+    assert all("error" not in r and np.isfinite(r["loss"]) and r["xla_temp_mib"] is not None for r in cell.values())
+    growth = bench_memory.growth(report, "xla_temp_mib")  # bytes per extra step
+    assert growth["bptt"] > 4 * bench_memory.FLAT_BYTES_PER_STEP and 0 <= growth["ottt"] <= bench_memory.FLAT_BYTES_PER_STEP
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nintro stays") and "## Memory against sequence length" in text
+    assert "| ottt |" in text and "bytes per extra step" in text and "Flat in T" in text and "Not flat" not in text
+    if importlib.util.find_spec("matplotlib") is not None:  # the plot is optional (the `plot` extra)
+        assert "![peak memory against T, log-log](img/memory_vs_T.png)" in text
+        assert (tmp_path / "img" / "memory_vs_T.png").stat().st_size > 0
