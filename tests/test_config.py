@@ -182,3 +182,26 @@ def test_cli_config_errors(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert "resume:" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/"))  # no run folder was made
+
+
+@pytest.mark.parametrize("mode, per_batch", [("offline", 1), ("online", 40), ("deferred", 1)])
+def test_schedule_counts_every_update(monkeypatch, tmp_path, mode, per_batch):
+    """Online training updates at every time step, so the cosine schedule must span
+    epochs x batches x T updates (it used to reach zero after 1/T of training)."""
+    import neuroplastic.train as train_pkg
+    from neuroplastic.experiment import train_run
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(name, lr, backend, schedule="constant", total_steps=None, **kw):
+        seen["total_steps"] = total_steps
+        raise Stop
+
+    monkeypatch.setattr(train_pkg, "make_optimizer", capture)
+    cfg = RunConfig(rule="eprop-symmetric", mode=mode, loss="ce_per_step", epochs=3, batch_size=1000, backend="torch")
+    with pytest.raises(Stop):
+        train_run(cfg, tmp_path / "run", progress=False)
+    assert seen["total_steps"] == 3 * 4 * per_batch  # MNIST-1D: 4000 examples, T = 40

@@ -56,6 +56,11 @@ def test_trainer_errors(backend_name):
         Trainer(net, "bptt", backend=backend_name, mode="online")
     with pytest.raises(ValueError, match="mode: unknown training mode 'sideways'"):
         Trainer(net, "bptt", backend=backend_name, mode="sideways")
+    # a loss that does not split over time steps is refused when the trainer is made,
+    # not deep inside the compiled step
+    for mode in ("online", "deferred"):
+        with pytest.raises(ValueError, match=f"loss: 'ce_mean' does not decompose over time steps, so mode='{mode}'"):
+            Trainer(net, "eprop-symmetric", "ce_mean", backend=backend_name, mode=mode)
 
 
 def test_dataset_errors():

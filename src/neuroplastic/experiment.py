@@ -129,7 +129,9 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
     from .train import make_optimizer
 
-    steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size)
+    # the optimizer's schedule counts updates: one per batch offline, one per time step online
+    updates_per_batch = data.n_steps if cfg.mode == "online" else 1
+    steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size) * updates_per_batch
     optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule if cfg.optimizer != "naive" else "constant", total_steps=max(steps, 1))
     trainer = Trainer(net, rule, cfg.loss, optimizer, backend=B, mode=cfg.mode, regularizer=reg, dt=data.dt, progress=progress)
     state = trainer.init_state(params, cfg.seed)

@@ -52,6 +52,11 @@ class Loss:
     def per_step(self, outputs_t: Any, targets: Any, t: int, T: int) -> Any:
         raise NotImplementedError(f"loss {self.name!r} does not decompose over time steps; use an offline mode")
 
+    @property
+    def decomposes_over_time(self) -> bool:
+        """Whether the loss is a sum of per-step terms (:meth:`per_step`), as online modes need."""
+        return type(self).per_step is not Loss.per_step
+
 
 @dataclass(frozen=True)
 class CESum(Loss):
