@@ -84,3 +84,17 @@ def test_cli_reports_errors_by_name(capsys, tmp_path):
     assert "batch_size: expected a positive integer" in capsys.readouterr().err
     assert main(["train", "--rule", "nope", "--out", str(tmp_path)]) == 2
     assert "rule: unknown rule 'nope'" in capsys.readouterr().err
+
+
+def test_study_config_errors():
+    from neuroplastic.study import StudyConfig
+
+    with pytest.raises(ValueError, match="rules: unknown rule"):
+        StudyConfig(rules=("bptt", "nope")).validate()
+    with pytest.raises(ValueError, match="reference: 'ostl' must be one of"):
+        StudyConfig(rules=("bptt",), reference="ostl").validate()
+    with pytest.raises(ValueError, match="tau_mem: expected a positive number, got 0"):
+        StudyConfig(tau_mem=0).validate()
+    with pytest.raises(ValueError, match="reg_rate_hz: expected a positive number"):
+        StudyConfig(reg_rate_hz=-1.0).validate()
+    StudyConfig(reg_rate_hz=None).validate()  # no regulariser is fine

@@ -78,13 +78,27 @@ def _efficiency_samples(results: dict) -> Any:
     return next((r["efficiency"].get("samples") for r in results["rules"].values() if isinstance(r.get("efficiency"), dict)), None)
 
 
+def network_details(cfg: dict) -> str:
+    """``tau_mem = 1 step, fast_sigmoid surrogate`` (older run folders lack the time constants)."""
+    tau = cfg.get("tau_mem")
+    parts = [f"tau_mem = {tau:g} step{'' if tau == 1 else 's'}"] if tau is not None else []
+    return ", ".join(parts + [f"{cfg['surrogate']} surrogate"])
+
+
+def regularizer_details(cfg: dict) -> str:
+    """`` + rate regulariser (10 Hz, strength 10)`` when the study used one."""
+    if cfg.get("reg_rate_hz") is None:
+        return ""
+    return f" + rate regulariser ({cfg['reg_rate_hz']:g} Hz, strength {cfg['reg_strength']:g})"
+
+
 def render_markdown(results: dict, run_dir: Path) -> str:
     cfg = results["config"]
     lines = [
         "# neuroplastic: learning rules compared",
         "",
-        f"Task `{cfg['data']}`, model `{cfg['model']}` with {cfg['hidden']} hidden neurons ({cfg['surrogate']} surrogate), "
-        f"loss `{cfg['loss']}`, {cfg['optimizer']} lr {cfg['lr']} ({cfg['schedule']}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
+        f"Task `{cfg['data']}`, model `{cfg['model']}` with {cfg['hidden']} hidden neurons ({network_details(cfg)}), "
+        f"loss `{cfg['loss']}`{regularizer_details(cfg)}, {cfg['optimizer']} lr {cfg['lr']} ({cfg['schedule']}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
         f"backend `{cfg['backend']}`, seed {cfg['seed']}. Reference rule for the gradient comparison: `{cfg['reference']}`.",
         "",
         "| " + " | ".join(HEADER) + " |",
@@ -136,8 +150,8 @@ img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: 0.9em; }}
 </style></head><body>
 <h1>neuroplastic: learning rules compared</h1>
-<p>Task <code>{esc(cfg['data'])}</code>, model <code>{esc(cfg['model'])}</code> with {cfg['hidden']} hidden neurons,
-loss <code>{esc(cfg['loss'])}</code>, {esc(cfg['optimizer'])} lr {cfg['lr']} ({esc(cfg['schedule'])}), {cfg['epochs']} epochs,
+<p>Task <code>{esc(cfg['data'])}</code>, model <code>{esc(cfg['model'])}</code> with {cfg['hidden']} hidden neurons ({esc(network_details(cfg))}),
+loss <code>{esc(cfg['loss'])}</code>{esc(regularizer_details(cfg))}, {esc(cfg['optimizer'])} lr {cfg['lr']} ({esc(cfg['schedule'])}), {cfg['epochs']} epochs,
 batch {cfg['batch_size']}, backend <code>{esc(cfg['backend'])}</code>, seed {cfg['seed']}; reference rule <code>{esc(cfg['reference'])}</code>.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 {skipped}

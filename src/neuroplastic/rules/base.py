@@ -81,6 +81,22 @@ class OnlineRule(Rule):
 
     modes = ("offline", "online", "deferred")
 
+    def check_online_objective(self, objective: Objective, mode: str) -> None:
+        """Raise a ``ValueError`` naming the loss unless ``objective`` can be applied step by step.
+
+        Called by the trainer for the online and deferred modes.  The default needs a loss
+        that is a sum of per-step terms (``loss.per_step``); a rule that builds its own
+        per-step error (SuperSpike's van Rossum filter) overrides this.
+        """
+        if not objective.loss.decomposes_over_time:
+            from ..losses import LOSSES, Loss
+
+            per_step = sorted(n for n, cls in LOSSES.items() if cls.per_step is not Loss.per_step)
+            raise ValueError(
+                f"loss: {objective.loss.name!r} does not decompose over time steps, so mode={mode!r} cannot "
+                f"apply it step by step; use a per-step loss ({', '.join(per_step)}) or mode='offline'"
+            )
+
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> Any:
         raise NotImplementedError
 

@@ -86,6 +86,10 @@ class SuperSpike(OnlineRule):
             raise ValueError("regularizer: SuperSpike does not support the rate regulariser")
         return objective.loss
 
+    def check_online_objective(self, objective: Objective, mode: str) -> None:
+        """SuperSpike filters its own per-step error: it needs the van Rossum loss, not ``per_step``."""
+        self._loss(objective)
+
     def init(self, network: Network, params: dict, key: Any = None) -> dict:
         self._check(network)
         if self.feedback == "symmetric":

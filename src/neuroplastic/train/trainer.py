@@ -29,7 +29,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..data.arrays import Dataset, batches
-from ..losses import LOSSES, Loss, Objective, RateRegularizer, make_loss
+from ..losses import Loss, Objective, RateRegularizer, make_loss
 from ..metrics import correct_array, spikes_per_step_array
 from ..network import Network
 from ..rules import Rule, make_rule, run_online
@@ -69,12 +69,8 @@ class Trainer:
             self.objective = loss
         else:
             self.objective = Objective(make_loss(loss), regularizer)
-        if mode != "offline" and not self.objective.loss.decomposes_over_time:
-            per_step = sorted(n for n, cls in LOSSES.items() if cls.per_step is not Loss.per_step)
-            raise ValueError(
-                f"loss: {self.objective.loss.name!r} does not decompose over time steps, so mode={mode!r} cannot "
-                f"apply it step by step; use a per-step loss ({', '.join(per_step)}) or mode='offline'"
-            )
+        if mode != "offline":
+            self.rule.check_online_objective(self.objective, mode)
         self.optimizer = optimizer if isinstance(optimizer, Optimizer) else make_optimizer(optimizer, lr, self.B)
         self.dt = dt
         self.progress = progress
