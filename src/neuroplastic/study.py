@@ -67,7 +67,7 @@ class StudyConfig:
     compare_every: int = 2
     landscape_grid: int = 15
     landscape_batches: int = 2
-    landscape_span: float = 1.5
+    landscape_span: float | None = None  # half-width in PCA units; None: fit every trajectory
     data_options: dict = field(default_factory=dict)
 
     @classmethod
@@ -86,7 +86,8 @@ class StudyConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and v > 0):
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        for name in ("tau_mem", "tau_out", "lr", "reg_strength") + (("reg_rate_hz",) if self.reg_rate_hz is not None else ()):
+        optional = tuple(n for n in ("reg_rate_hz", "landscape_span") if getattr(self, n) is not None)
+        for name in ("tau_mem", "tau_out", "lr", "reg_strength") + optional:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"{name}: expected a positive number, got {v!r}")
@@ -194,12 +195,15 @@ def _landscape(cfg: StudyConfig, net: Any, data: Any, objective: Objective, B: A
         (B.asarray(data.x_test[:, i * 128:(i + 1) * 128]), B.asarray(data.y_test[i * 128:(i + 1) * 128]))
         for i in range(cfg.landscape_batches)
     ]
-    span = (-cfg.landscape_span, cfg.landscape_span)
+    projected = {rule: L.project_trajectory(traj, final_np, d1, d2) for rule, traj in trajectories.items()}
+    if cfg.landscape_span is None:  # cover every rule's projected trajectory
+        spans = L.auto_span(list(projected.values()), margin=0.1)
+    else:
+        spans = ((-cfg.landscape_span, cfg.landscape_span),) * 2
     alphas, betas, losses = L.loss_surface(
         net, objective, B.tree_asarray(final_np), B.tree_asarray(d1), B.tree_asarray(d2), batches,
-        grid=(cfg.landscape_grid, cfg.landscape_grid), span=(span, span),
+        grid=(cfg.landscape_grid, cfg.landscape_grid), span=spans,
     )
-    projected = {rule: L.project_trajectory(traj, final_np, d1, d2) for rule, traj in trajectories.items()}
     from safetensors.numpy import save_file
 
     save_file(
