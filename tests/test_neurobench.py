@@ -8,7 +8,8 @@ backward count against SpikeGrad's own ``bwd`` count, and the whole set against 
 ``neurobench`` package's metric objects (``SynapticOperations``, ``ActivationSparsity``,
 ``ParameterCount``, ``ConnectionSparsity``, ``Footprint``) on a small snnTorch model.
 That cross-check needs ``neurobench`` and ``snntorch``, which are not dependencies of
-neuroplastic; it is skipped where they are not installed.  (They install offline without
+neuroplastic; ``make install`` adds them for this test (so ``make test`` and CI run it)
+and it is skipped where they are not installed.  (They install offline without
 touching torch: ``pip install --no-deps neurobench==2.3.0 snntorch==1.0.0``; the full
 dependency set would add tonic, torchaudio, librosa and numba, which the metrics do not use.)
 """
