@@ -51,3 +51,23 @@ def test_default_bptt_reaches_70_percent_on_mnist1d(tmp_path):
     assert main(["train", "--data", "mnist1d", "--rule", "bptt", "--out", str(tmp_path), "--name", "acc", "--no-progress"]) == 0
     last = json.loads((tmp_path / "acc" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["test_acc"] >= 0.70
+
+
+def test_compare_subcommand_uses_the_study_network_and_objective(tmp_path, monkeypatch):
+    """`neuroplastic compare` builds the same network, loss and regulariser as the main job."""
+    import neuroplastic.train.compare as C
+
+    seen = {}
+    original = C.GradientComparison.__init__
+
+    def spy(self, net, rules, **kw):
+        seen["net"], seen["loss"] = net, kw["loss"]
+        original(self, net, rules, **kw)
+
+    monkeypatch.setattr(C.GradientComparison, "__init__", spy)
+    args = ["compare", "--quick", "--rules", "bptt", "eprop-symmetric", "--steps", "2", "--out", str(tmp_path), "--name", "c"]
+    assert main(args) == 0
+    records = [json.loads(l) for l in (tmp_path / "c" / "alignment.jsonl").read_text().splitlines()]
+    assert {r["rule"] for r in records} == {"bptt", "eprop-symmetric"}
+    assert seen["net"].blocks[0].cell.tau_mem == 1.0  # StudyConfig's tau_mem, not build_model's default
+    assert seen["loss"].regularizer is not None and seen["loss"].regularizer.target_hz == 10.0

@@ -184,17 +184,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _compare(args: argparse.Namespace) -> None:
     from .analysis import plots as P
     from .backend import get_backend
-    from .data import load_dataset
-    from .models import build_model
+    from .study import study_data, study_network, study_objective
+    from .train import make_optimizer
     from .train.compare import GradientComparison
 
     cfg = _study_config(args)
     cfg.validate()
     out = _stamp(args, "compare")
     B = get_backend(cfg.backend)
-    data = load_dataset(cfg.data)
-    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, surrogate=cfg.surrogate, dt=data.dt)
-    cmp = GradientComparison(net, list(cfg.rules), primary=cfg.reference, reference=cfg.reference, loss=cfg.loss, lr=cfg.lr, backend=B)
+    data = study_data(cfg)
+    net = study_network(cfg, data)
+    steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size)
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule, total_steps=steps)
+    cmp = GradientComparison(net, list(cfg.rules), primary=cfg.reference, reference=cfg.reference, loss=study_objective(cfg, data),
+                             optimizer=optimizer, backend=B)
     _, records, _ = cmp.run(net.init(cfg.seed, backend=B), data, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
                             every=args.every, sample_steps=(0, args.steps - 1), max_steps=args.steps, out_dir=out)
     if P.have_matplotlib() and hasattr(P, "plot_alignment_curves"):

@@ -93,6 +93,26 @@ class StudyConfig:
                 raise ValueError(f"{name}: expected a positive number, got {v!r}")
 
 
+def study_data(cfg: StudyConfig) -> Any:
+    """The study's dataset, its training set cut to ``cfg.train_examples`` when set."""
+    data = load_dataset(cfg.data, **cfg.data_options)
+    if cfg.train_examples is not None:
+        data = replace(data, x_train=data.x_train[:, : cfg.train_examples], y_train=data.y_train[: cfg.train_examples])
+    return data
+
+
+def study_network(cfg: StudyConfig, data: Any) -> Any:
+    """The network every rule of the study trains (``cfg.model`` sized for ``data``)."""
+    return build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
+                       surrogate=cfg.surrogate, dt=data.dt)
+
+
+def study_objective(cfg: StudyConfig, data: Any) -> Objective:
+    """The loss every rule of the study minimises, with the rate regulariser when configured."""
+    reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
+    return Objective(make_loss(cfg.loss), reg)
+
+
 def available_rules(rules: tuple) -> tuple:
     """The requested rules that this installation has (others are reported, not run)."""
     return tuple(r for r in rules if r in RULES)
@@ -107,14 +127,10 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps(asdict(cfg), indent=2))
     B = get_backend(cfg.backend)
-    data = load_dataset(cfg.data, **cfg.data_options)
-    if cfg.train_examples is not None:
-        data = replace(data, x_train=data.x_train[:, : cfg.train_examples], y_train=data.y_train[: cfg.train_examples])
-    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
-                      surrogate=cfg.surrogate, dt=data.dt)
+    data = study_data(cfg)
+    net = study_network(cfg, data)
     steps_per_epoch = -(-data.x_train.shape[1] // cfg.batch_size)
-    reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
-    objective = Objective(make_loss(cfg.loss), reg)
+    objective = study_objective(cfg, data)
     log(f"neuroplastic run: comparing {', '.join(cfg.rules)} on {data} with {net}")
     if missing:
         log(f"neuroplastic run: not available in this installation, skipped: {', '.join(missing)}")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import ops_for
-from ..surrogates import Surrogate, SurrogateLike, make_surrogate
+from ..surrogates import SurrogateLike, make_surrogate
 from .base import RESETS, Cell, State, check_choice, check_positive, decay_from, trainable_decay
 
 

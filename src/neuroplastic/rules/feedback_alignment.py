@@ -75,7 +75,7 @@ def run_network(network: Network, params: dict, xs: Any, mm: MatMul | None = Non
     """
     B = ops_for(xs)
     mm = mm or (lambda path, x, w: B.matmul(x, w))
-    T, batch = xs.shape[0], xs.shape[1]
+    batch = xs.shape[1]
     state0 = network.initial_state(B, batch)
     last = len(network.blocks) - 1
 
