@@ -62,6 +62,8 @@ def test_numbers_are_normalised():
         ("[trainer]\ndtype = \"float16\"\n", r"^trainer\.dtype: unknown dtype 'float16'"),
         ("[trainer]\ncheckpoint_every = -1\n", r"^trainer\.checkpoint_every: expected a non-negative integer"),
         ("[network]\nhidden = 1.5\n", r"^network\.hidden: expected a positive integer, got 1\.5"),
+        ("[network]\ntau_mem = 0\n", r"^network\.tau_mem: expected a positive time constant"),
+        ("[network]\ntau_out = \"slow\"\n", r"^network\.tau_out: expected a positive time constant"),
         ("[network]\nmodel = \"transformer\"\n", r"^network\.model: unknown model 'transformer'"),
         ("[network]\nsurrogate = \"softplus\"\n", r"^network\.surrogate: unknown surrogate 'softplus'"),
         ("[network]\nlayers = 2\n", r"^network\.layers: unknown key"),
@@ -205,3 +207,25 @@ def test_schedule_counts_every_update(monkeypatch, tmp_path, mode, per_batch):
     with pytest.raises(Stop):
         train_run(cfg, tmp_path / "run", progress=False)
     assert seen["total_steps"] == 3 * 4 * per_batch  # MNIST-1D: 4000 examples, T = 40
+
+
+def test_time_constants_reach_the_network(monkeypatch, tmp_path):
+    """``--tau-mem`` / ``[network] tau_mem`` set the hidden cells' and readout's time constants."""
+    import neuroplastic.experiment as E
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(E, "build_model", spy)
+    cfg = loads_config('[network]\nmodel = "rsnn"\ntau_mem = 1\ntau_out = 5.0\n')
+    assert (cfg.tau_mem, cfg.tau_out) == (1.0, 5.0)
+    with pytest.raises(Stop):
+        E.train_run(cfg, tmp_path / "run", progress=False)
+    assert (seen["tau_mem"], seen["tau_out"]) == (1.0, 5.0)
+    assert "tau_mem = 1.0" in config_to_toml(cfg)

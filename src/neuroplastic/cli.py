@@ -20,7 +20,7 @@ from .experiment import RunConfig, resume_run, train_run
 
 # argparse dest -> RunConfig field, for the options of `train` that set the config
 _FIELDS = {
-    "data": "data", "encoder": "encoder", "model": "model", "hidden": "hidden", "surrogate": "surrogate", "rule": "rule",
+    "data": "data", "encoder": "encoder", "model": "model", "hidden": "hidden", "surrogate": "surrogate", "tau_mem": "tau_mem", "tau_out": "tau_out", "rule": "rule",
     "mode": "mode", "loss": "loss", "optimizer": "optimizer", "lr": "lr", "schedule": "schedule", "epochs": "epochs",
     "batch_size": "batch_size", "backend": "backend", "device": "device", "dtype": "dtype", "seed": "seed",
     "reg_rate": "reg_rate_hz", "reg_strength": "reg_strength", "checkpoint_every": "checkpoint_every",
@@ -53,6 +53,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action=_Given, default=d.model, choices=MODELS, help=f"architecture (default {d.model})")
     p.add_argument("--hidden", action=_Given, type=int, default=d.hidden, help=f"hidden neurons per layer (default {d.hidden})")
     p.add_argument("--surrogate", action=_Given, default=d.surrogate, help=f"surrogate derivative of the spike (default {d.surrogate})")
+    p.add_argument("--tau-mem", action=_Given, type=float, default=d.tau_mem, help=f"membrane time constant of the hidden cells (default {d.tau_mem:g})")
+    p.add_argument("--tau-out", action=_Given, type=float, default=d.tau_out, help=f"time constant of the leaky readout (default {d.tau_out:g})")
     p.add_argument("--rule", action=_Given, default=d.rule, help=f"learning rule, one of {sorted(RULES)} (default {d.rule})")
     p.add_argument("--mode", action=_Given, default=d.mode, help="offline, online or deferred (default offline)")
     p.add_argument("--loss", action=_Given, default=d.loss, help=f"loss name (default {d.loss})")

@@ -15,6 +15,8 @@ A run is described by a TOML file with a top-level ``seed`` and five sections::
     model = "rsnn-alif"
     hidden = 256
     surrogate = "triangle"
+    tau_mem = 20.0    # membrane and readout time constants, in the data's time unit
+    tau_out = 20.0
 
     [rule]            # name + the rule's options
     name = "eprop-random"
@@ -67,6 +69,8 @@ class RunConfig:
     model: str = "rsnn-alif"
     hidden: int = 256
     surrogate: str = "triangle"
+    tau_mem: float = 20.0
+    tau_out: float = 20.0
     rule: str = "bptt"
     mode: str = "offline"
     loss: str = "ce_mean"
@@ -114,7 +118,7 @@ class RunConfig:
 SECTIONS: dict[str, dict[str, str]] = {
     "data": {"name": "data"},
     "encoder": {"name": "encoder"},
-    "network": {"model": "model", "hidden": "hidden", "surrogate": "surrogate"},
+    "network": {"model": "model", "hidden": "hidden", "surrogate": "surrogate", "tau_mem": "tau_mem", "tau_out": "tau_out"},
     "rule": {"name": "rule"},
     "trainer": {
         "mode": "mode", "loss": "loss", "optimizer": "optimizer", "lr": "lr", "schedule": "schedule",
@@ -345,6 +349,11 @@ def _validate(cfg: RunConfig) -> None:
     if not (_is_int(cfg.hidden) and cfg.hidden > 0):
         raise ValueError(f"network.hidden: expected a positive integer, got {_show(cfg.hidden)}")
     _choice(cfg, "surrogate", SURROGATES, "surrogate")
+    for name in ("tau_mem", "tau_out"):
+        value = getattr(cfg, name)
+        if not (_is_number(value) and value > 0):
+            raise ValueError(f"network.{name}: expected a positive time constant (in the data's time steps), got {_show(value)}")
+        setattr(cfg, name, float(value))
     # [rule]
     if not isinstance(cfg.rule, str):
         raise ValueError(f"rule.name: expected a string, got {_show(cfg.rule)}")

@@ -121,7 +121,8 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     data = load_run_data(cfg)
     if data.n_classes is None:
         raise ValueError(f"data: {cfg.data} is not a classification set; the train command needs labels")
-    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, dt=data.dt, surrogate=cfg.surrogate)
+    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
+                      dt=data.dt, surrogate=cfg.surrogate)
     params = net.init(cfg.seed, backend=B)
     from .rules import make_rule
 
