@@ -16,16 +16,32 @@ the training set only: ``thr = factor * mean |x_t - x_{t-1}|`` over all training
 and steps ``t >= 1`` (``factor = 1`` by default).  Each encoding is trained with every rule
 (BPTT and symmetric e-prop by default) with the same network, optimizer, epochs and seed.
 
+Two networks (``--network``):
+
+* ``train-default`` (the first table): ``neuroplastic train``'s default network, recurrent
+  ALIF with 256 hidden neurons (``tau_mem = 20``), no regulariser, 30 epochs (:data:`SHARED`);
+* ``comparison``: the network of the rule comparison (``docs/rules-mnist1d.md``), read from
+  ``examples/configs/rules-mnist1d.toml``: recurrent LIF with 128 hidden neurons,
+  ``tau_mem = 1`` step, ``tau_out = 20``, fast_sigmoid surrogate, the firing-rate
+  regulariser (10 Hz, strength 10), 60 epochs.
+
+The input layer takes 1 channel for ``none`` and 2 (on/off) for the encoders.
+
 For every encoding the script reports the test accuracy of each rule, the input sparsity
 (fraction of zero entries of the network's input; for ``none`` the raw signal's fraction of
 exact zeros), the input events per sample (non-zero input entries: spikes for the encoders)
 and the encode-decode reconstruction error (:func:`~neuroplastic.encoders.contrast_decode`).
-It writes the results as JSON and the markdown table ``docs/encoding-mnist1d.md``.  Usage::
+It writes the results as JSON (``docs/img/encoding_mnist1d.json``, or
+``docs/img/encoding_mnist1d_comparison.json`` for the comparison network) and the page
+``docs/encoding-mnist1d.md``, one table per network: a training run re-renders the page from
+its own results plus the other networks' saved JSON (``--with-json``; by default their
+default JSON files, when writing the default page).  Usage::
 
-    python examples/encoding_mnist1d.py                          # 4 encodings x 2 rules, 30 epochs (15 min on 2 shared CPU cores)
+    python examples/encoding_mnist1d.py --epochs 30                       # train-default: 4 encodings x 2 rules (15 min on 2 shared CPU cores)
+    python examples/encoding_mnist1d.py --network comparison --epochs 60  # the rule-comparison network (5 min)
     python examples/encoding_mnist1d.py --epochs 2 --doc /tmp/t.md --json /tmp/t.json
     python examples/encoding_mnist1d.py --encodings none tc sf mw tbr
-    python examples/encoding_mnist1d.py --from-json docs/img/encoding_mnist1d.json   # re-render the table
+    python examples/encoding_mnist1d.py --from-json docs/img/encoding_mnist1d.json docs/img/encoding_mnist1d_comparison.json  # re-render
 
 A "What we noticed" section already in the table is kept when the table is rewritten.
 """
@@ -52,11 +68,18 @@ ENCODINGS = ("none", "tc", "sf", "mw", "tbr")
 DEFAULT_ENCODINGS = ("none", "tc", "sf", "mw")
 DEFAULT_RULES = ("bptt", "eprop-symmetric")
 
-#: the network and training settings every (encoding, rule) pair gets: ``neuroplastic train``'s defaults
+ROOT = Path(__file__).resolve().parents[1]
+#: the rule comparison's network and training (docs/rules-mnist1d.md), the ``comparison`` network
+COMPARISON_CONFIG = ROOT / "examples" / "configs" / "rules-mnist1d.toml"
+
+#: the network and training settings every (encoding, rule) pair gets on the ``train-default``
+#: network: ``neuroplastic train``'s defaults (the first table)
 SHARED: dict[str, Any] = {
     "model": "rsnn-alif",  # recurrent ALIF layer + leaky readout (neuroplastic.models)
     "hidden": 256,
     "surrogate": "triangle",
+    "tau_mem": 20.0,
+    "tau_out": 20.0,
     "optimizer": "adam",
     "lr": 5e-3,
     "schedule": "cosine",
@@ -64,9 +87,36 @@ SHARED: dict[str, Any] = {
     "seed": 0,
     "mode": "offline",
     "loss": "ce_mean",
+    "reg_rate_hz": None,  # no firing-rate regulariser
+    "reg_strength": 1.0,
 }
 
+NETWORKS = ("train-default", "comparison")
+#: the epochs each network was run for in its table (the default of ``--epochs``)
+DEFAULT_EPOCHS = {"train-default": 30, "comparison": 60}
+#: where each network's results go by default
+DEFAULT_JSON = {"train-default": "docs/img/encoding_mnist1d.json", "comparison": "docs/img/encoding_mnist1d_comparison.json"}
+DEFAULT_DOC = "docs/encoding-mnist1d.md"
+
 NOTICED = "## What we noticed"
+
+
+def network_settings(network: str = "train-default") -> dict[str, Any]:
+    """The shared network and training settings of ``network`` (see :data:`NETWORKS`), keyed like :data:`SHARED`.
+
+    ``comparison`` reads :data:`COMPARISON_CONFIG` with :func:`neuroplastic.config.load_config`,
+    so it follows the rule comparison's config file.
+    """
+    if network == "train-default":
+        return dict(SHARED)
+    if network != "comparison":
+        raise ValueError(f"network: unknown network {network!r}; choose one of {list(NETWORKS)}")
+    from neuroplastic.config import load_config
+
+    cfg = load_config(COMPARISON_CONFIG)
+    if cfg.data != "mnist1d" or cfg.rule_options or cfg.encoder:
+        raise ValueError(f"{COMPARISON_CONFIG}: expected a plain MNIST-1D run, got data {cfg.data!r}, encoder {cfg.encoder!r}")
+    return {k: getattr(cfg, k) for k in SHARED} | {"config": COMPARISON_CONFIG.relative_to(ROOT).as_posix()}
 
 
 # ----------------------------------------------------------------------------- input statistics
@@ -175,17 +225,35 @@ def threshold_sweep(x_train: np.ndarray, factors: tuple[float, ...] = (0.5, 1.0,
 
 
 # ----------------------------------------------------------------------------- training
-def train_one(data: Dataset, rule: str, epochs: int, backend: str = "jax", settings: dict | None = None) -> dict:
-    """Train the shared network on ``data`` with ``rule``; returns accuracy, rates, time and the test curve."""
+def build_trainer(data: Dataset, rule: str, epochs: int, backend: str = "jax", settings: dict | None = None,
+                  network: str = "train-default") -> tuple[Any, Any, dict]:
+    """``(net, trainer, settings)`` for ``rule`` on ``data`` with ``network``'s settings updated by ``settings``.
+
+    The input layer takes ``data.n_features`` channels (1 raw, 2 encoded); the cosine schedule
+    runs over ``epochs`` of updates.
+    """
+    from neuroplastic.losses import Objective, RateRegularizer, make_loss
     from neuroplastic.models import build_model
     from neuroplastic.rules import make_rule
     from neuroplastic.train import Trainer, make_optimizer
 
-    s = {**SHARED, **(settings or {})}
-    net = build_model(s["model"], data.n_features, data.n_classes, hidden=s["hidden"], surrogate=s["surrogate"], dt=data.dt)
+    s = {**network_settings(network), **(settings or {})}
+    if s["mode"] != "offline":
+        raise ValueError(f"mode: this experiment trains offline (one update per batch), got {s['mode']!r}")
+    net = build_model(s["model"], data.n_features, data.n_classes, hidden=s["hidden"], tau_mem=s["tau_mem"],
+                      tau_out=s["tau_out"], surrogate=s["surrogate"], dt=data.dt)
     updates = epochs * -(-data.x_train.shape[1] // s["batch_size"])
     opt = make_optimizer(s["optimizer"], s["lr"], backend, schedule=s["schedule"], total_steps=max(updates, 1))
-    trainer = Trainer(net, make_rule(rule), s["loss"], opt, backend=backend, mode=s["mode"], dt=data.dt, progress=False)
+    reg = RateRegularizer(s["reg_rate_hz"], s["reg_strength"], data.dt) if s["reg_rate_hz"] is not None else None
+    trainer = Trainer(net, make_rule(rule), Objective(make_loss(s["loss"]), reg), opt, backend=backend, mode=s["mode"],
+                      dt=data.dt, progress=False)
+    return net, trainer, s
+
+
+def train_one(data: Dataset, rule: str, epochs: int, backend: str = "jax", settings: dict | None = None,
+              network: str = "train-default") -> dict:
+    """Train ``network`` on ``data`` with ``rule``; returns accuracy, rates, time and the test curve."""
+    net, trainer, s = build_trainer(data, rule, epochs, backend, settings, network)
     t0 = time.perf_counter()
     _, hist = trainer.fit(net.init(s["seed"], backend=backend), data, epochs=epochs, batch_size=s["batch_size"], seed=s["seed"])
     if not hist:
@@ -214,6 +282,7 @@ def run_experiment(
     settings: dict | None = None,
     log: Callable[[str], Any] = print,
     done: Callable[[dict], Any] | None = None,
+    network: str = "train-default",
 ) -> dict:
     """Encode ``data`` (raw ``(T, N, 1)`` signal) each way and train each rule on it, one training at a time.
 
@@ -232,7 +301,7 @@ def run_experiment(
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
     results: dict = {
         "settings": {
-            **SHARED, **(settings or {}), "epochs": epochs, "backend": backend, "factor": factor, "window": window,
+            "network": network, **network_settings(network), **(settings or {}), "epochs": epochs, "backend": backend, "factor": factor, "window": window,
             "tbr_factor": tbr_factor, "data": data.name, "n_train": int(data.x_train.shape[1]),
             "n_test": int(data.x_test.shape[1]), "steps": int(data.n_steps),
             "mean_abs_step_train": mean_abs_step(data.x_train),
@@ -245,7 +314,7 @@ def run_experiment(
         results["encodings"].append(info)
         log(f"{name}: threshold {info['threshold']}, sparsity {info['sparsity']:.3f}, {info['events_per_sample']:.1f} events/sample")
         for rule in rules:
-            row = {"encoding": name, **train_one(enc, rule, epochs, backend, settings)}
+            row = {"encoding": name, **train_one(enc, rule, epochs, backend, settings, network)}
             results["runs"].append(row)
             log(f"  {rule}: test {100 * row['test_acc']:.1f}% (best {100 * row['best_test_acc']:.1f}%) in {row['time_s']:.0f} s")
             if done is not None:
@@ -267,38 +336,48 @@ def table_rows(results: dict) -> list[dict]:
     return rows
 
 
-def render_table(results: dict, command: str, noticed: str | None = None) -> str:
-    """The markdown page: settings, the main table, per-training details, the threshold sweep, notes."""
+def network_of(results: dict) -> str:
+    """The network a result set was trained on (results saved before ``--network`` existed: ``train-default``)."""
+    return results["settings"].get("network", "train-default")
+
+
+def describe_network(s: dict) -> str:
+    """One sentence on the network and training of the settings ``s`` of a result set."""
+    reg = s.get("reg_rate_hz")
+    loss = (f"loss `{s['loss']}` plus the firing-rate regulariser `{s['reg_strength']:g} * mean_j (r_j - {reg:g} Hz)^2`"
+            if reg is not None else f"loss `{s['loss']}` (no rate regulariser)")
+    return (
+        f"Same network and training for every cell: `{s['model']}` with {s['hidden']} hidden neurons"
+        f" (`tau_mem = {s.get('tau_mem', 20.0):g}` step{'' if s.get('tau_mem', 20.0) == 1 else 's'}, {s['surrogate']} surrogate) and a leaky readout"
+        f" (`tau_out = {s.get('tau_out', 20.0):g}` steps), {s['optimizer']} lr {s['lr']} with {s['schedule']} decay,"
+        f" {s['epochs']} epochs, batch {s['batch_size']}, {loss}, seed {s['seed']}, backend `{s['backend']}`"
+        + (f"; settings from `{s['config']}`." if s.get("config") else ".")
+    )
+
+
+def _threshold_line(s: dict) -> str:
+    return (f"Threshold of TC, SF and MW: one number for the dataset, fitted on the training set only,"
+            f" `thr = {s['factor']} x mean|x_t - x_(t-1)|` = {s['factor'] * s['mean_abs_step_train']:.4f}"
+            f" (the signal's standard deviation is about 1); MW averages the last {s['window']} steps.")
+
+
+def render_section(results: dict, command: str, title: str) -> list[str]:
+    """One network's part of the page: command, settings, the main table and every training."""
     s = results["settings"]
     rules = list(dict.fromkeys(r["rule"] for r in results["runs"]))
-    rows = table_rows(results)
     wall = sum(r["time_s"] for r in results["runs"])
     lines = [
-        "# Temporal spike encodings on MNIST-1D (Neko's Table 1, BPTT and e-prop)",
+        f"## {title}",
         "",
         f"Produced by `{command}` ({len(results['runs'])} trainings, {wall / 60:.0f} min of training on {s['machine']}).",
         "",
-        f"MNIST-1D ({s['data']}, {s['n_train']} train / {s['n_test']} test) as a time series of {s['steps']} steps x 1 channel,"
-        " fed to the network raw (`none`) or through a temporal encoder with on/off channels (`(40, N, 2)`)."
-        f" Same network and training for every cell: `{s['model']}` with {s['hidden']} hidden neurons ({s['surrogate']} surrogate),"
-        f" {s['optimizer']} lr {s['lr']} with {s['schedule']} decay, {s['epochs']} epochs, batch {s['batch_size']}, loss `{s['loss']}`,"
-        f" seed {s['seed']}, backend `{s['backend']}`.",
-        "",
-        f"Threshold of TC, SF and MW: one number for the dataset, fitted on the training set only,"
-        f" `thr = {s['factor']} x mean|x_t - x_(t-1)|` = {s['factor'] * s['mean_abs_step_train']:.4f}"
-        f" (the signal's standard deviation is about 1); MW averages the last {s['window']} steps.",
-        "",
-        "Input sparsity is the fraction of zero entries of the network's input on the test set"
-        " (for `none`, the raw signal's fraction of exact zeros); events per sample counts its non-zero entries"
-        " (spikes, for the encoders; every sample for `none`). Reconstruction: encode, decode with `contrast_decode`"
-        " (start at `x_0`), RMS error over the test signal's standard deviation. Accuracy is the final-epoch test"
-        " accuracy (best epoch in brackets).",
+        describe_network(s),
         "",
         "| encoding | threshold | input channels | input sparsity | events / sample | reconstruction error | "
         + " | ".join(f"{r} test acc" for r in rules) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(rules),
     ]
-    for r in rows:
+    for r in table_rows(results):
         thr = "—" if r["threshold"] is None else f"{r['threshold']:.4f}"
         if r["encoding"] == "tbr":
             thr = "per sequence"
@@ -310,7 +389,7 @@ def render_table(results: dict, command: str, noticed: str | None = None) -> str
         lines.append(f"| {r['encoding']} | {thr} | {r['channels']} | {r['sparsity']:.3f} | {r['events_per_sample']:.1f} | {rec} | {accs} |")
     lines += [
         "",
-        "## Every training",
+        "Every training:",
         "",
         "| encoding | rule | final test acc | best test acc (epoch) | final train acc | hidden rate (Hz) | wall time (s) |",
         "|---|---|---|---|---|---|---|",
@@ -320,7 +399,48 @@ def render_table(results: dict, command: str, noticed: str | None = None) -> str
             f"| {r['encoding']} | {r['rule']} | {_pct(r['test_acc'])} | {_pct(r['best_test_acc'])} ({r['best_epoch']}) |"
             f" {_pct(r['train_acc'])} | {', '.join(f'{h:.1f}' for h in r['rate_hz'])} | {r['time_s']:.0f} |"
         )
-    sweep = results.get("sweep") or []
+    return lines
+
+
+SECTION_TITLES = {
+    "train-default": "Table 1: `neuroplastic train`'s default network (recurrent ALIF, 256 hidden, `tau_mem = 20`)",
+    "comparison": "Table 2: the rule-comparison network (recurrent LIF, 128 hidden, `tau_mem = 1`, rate regulariser)",
+}
+
+
+def render_page(result_sets: list[dict], noticed: str | None = None) -> str:
+    """The markdown page: what is measured, one section per result set (network), the threshold sweep, notes.
+
+    Each result set carries its ``command``; sets are ordered as :data:`NETWORKS`.
+    """
+    if not result_sets:
+        raise ValueError("result_sets: expected at least one set of results")
+    sets = sorted(result_sets, key=lambda r: NETWORKS.index(network_of(r)) if network_of(r) in NETWORKS else len(NETWORKS))
+    s0 = sets[0]["settings"]
+    lines = [
+        "# Temporal spike encodings on MNIST-1D (Neko's Table 1, BPTT and e-prop)",
+        "",
+        f"MNIST-1D ({s0['data']}, {s0['n_train']} train / {s0['n_test']} test) as a time series of {s0['steps']} steps x 1 channel,"
+        " fed to the network raw (`none`, 1 input channel) or through a temporal encoder with on/off channels (`(40, N, 2)`)."
+        f" Each table trains every encoding with every rule on one network ({len(sets)} network{'s' if len(sets) > 1 else ''} below).",
+        "",
+        _threshold_line(s0),
+        "",
+        "Input sparsity is the fraction of zero entries of the network's input on the test set"
+        " (for `none`, the raw signal's fraction of exact zeros); events per sample counts its non-zero entries"
+        " (spikes, for the encoders; every sample for `none`). Reconstruction: encode, decode with `contrast_decode`"
+        " (start at `x_0`), RMS error over the test signal's standard deviation. Accuracy is the final-epoch test"
+        " accuracy (best epoch in brackets).",
+    ]
+    for i, res in enumerate(sets):
+        net = network_of(res)
+        title = SECTION_TITLES.get(net, f"Table {i + 1}: network `{net}`")
+        if net in SECTION_TITLES:
+            title = f"Table {i + 1}:" + title.split(":", 1)[1]
+        lines += ["", *render_section(res, res.get("command", "python examples/encoding_mnist1d.py"), title)]
+        if _threshold_line(res["settings"]) != _threshold_line(s0):
+            lines += ["", _threshold_line(res["settings"])]
+    sweep = next((r["sweep"] for r in sets if r.get("sweep")), None)
     if sweep:
         factors = sorted({w["factor"] for w in sweep})
         lines += [
@@ -343,6 +463,11 @@ def render_table(results: dict, command: str, noticed: str | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+def render_table(results: dict, command: str, noticed: str | None = None) -> str:
+    """The page for one result set (``command`` overrides the one it carries)."""
+    return render_page([{**results, "command": command}], noticed)
+
+
 def kept_notes(doc: Path) -> str | None:
     """The body of an existing table's "What we noticed" section, if any."""
     if not doc.exists():
@@ -355,22 +480,29 @@ def kept_notes(doc: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--network", default="train-default", choices=list(NETWORKS),
+                    help="train-default: neuroplastic train's default (table 1); comparison: examples/configs/rules-mnist1d.toml")
     ap.add_argument("--encodings", nargs="+", default=list(DEFAULT_ENCODINGS), choices=list(ENCODINGS))
     ap.add_argument("--rules", nargs="+", default=list(DEFAULT_RULES))
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=None, help=f"default: {DEFAULT_EPOCHS}")
     ap.add_argument("--factor", type=float, default=1.0, help="threshold = factor x mean |x_t - x_(t-1)| of the training set")
     ap.add_argument("--window", type=int, default=3, help="MW window (steps)")
     ap.add_argument("--tbr-factor", type=float, default=0.5, help="TBR's factor on the per-sequence std")
     ap.add_argument("--backend", default="jax")
-    ap.add_argument("--json", default="docs/img/encoding_mnist1d.json")
-    ap.add_argument("--doc", default="docs/encoding-mnist1d.md")
-    ap.add_argument("--from-json", default=None, help="re-render the table from saved results (no training)")
+    ap.add_argument("--json", default=None, help=f"where the results go (default: {DEFAULT_JSON})")
+    ap.add_argument("--doc", default=DEFAULT_DOC)
+    ap.add_argument("--with-json", nargs="*", default=None, metavar="JSON",
+                    help="other networks' saved results to keep on the page after training (default: their default"
+                         " JSON files when writing the default page, none otherwise)")
+    ap.add_argument("--from-json", nargs="+", default=None, metavar="JSON",
+                    help="re-render the page from saved results, one table per file (no training)")
     args = ap.parse_args(argv)
-    doc, out = Path(args.doc), Path(args.json)
+    doc = Path(args.doc)
     if args.from_json:
-        results = json.loads(Path(args.from_json).read_text())
-        command = results.get("command", "python examples/encoding_mnist1d.py")
+        result_sets = [json.loads(Path(p).read_text()) for p in args.from_json]
     else:
+        out = Path(args.json or DEFAULT_JSON[args.network])
+        epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[args.network]
         command = "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix() if argv is None else "examples/encoding_mnist1d.py", *(sys.argv[1:] if argv is None else argv)])
 
         def save(res: dict) -> None:
@@ -378,12 +510,21 @@ def main(argv: list[str] | None = None) -> None:
             out.write_text(json.dumps({**res, "command": command}, indent=2))
 
         data = load_dataset("mnist1d", as_sequence=True)
-        results = run_experiment(data, args.encodings, args.rules, args.epochs, args.factor, args.window, args.tbr_factor,
-                                 args.backend, done=save)
+        results = run_experiment(data, args.encodings, args.rules, epochs, args.factor, args.window, args.tbr_factor,
+                                 args.backend, done=save, network=args.network)
         save(results)
         print(f"wrote {out}")
+        others = args.with_json
+        if others is None:
+            others = [p for n, p in DEFAULT_JSON.items() if n != args.network] if doc == Path(DEFAULT_DOC) else []
+        result_sets = [{**results, "command": command}]
+        for p in others:
+            if Path(p).exists() and Path(p).resolve() != out.resolve():
+                res = json.loads(Path(p).read_text())
+                if network_of(res) != args.network:
+                    result_sets.append(res)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(render_table(results, command, kept_notes(doc)))
+    doc.write_text(render_page(result_sets, kept_notes(doc)))
     print(f"wrote {doc}")
 
 

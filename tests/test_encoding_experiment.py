@@ -117,3 +117,61 @@ def test_one_epoch_on_a_slice_gives_every_row(ex, tmp_path):
     doc.write_text(text.replace("(to be written after looking at the numbers)", "TC is sparsest."))
     ex.main(["--from-json", str(tmp_path / "r.json"), "--doc", str(doc)])
     assert doc.read_text().rstrip().endswith("TC is sparsest.")
+
+
+def test_comparison_network_is_the_rule_comparison_config(ex):
+    # --network comparison reads examples/configs/rules-mnist1d.toml: LIF, tau_mem 1, tau_out 20, regulariser 10 Hz x 10
+    from neuroplastic.cells.lif import LIF
+    from neuroplastic.config import load_config
+
+    s = ex.network_settings("comparison")
+    cfg = load_config(ex.COMPARISON_CONFIG)
+    assert (s["model"], s["hidden"], s["tau_mem"], s["tau_out"], s["surrogate"]) == ("rsnn", 128, 1.0, 20.0, "fast_sigmoid")
+    assert (s["reg_rate_hz"], s["reg_strength"], s["lr"], s["batch_size"]) == (10.0, 10.0, cfg.lr, cfg.batch_size)
+    assert ex.DEFAULT_EPOCHS["comparison"] == cfg.epochs == 60
+    # the first table's network stays as it was run: ALIF, 256, tau_mem 20, no regulariser
+    d = ex.network_settings("train-default")
+    assert (d["model"], d["hidden"], d["tau_mem"], d["reg_rate_hz"]) == ("rsnn-alif", 256, 20.0, None)
+    with pytest.raises(ValueError, match="network"):
+        ex.network_settings("nope")
+
+    # the built network: 2 input channels for an encoding, LIF with tau_mem 1, the regulariser in the objective
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8, 1)).astype(np.float32)
+    raw = Dataset("toy", x, np.arange(8) % 10, x[:, :4], np.arange(4) % 10, n_classes=10)
+    data, _ = ex.encode_dataset(raw, "tc")
+    net, trainer, used = ex.build_trainer(data, "eprop-symmetric", epochs=1, backend="torch", network="comparison")
+    assert net.n_in == 2 and net.blocks[0].size == 128
+    assert isinstance(net.blocks[0].cell, LIF) and net.blocks[0].cell.tau_mem == 1.0
+    reg = trainer.objective.regularizer
+    assert reg is not None and (reg.target_hz, reg.strength) == (10.0, 10.0)
+    _, trainer_default, _ = ex.build_trainer(data, "bptt", epochs=1, backend="torch")
+    assert trainer_default.objective.regularizer is None
+    # the results record the network, and the page names it
+    res = ex.run_experiment(raw, encodings=["tc"], rules=["bptt"], epochs=1, backend="torch", network="comparison",
+                            settings={"hidden": 4, "batch_size": 8}, log=lambda *_: None)
+    assert res["settings"]["network"] == "comparison" and res["settings"]["tau_mem"] == 1.0
+    page = ex.render_table(res, "python examples/encoding_mnist1d.py --network comparison")
+    assert "rule-comparison network" in page and "`tau_mem = 1` step," in page and "firing-rate regulariser" in page
+
+
+def test_from_json_renders_one_table_per_network(ex, tmp_path):
+    # two saved result sets (an old one without "network", a comparison one) give two tables on one page, in network order
+    run = {"rule": "bptt", "test_acc": 0.5, "best_test_acc": 0.6, "best_epoch": 1, "train_acc": 0.7, "rate_hz": [10.0], "time_s": 1.0}
+    info = {"encoding": "none", "threshold": None, "channels": 1, "sparsity": 0.0, "events_per_sample": 40.0, "reconstruction": None}
+    base = {"data": "mnist1d", "n_train": 4000, "n_test": 1000, "steps": 40, "factor": 1.0, "window": 3, "mean_abs_step_train": 0.43,
+            "machine": "x", "backend": "jax", "epochs": 1}
+    old = {"settings": {**ex.SHARED, **base}, "encodings": [info], "runs": [{"encoding": "none", **run}], "command": "cmd-old"}
+    for k in ("tau_mem", "tau_out", "reg_rate_hz", "reg_strength"):
+        del old["settings"][k]
+    new = {"settings": {**ex.network_settings("comparison"), **base, "network": "comparison"}, "encodings": [info],
+           "runs": [{"encoding": "none", **run, "test_acc": 0.9}], "command": "cmd-new"}
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    (tmp_path / "b.json").write_text(json.dumps(new))
+    doc = tmp_path / "p.md"
+    ex.main(["--from-json", str(tmp_path / "b.json"), str(tmp_path / "a.json"), "--doc", str(doc)])
+    text = doc.read_text()
+    assert text.index("## Table 1: `neuroplastic train`") < text.index("`cmd-old`") < text.index("## Table 2: the rule-comparison")
+    assert text.index("## Table 2:") < text.index("`cmd-new`")
+    rows = [line for line in text.splitlines() if line.startswith("| none |")]
+    assert "50.0%" in rows[0] and "90.0%" in rows[2]  # main table and every-training rows of each section
