@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -94,3 +94,35 @@ def event_dataset(
             raise ValueError(f"{name}: labels must lie in 0..{n_classes - 1}, found {labels.min()}..{labels.max()}")
         arrays += [frames(read, len(labels), n_steps, duration_ms, n_channels, align, binary), labels]
     return Dataset(name, *arrays, n_classes=n_classes, dt=duration_ms / n_steps, meta=meta)
+
+
+def camera_dataset(
+    name: str, find: Callable[[], Sequence[tuple[list, np.ndarray]]], read_file: Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    sensor: tuple[int, int, int], n_classes: int, n_steps: int, duration_ms: float, downsample: int, binary: bool,
+    align: str, max_train: int | None, max_test: int | None, seed: int,
+) -> Dataset:
+    """An event-camera dataset (N-MNIST, DVS Gesture); ``find()`` gives the train and test ``(files, labels)``.
+
+    ``read_file(path) -> (x, y, p, t)`` reads one recording; events are checked against
+    ``sensor = (W, H, P)``, mapped to ``(p, y // downsample, x // downsample)`` channels and
+    binned by :func:`event_dataset`.  ``max_train``/``max_test`` keep a random subset.
+    """
+    check_binning(name, n_steps, duration_ms, downsample, binary, align, max_train, max_test, seed)
+    found = find()  # after the argument checks: a bad option is reported before missing files
+    n_channels = sensor_channels(np.zeros(0), np.zeros(0), np.zeros(0), sensor, downsample)[1]
+    splits = []
+    for (files, labels), limit in zip(found, (max_train, max_test)):
+        keep = subset(len(files), limit, seed)
+        chosen = [files[i] for i in keep]
+
+        def read(i: int, chosen=chosen) -> tuple[np.ndarray, np.ndarray]:
+            x, y, p, t = read_file(chosen[i])
+            check_sensor_events(name, str(chosen[i]), x, y, p, sensor)
+            return t, sensor_channels(x, y, p, sensor, downsample)[0]
+
+        splits.append((read, np.asarray(labels)[keep]))
+    return event_dataset(
+        name, splits, n_classes, n_steps, duration_ms, n_channels, align, binary,
+        meta={"root": str(found[0][0][0].parents[1]), "downsample": downsample, "align": align, "binary": binary,
+              "frame_shape": (sensor[2], -(-sensor[1] // downsample), -(-sensor[0] // downsample))},
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import MissingDataError, data_root
-from ._events import check_binning, check_sensor_events, event_dataset, sensor_channels, subset
+from ._events import camera_dataset
 from .arrays import Dataset
 
 SENSOR = (128, 128, 2)  # (W, H, P)
@@ -66,23 +66,7 @@ def load_dvsgesture(
     ``binary=True`` clips counts at 1.  ``max_train``/``max_test`` keep a random subset
     (``default_rng(seed)``, in file order).
     """
-    name = "dvsgesture"
-    check_binning(name, n_steps, duration_ms, downsample, binary, align, max_train, max_test, seed)
-    found = [gesture_files(root, "train"), gesture_files(root, "test")]
-    n_channels = sensor_channels(np.zeros(0), np.zeros(0), np.zeros(0), SENSOR, downsample)[1]
-    splits = []
-    for (files, labels), limit in zip(found, (max_train, max_test)):
-        keep = subset(len(files), limit, seed)
-        chosen = [files[i] for i in keep]
-
-        def read(i: int, chosen=chosen) -> tuple[np.ndarray, np.ndarray]:
-            x, y, p, t = read_gesture_file(chosen[i])
-            check_sensor_events(name, str(chosen[i]), x, y, p, SENSOR)
-            return t, sensor_channels(x, y, p, SENSOR, downsample)[0]
-
-        splits.append((read, labels[keep]))
-    return event_dataset(
-        name, splits, N_CLASSES, n_steps, duration_ms, n_channels, align, binary,
-        meta={"root": str(found[0][0][0].parents[1]), "downsample": downsample, "align": align, "binary": binary,
-              "frame_shape": (SENSOR[2], -(-SENSOR[1] // downsample), -(-SENSOR[0] // downsample))},
+    return camera_dataset(
+        "dvsgesture", lambda: [gesture_files(root, "train"), gesture_files(root, "test")], read_gesture_file, SENSOR, N_CLASSES,
+        n_steps, duration_ms, downsample, binary, align, max_train, max_test, seed,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import MissingDataError, data_root
-from ._events import check_binning, check_sensor_events, event_dataset, sensor_channels, subset
+from ._events import camera_dataset
 from .arrays import Dataset
 
 SENSOR = (34, 34, 2)  # (W, H, P)
@@ -79,23 +79,7 @@ def load_nmnist(
     (60000 x 30 x 2312 float32) is 17 GB: use ``max_train``/``max_test`` (a random subset by
     ``default_rng(seed)``, in file order) and ``downsample``.
     """
-    name = "nmnist"
-    check_binning(name, n_steps, duration_ms, downsample, binary, align, max_train, max_test, seed)
-    found = [nmnist_files(root, "Train"), nmnist_files(root, "Test")]
-    n_channels = sensor_channels(np.zeros(0), np.zeros(0), np.zeros(0), SENSOR, downsample)[1]
-    splits = []
-    for (files, labels), limit in zip(found, (max_train, max_test)):
-        keep = subset(len(files), limit, seed)
-        chosen = [files[i] for i in keep]
-
-        def read(i: int, chosen=chosen) -> tuple[np.ndarray, np.ndarray]:
-            x, y, p, t = read_nmnist_file(chosen[i])
-            check_sensor_events(name, str(chosen[i]), x, y, p, SENSOR)
-            return t, sensor_channels(x, y, p, SENSOR, downsample)[0]
-
-        splits.append((read, labels[keep]))
-    return event_dataset(
-        name, splits, N_CLASSES, n_steps, duration_ms, n_channels, align, binary,
-        meta={"root": str(found[0][0][0].parents[1]), "downsample": downsample, "align": align, "binary": binary,
-              "frame_shape": (SENSOR[2], -(-SENSOR[1] // downsample), -(-SENSOR[0] // downsample))},
+    return camera_dataset(
+        "nmnist", lambda: [nmnist_files(root, "Train"), nmnist_files(root, "Test")], read_nmnist_file, SENSOR, N_CLASSES,
+        n_steps, duration_ms, downsample, binary, align, max_train, max_test, seed,
     )
