@@ -164,13 +164,19 @@ class Network:
             current = current + B.matmul(pre, params["links"][i]["w"])
         return current
 
-    def step(self, params: dict, state: dict, x_t: Any) -> tuple[dict, Any]:
-        """One time step of the whole network: ``(state, x_t) -> (state, y_t)``."""
+    def step(self, params: dict, state: dict, x_t: Any, current_offsets: Sequence[Any] | None = None) -> tuple[dict, Any]:
+        """One time step of the whole network: ``(state, x_t) -> (state, y_t)``.
+
+        ``current_offsets`` (one ``(B, n_l)`` array per block) is added to every block's input
+        current: differentiating with respect to zero offsets gives ``dL/dI_l``.
+        """
         prev_outs = [s["out"] for s in state["layers"]]
         outs: list = []
         new_layers = []
         for l, blk in enumerate(self.blocks):
             current = self.block_current(l, params, x_t, outs, prev_outs)
+            if current_offsets is not None:
+                current = current + current_offsets[l]
             cell_state, out = blk.cell.step(params["layers"][l]["cell"], state["layers"][l]["cell"], current)
             outs.append(out)
             new_layers.append({"cell": cell_state, "out": out})

@@ -298,14 +298,8 @@ def current_errors(net: Network, params: dict, xs: Any, targets: Any, loss: str 
     def fn(eps: list) -> Any:
         def body(carry: dict, inp: tuple) -> tuple:
             x_t, e_t = inp
-            prev = [s["out"] for s in carry["layers"]]
-            outs, layers = [], []
-            for l, blk in enumerate(net.blocks):
-                current = net.block_current(l, params, x_t, outs, prev) + e_t[l]
-                cs, out = blk.cell.step(params["layers"][l]["cell"], carry["layers"][l]["cell"], current)
-                outs.append(out)
-                layers.append({"cell": cs, "out": out})
-            return {"layers": layers}, outs
+            carry, _ = net.step(params, carry, x_t, current_offsets=e_t)
+            return carry, [s["out"] for s in carry["layers"]]
 
         _, seqs = B.scan(body, state, (xs, eps))
         return objective(seqs[-1], targets, {"out": seqs}, net.spiking)
