@@ -95,14 +95,17 @@ def check_choice(dataset: str, name: str, value: Any, choices: tuple[str, ...]) 
 
 
 # ---------------------------------------------------------------------------- cache
+def cache_dir() -> Path:
+    """``$NEUROPLASTIC_CACHE`` or ``~/.cache/neuroplastic``."""
+    return Path(os.environ.get("NEUROPLASTIC_CACHE", Path.home() / ".cache" / "neuroplastic"))
+
+
 def cached_arrays(prefix: str, key: dict, build: Callable[[], dict[str, np.ndarray]], cache: bool) -> dict[str, np.ndarray]:
     """``build()``'s arrays, kept as ``.npz`` (no pickle) under the cache folder when ``cache``.
 
     The file name hashes ``key``; a damaged file is rebuilt.  Used where building is slow
     (importing scikit-learn, parsing a CSV), never for a different result.
     """
-    from .mnist1d import cache_dir
-
     path = cache_dir() / f"{prefix}-{hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}.npz"
     if cache and path.exists():
         try:

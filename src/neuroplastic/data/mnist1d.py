@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 
+from ._common import cached_arrays
 from .arrays import Dataset
-
-
-def cache_dir() -> Path:
-    """``$NEUROPLASTIC_CACHE`` or ``~/.cache/neuroplastic``."""
-    return Path(os.environ.get("NEUROPLASTIC_CACHE", Path.home() / ".cache" / "neuroplastic"))
 
 
 def _generate(seed: int, shuffle_seq: bool) -> dict:
@@ -38,24 +29,9 @@ def load_mnist1d(
     ``as_sequence=True`` presents each example as 40 time steps of one channel ``(40, N, 1)``;
     ``False`` as one step with 40 features ``(1, N, 40)``.  ``shuffle_seq=True`` is the
     variant whose 40 positions are permuted (one fixed permutation).  The generated arrays are
-    cached as ``.npz`` (no pickle) under :func:`cache_dir`.
+    cached as ``.npz`` (no pickle) under ``$NEUROPLASTIC_CACHE`` (default ``~/.cache/neuroplastic``).
     """
-    key = json.dumps({"seed": seed, "shuffle_seq": shuffle_seq, "v": 1})
-    path = cache_dir() / f"mnist1d-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
-    arrays = None
-    if cache and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in ("x", "y", "x_test", "y_test")}
-        except (OSError, ValueError, KeyError):
-            arrays = None  # a damaged cache file is regenerated
-    if arrays is None:
-        arrays = _generate(seed, shuffle_seq)
-        if cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, **arrays)
-            os.replace(tmp, path)
+    arrays = cached_arrays("mnist1d", {"seed": seed, "shuffle_seq": shuffle_seq, "v": 1}, lambda: _generate(seed, shuffle_seq), cache)
 
     def shape(x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float32)
