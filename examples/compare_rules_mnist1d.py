@@ -1,13 +1,14 @@
 """Train every gradient-approximating rule on MNIST-1D with the same network and epochs.
 
-Writes each rule's per-epoch metrics to ``runs/compare-mnist1d/<rule>.jsonl``, the rows to
+Writes each rule's run folder (``neuroplastic train``'s) to ``runs/compare-mnist1d/<rule>/``, the rows to
 ``runs/compare-mnist1d/results.json`` and the table to ``docs/rules-mnist1d.md``.  Usage::
 
     python examples/compare_rules_mnist1d.py                  # all rules, 60 epochs
     python examples/compare_rules_mnist1d.py --rules bptt fa --epochs 15 --doc /tmp/t.md
     python examples/compare_rules_mnist1d.py --rules ottt --set mode=online lr=1e-3
 
-Every rule gets the network, optimizer, epochs, batch size and seed of ``SHARED``; the
+Every rule gets the network, optimizer, epochs, batch size and seed of ``SHARED``
+(``examples/configs/rules-mnist1d.toml``); the
 only per-rule settings are those in ``RULE_SETTINGS`` (and ``--set`` for tuning), and the
 table lists them.  A rerun of some rules replaces only their rows (rows of other shared
 settings or epochs are dropped).  The "What we noticed" section of an existing table is
@@ -20,27 +21,19 @@ that online (one update per time step).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import time
+import tempfile
 from pathlib import Path
 
-#: the network and training settings every rule gets
-SHARED = {
-    "model": "rsnn",  # recurrent LIF layer + leaky readout (neuroplastic.models)
-    "hidden": 128,
-    "tau_mem": 1.0,
-    "tau_out": 20.0,
-    "surrogate": "fast_sigmoid",
-    "optimizer": "adam",
-    "lr": 5e-3,
-    "schedule": "cosine",
-    "batch_size": 64,
-    "seed": 0,
-    "reg_rate_hz": 10.0,  # firing-rate regulariser (Bellec et al. 2020): target (None: off) and strength
-    "reg_strength": 10.0,
-    "mode": "offline",
-    "loss": "ce_mean",
-}
+from neuroplastic.config import load_config
+
+#: the network and training every rule gets: examples/configs/rules-mnist1d.toml (also what
+#: `make demo` trains), read once here so the table, the tests and the config cannot drift apart
+CONFIG = Path(__file__).resolve().parent / "configs" / "rules-mnist1d.toml"
+SHARED_KEYS = ("model", "hidden", "tau_mem", "tau_out", "surrogate", "optimizer", "lr", "schedule", "batch_size", "seed",
+               "reg_rate_hz", "reg_strength", "mode", "loss")
+SHARED = {k: getattr(load_config(CONFIG), k) for k in SHARED_KEYS}
 
 #: row -> overrides of ``SHARED`` (mode, loss, lr, regulariser, ``rule_options``); ``rule``
 #: names the rule where the row is not named after it.  The nine rules of the comparison
@@ -71,43 +64,32 @@ def settings_for(rule: str, overrides: dict | None = None) -> dict:
     return s
 
 
-def train_rule(row: str, epochs: int, backend: str = "jax", log_path: str | Path | None = None, **overrides) -> dict:
+def train_rule(row: str, epochs: int, backend: str = "jax", out_dir: str | Path | None = None, **overrides) -> dict:
     """Train the rule of ``row`` on MNIST-1D with ``SHARED`` + ``RULE_SETTINGS[row]`` + ``overrides``.
 
-    Returns the row of the table: final and best test accuracy, hidden firing rate (Hz),
-    wall time and the settings used.
+    Runs :func:`neuroplastic.experiment.train_run` (the run folder goes to ``out_dir``, or a
+    temporary folder) and returns the row of the table: final and best test accuracy, hidden
+    firing rate (Hz), training time and the settings used.
     """
-    from neuroplastic.data import load_dataset
-    from neuroplastic.models import build_model
-    from neuroplastic.train import Trainer, make_optimizer
+    from neuroplastic.experiment import train_run
 
     s = settings_for(row, overrides)
     rule = s.pop("rule", row)
     rule_options = s.pop("rule_options", {}) or {}
-    data = load_dataset("mnist1d")
-    net = build_model(s["model"], data.n_features, data.n_classes, hidden=s["hidden"], tau_mem=s["tau_mem"],
-                      tau_out=s["tau_out"], surrogate=s["surrogate"], dt=data.dt)
-    batches = -(-data.x_train.shape[1] // s["batch_size"])
-    updates = epochs * batches * (data.n_steps if s["mode"] == "online" else 1)
-    opt = make_optimizer(s["optimizer"], s["lr"], backend, schedule=s["schedule"], total_steps=max(updates, 1))
-    from neuroplastic.losses import Objective, RateRegularizer, make_loss
-    from neuroplastic.rules import make_rule
-
-    reg = RateRegularizer(s["reg_rate_hz"], s["reg_strength"], data.dt) if s["reg_rate_hz"] is not None else None
-    objective = Objective(make_loss(s["loss"]), reg)
-    tr = Trainer(net, make_rule(rule, **rule_options), objective, opt, backend=backend, mode=s["mode"], dt=data.dt, progress=False)
-    if log_path is not None:
-        Path(log_path).unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    _, hist = tr.fit(net.init(s["seed"], backend=backend), data, epochs=epochs, batch_size=s["batch_size"], seed=s["seed"], log_path=log_path)
-    final = hist[-1]
+    cfg = dataclasses.replace(load_config(CONFIG), **s, rule=rule, rule_options=rule_options, epochs=epochs, backend=backend,
+                              checkpoint_every=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(out_dir) if out_dir is not None else Path(tmp) / row
+        summary = train_run(cfg, run, progress=False, log=lambda *_: None)
+        hist = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    final = summary["final"]
     return {
         "rule": row, "epochs": epochs, "backend": backend,
         "settings": {**s, "rule_options": rule_options},
-        "test_acc": final["test_acc"], "best_test_acc": max(h["test_acc"] for h in hist),
+        "test_acc": final["test_acc"], "best_test_acc": summary["best_test_acc"],
         "best_epoch": max(hist, key=lambda h: h["test_acc"])["epoch"],
         "rate_hz": [r for r in final["rate_hz"] if r is not None],
-        "time_s": time.perf_counter() - t0,
+        "time_s": summary["wall_time_s"],
         "curve": [h["test_acc"] for h in hist],
     }
 
@@ -153,7 +135,7 @@ def main() -> None:
         if RULE_SETTINGS.get(rule, {}).get("rule", rule) not in RULES:
             print(f"skipping {rule}: not implemented in this checkout")
             continue
-        row = train_rule(rule, args.epochs, args.backend, log_path=out / f"{rule}.jsonl", **overrides)
+        row = train_rule(rule, args.epochs, args.backend, out_dir=out / rule, **overrides)
         print(f"{rule}: {100 * row['test_acc']:.1f}% (best {100 * row['best_test_acc']:.1f}%) in {row['time_s']:.0f} s", flush=True)
         rows = [r for r in rows if r["rule"] != rule] + [row]
         rows.sort(key=lambda r: list(RULE_SETTINGS).index(r["rule"]) if r["rule"] in RULE_SETTINGS else 99)
