@@ -232,21 +232,14 @@ def build_trainer(data: Dataset, rule: str, epochs: int, backend: str = "jax", s
     The input layer takes ``data.n_features`` channels (1 raw, 2 encoded); the cosine schedule
     runs over ``epochs`` of updates.
     """
-    from neuroplastic.losses import Objective, RateRegularizer, make_loss
-    from neuroplastic.models import build_model
-    from neuroplastic.rules import make_rule
-    from neuroplastic.train import Trainer, make_optimizer
+    from neuroplastic.experiment import RunConfig, build_trainer as build_run_trainer
 
     s = {**network_settings(network), **(settings or {})}
     if s["mode"] != "offline":
         raise ValueError(f"mode: this experiment trains offline (one update per batch), got {s['mode']!r}")
-    net = build_model(s["model"], data.n_features, data.n_classes, hidden=s["hidden"], tau_mem=s["tau_mem"],
-                      tau_out=s["tau_out"], surrogate=s["surrogate"], dt=data.dt)
-    updates = epochs * -(-data.x_train.shape[1] // s["batch_size"])
-    opt = make_optimizer(s["optimizer"], s["lr"], backend, schedule=s["schedule"], total_steps=max(updates, 1))
-    reg = RateRegularizer(s["reg_rate_hz"], s["reg_strength"], data.dt) if s["reg_rate_hz"] is not None else None
-    trainer = Trainer(net, make_rule(rule), Objective(make_loss(s["loss"]), reg), opt, backend=backend, mode=s["mode"],
-                      dt=data.dt, progress=False)
+    cfg = RunConfig(**{k: s[k] for k in SHARED}, rule=rule, epochs=epochs, backend=backend)
+    cfg.validate()
+    net, trainer = build_run_trainer(cfg, data)
     return net, trainer, s
 
 

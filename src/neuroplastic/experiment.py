@@ -101,6 +101,29 @@ def _config_difference(saved: dict, cfg: dict) -> str | None:
     return None
 
 
+def build_trainer(cfg: RunConfig, data: Dataset, backend: Any = None, progress: bool = False) -> tuple[Any, Trainer]:
+    """``(network, trainer)`` as ``cfg`` describes them, the network sized for ``data``.
+
+    ``backend`` defaults to ``cfg``'s.  The optimizer's schedule counts updates: one per
+    batch offline, one per time step online.  What :func:`train_run` trains; examples that
+    prepare their own data (an encoder fitted on the training set) use it directly.
+    """
+    from .rules import make_rule
+    from .train import make_optimizer
+
+    B = backend if backend is not None else get_backend(cfg.backend, device=cfg.device, dtype=cfg.dtype)
+    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
+                      dt=data.dt, surrogate=cfg.surrogate)
+    reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
+    updates_per_batch = data.n_steps if cfg.mode == "online" else 1
+    steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size) * updates_per_batch
+    schedule = cfg.schedule if cfg.optimizer != "naive" else "constant"
+    optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=schedule, total_steps=max(steps, 1))
+    trainer = Trainer(net, make_rule(cfg.rule, **cfg.rule_options), cfg.loss, optimizer, backend=B, mode=cfg.mode,
+                      regularizer=reg, dt=data.dt, progress=progress)
+    return net, trainer
+
+
 def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: Any = print, resume: bool = False) -> dict:
     """Train as ``cfg`` says and write the run folder ``out_dir``; returns the summary dict.
 
@@ -121,20 +144,9 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     data = load_run_data(cfg)
     if data.n_classes is None:
         raise ValueError(f"data: {cfg.data} is not a classification set; the train command needs labels")
-    net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
-                      dt=data.dt, surrogate=cfg.surrogate)
+    net, trainer = build_trainer(cfg, data, B, progress)
+    rule = trainer.rule
     params = net.init(cfg.seed, backend=B)
-    from .rules import make_rule
-
-    rule = make_rule(cfg.rule, **cfg.rule_options)
-    reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
-    from .train import make_optimizer
-
-    # the optimizer's schedule counts updates: one per batch offline, one per time step online
-    updates_per_batch = data.n_steps if cfg.mode == "online" else 1
-    steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size) * updates_per_batch
-    optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule if cfg.optimizer != "naive" else "constant", total_steps=max(steps, 1))
-    trainer = Trainer(net, rule, cfg.loss, optimizer, backend=B, mode=cfg.mode, regularizer=reg, dt=data.dt, progress=progress)
     state = trainer.init_state(params, cfg.seed)
     start = 0
     if info is not None:
@@ -254,4 +266,4 @@ def render_summary(summary: dict, history: list, plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CHECKPOINTS", "RunConfig", "load_run_data", "read_run_config", "render_summary", "resume_run", "save_params", "train_run"]
+__all__ = ["CHECKPOINTS", "RunConfig", "build_trainer", "load_run_data", "read_run_config", "render_summary", "resume_run", "save_params", "train_run"]
