@@ -229,3 +229,14 @@ def test_time_constants_reach_the_network(monkeypatch, tmp_path):
         E.train_run(cfg, tmp_path / "run", progress=False)
     assert (seen["tau_mem"], seen["tau_out"]) == (1.0, 5.0)
     assert "tau_mem = 1.0" in config_to_toml(cfg)
+
+
+def test_main_job_trains_the_rule_comparison_config():
+    """`make demo` (StudyConfig's defaults) and examples/configs/rules-mnist1d.toml, which
+    docs/rules-mnist1d.md was produced with, describe the same network and training."""
+    from neuroplastic.study import StudyConfig
+
+    study, cfg = StudyConfig(), load_config(EXAMPLES / "rules-mnist1d.toml")
+    keys = ("data", "model", "hidden", "tau_mem", "tau_out", "surrogate", "loss", "reg_rate_hz", "reg_strength",
+            "optimizer", "lr", "schedule", "epochs", "batch_size", "backend", "seed")
+    assert {k: getattr(study, k) for k in keys} == {k: getattr(cfg, k) for k in keys}
