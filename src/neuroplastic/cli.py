@@ -186,8 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _compare(args: argparse.Namespace) -> None:
     from .analysis import plots as P
     from .backend import get_backend
-    from .study import study_data, study_network, study_objective
-    from .train import make_optimizer
+    from .study import study_data, study_trainer
     from .train.compare import GradientComparison
 
     cfg = _study_config(args)
@@ -195,11 +194,9 @@ def _compare(args: argparse.Namespace) -> None:
     out = _stamp(args, "compare")
     B = get_backend(cfg.backend)
     data = study_data(cfg)
-    net = study_network(cfg, data)
-    steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size)
-    optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule, total_steps=steps)
-    cmp = GradientComparison(net, list(cfg.rules), primary=cfg.reference, reference=cfg.reference, loss=study_objective(cfg, data),
-                             optimizer=optimizer, backend=B)
+    net, reference = study_trainer(cfg, data, cfg.reference, B)
+    cmp = GradientComparison(net, list(cfg.rules), primary=cfg.reference, reference=cfg.reference, loss=reference.objective,
+                             optimizer=reference.optimizer, backend=B)
     _, records, _ = cmp.run(net.init(cfg.seed, backend=B), data, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
                             every=args.every, sample_steps=(0, args.steps - 1), max_steps=args.steps, out_dir=out)
     if P.have_matplotlib() and hasattr(P, "plot_alignment_curves"):

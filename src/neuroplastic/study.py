@@ -27,10 +27,9 @@ import numpy as np
 
 from .backend import get_backend
 from .data import load_dataset
-from .losses import Objective, RateRegularizer, make_loss
-from .models import build_model
+from .losses import Objective
 from .rules import RULES
-from .train import Trainer, make_optimizer
+from .train import Trainer
 
 DEFAULT_RULES = ("bptt", "eprop-symmetric", "eprop-random", "eprop-adaptive", "ostl", "dfa")
 #: test examples the efficiency metrics are computed on (one forward run per rule)
@@ -101,16 +100,24 @@ def study_data(cfg: StudyConfig) -> Any:
     return data
 
 
-def study_network(cfg: StudyConfig, data: Any) -> Any:
-    """The network every rule of the study trains (``cfg.model`` sized for ``data``)."""
-    return build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
-                       surrogate=cfg.surrogate, dt=data.dt)
+def run_config(cfg: StudyConfig, rule: str) -> Any:
+    """The :class:`~neuroplastic.config.RunConfig` of one rule of the study (offline, no checkpoints)."""
+    from .config import RunConfig
+
+    return RunConfig(
+        data=cfg.data, data_options=dict(cfg.data_options), model=cfg.model, hidden=cfg.hidden, surrogate=cfg.surrogate,
+        tau_mem=cfg.tau_mem, tau_out=cfg.tau_out, rule=rule, loss=cfg.loss, optimizer=cfg.optimizer, lr=cfg.lr,
+        schedule=cfg.schedule, epochs=cfg.epochs, batch_size=cfg.batch_size, backend=cfg.backend, seed=cfg.seed,
+        reg_rate_hz=cfg.reg_rate_hz, reg_strength=cfg.reg_strength, checkpoint_every=0,
+    )
 
 
-def study_objective(cfg: StudyConfig, data: Any) -> Objective:
-    """The loss every rule of the study minimises, with the rate regulariser when configured."""
-    reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
-    return Objective(make_loss(cfg.loss), reg)
+def study_trainer(cfg: StudyConfig, data: Any, rule: str, backend: Any, progress: bool = False) -> tuple[Any, Trainer]:
+    """``(network, trainer)`` of ``rule`` in the study: :func:`neuroplastic.experiment.build_trainer`
+    on :func:`run_config`, so the study trains exactly what ``neuroplastic train`` would."""
+    from .experiment import build_trainer
+
+    return build_trainer(run_config(cfg, rule), data, backend, progress)
 
 
 def available_rules(rules: tuple) -> tuple:
@@ -128,9 +135,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
     (out / "study.json").write_text(json.dumps(asdict(cfg), indent=2))
     B = get_backend(cfg.backend)
     data = study_data(cfg)
-    net = study_network(cfg, data)
-    steps_per_epoch = -(-data.x_train.shape[1] // cfg.batch_size)
-    objective = study_objective(cfg, data)
+    net, reference = study_trainer(cfg, data, cfg.reference, B)
+    objective = reference.objective
     log(f"neuroplastic run: comparing {', '.join(cfg.rules)} on {data} with {net}")
     if missing:
         log(f"neuroplastic run: not available in this installation, skipped: {', '.join(missing)}")
@@ -140,8 +146,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
     final_params: dict[str, Any] = {}
     for rule in cfg.rules:
         t0 = time.perf_counter()
-        optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule, total_steps=cfg.epochs * steps_per_epoch)
-        trainer = Trainer(net, rule, objective, optimizer, backend=B, dt=data.dt, progress=progress)
+        _, trainer = study_trainer(cfg, data, rule, B, progress)
         params = net.init(cfg.seed, backend=B)
         traj = [B.tree_to_numpy(params)]
         params, history = trainer.fit(
@@ -156,7 +161,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
         log(f"  {rule:18s} test accuracy {100 * history[-1]['test_acc']:5.1f}%  ({wall:.0f} s)")
 
     log("neuroplastic run: gradient comparison against " + cfg.reference)
-    results["alignment"] = _alignment(cfg, net, data, objective, B, out, steps_per_epoch)
+    results["alignment"] = _alignment(cfg, net, data, reference, B, out)
     log("neuroplastic run: loss landscape")
     results["landscape"] = _landscape(cfg, net, data, objective, B, trajectories, final_params, out)
     results["plots"] = _plots(cfg, net, data, B, final_params, results, out)
@@ -176,11 +181,11 @@ def _efficiency(net: Any, params: Any, xs: Any) -> dict:
     return efficiency_metrics(net, params, xs)
 
 
-def _alignment(cfg: StudyConfig, net: Any, data: Any, objective: Objective, B: Any, out: Path, steps_per_epoch: int) -> dict:
+def _alignment(cfg: StudyConfig, net: Any, data: Any, reference: Trainer, B: Any, out: Path) -> dict:
     from .train.compare import GradientComparison
 
-    optimizer = make_optimizer(cfg.optimizer, cfg.lr, B, schedule=cfg.schedule, total_steps=cfg.epochs * steps_per_epoch)
-    cmp = GradientComparison(net, list(cfg.rules), primary=cfg.reference, reference=cfg.reference, loss=objective, optimizer=optimizer, backend=B)
+    cmp = GradientComparison(net, list(cfg.rules), primary=cfg.reference, reference=cfg.reference, loss=reference.objective,
+                             optimizer=reference.optimizer, backend=B)
     sample_steps = (0, cfg.compare_steps - 1 - (cfg.compare_steps - 1) % cfg.compare_every)
     _, records, extra = cmp.run(
         net.init(cfg.seed, backend=B), data, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
