@@ -205,6 +205,11 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
+def per_step_losses() -> list[str]:
+    """Names of the losses that decompose over time steps (usable in online/deferred modes)."""
+    return sorted(n for n, cls in LOSSES.items() if cls.per_step is not Loss.per_step)
+
+
 def make_loss(spec: str | Loss, **options: Any) -> Loss:
     """A loss from an instance or a name in ``LOSSES``."""
     if isinstance(spec, Loss):

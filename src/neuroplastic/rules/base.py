@@ -89,12 +89,11 @@ class OnlineRule(Rule):
         per-step error (SuperSpike's van Rossum filter) overrides this.
         """
         if not objective.loss.decomposes_over_time:
-            from ..losses import LOSSES, Loss
+            from ..losses import per_step_losses
 
-            per_step = sorted(n for n, cls in LOSSES.items() if cls.per_step is not Loss.per_step)
             raise ValueError(
                 f"loss: {objective.loss.name!r} does not decompose over time steps, so mode={mode!r} cannot "
-                f"apply it step by step; use a per-step loss ({', '.join(per_step)}) or mode='offline'"
+                f"apply it step by step; use a per-step loss ({', '.join(per_step_losses())}) or mode='offline'"
             )
 
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> Any:
