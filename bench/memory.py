@@ -18,8 +18,8 @@ frees its buffers, the measured call reuses heap pages that are already resident
 increase reads as about 0 at random.
 
 A rule is *flat in T* when XLA's buffers grow by at most ``FLAT_BYTES_PER_STEP`` bytes per
-extra step.  ``run_online`` keeps one float32 per step (the per-step loss, summed for the
-batch loss), so the online rules grow by 4 bytes per step; BPTT keeps the graph.
+extra step.  ``run_online`` sums the per-step loss and the rates in its carry, so the
+online rules' buffers do not grow with T here; BPTT keeps the graph.
 """
 
 from __future__ import annotations

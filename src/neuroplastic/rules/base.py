@@ -128,24 +128,24 @@ def run_online(rule: OnlineRule, network: Network, params: dict, rule_state: Any
     rates0 = [B.zeros((batch_size, blk.size)) for blk in network.blocks]
 
     def body(c, inp):
-        p, o, carry, gsum, rates = c
+        p, o, carry, gsum, rates, loss = c
         x_t, t, tgt = inp
         g, carry, aux = rule.online_step(network, p, rule_state, carry, x_t, tgt if time_major else targets, t, T, objective)
         if mode == "online":
             p, o = optimizer.update(g, o, p)
         gsum = B.tree_add(gsum, g)
         rates = [r + B.abs(z) / T for r, z in zip(rates, aux["spikes"])]
-        return (p, o, carry, gsum, rates), (aux["loss"], aux["output"])
+        return (p, o, carry, gsum, rates, loss + aux["loss"]), aux["output"]
 
-    # only the readout is kept per step (for the loss's scores); spikes are averaged on the
-    # fly, so memory does not grow with T beyond the (T, B, n_out) outputs
-    (params, opt_state, _, gsum, rates), (losses, outs) = B.scan(
-        body, (params, opt_state, carry0, gsum0, rates0), (xs, B.arange(T), targets if time_major else None)
+    # only the readout is kept per step (for the loss's scores); spikes are averaged and the
+    # loss summed on the fly, so memory does not grow with T beyond the (T, B, n_out) outputs
+    (params, opt_state, _, gsum, rates, loss), outs = B.scan(
+        body, (params, opt_state, carry0, gsum0, rates0, B.zeros(())), (xs, B.arange(T), targets if time_major else None)
     )
     rule_state = rule.online_finish(network, params, rule_state, gsum)
     if mode == "deferred" and optimizer is not None:
         params, opt_state = optimizer.update(gsum, opt_state, params)
-    aux = {"loss": B.sum(losses), "outputs": outs, "spikes": [r[None] for r in rates]}
+    aux = {"loss": loss, "outputs": outs, "spikes": [r[None] for r in rates]}
     return params, gsum, rule_state, aux, opt_state
 
 
