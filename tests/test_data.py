@@ -144,7 +144,7 @@ def test_yinyang_shapes_split_and_reference_values(yinyang):
 
 
 def test_yinyang_points_are_consistent(yinyang):
-    x, y = yinyang.x_train[0].astype(np.float64), yinyang.y_train
+    x = yinyang.x_train[0].astype(np.float64)
     assert np.allclose(x[:, 2], 1 - x[:, 0], atol=1e-6) and np.allclose(x[:, 3], 1 - x[:, 1], atol=1e-6)
     assert np.all(np.hypot(x[:, 0] - 0.5, x[:, 1] - 0.5) <= 0.5 + 1e-6)
     feats, labels = generate_yinyang(300, 42)

@@ -79,8 +79,6 @@ def test_ostl_deep_spatial_signal_beats_random_feedback(B64):
 
 
 def test_ostl_online_needs_one_hidden_block():
-    from neuroplastic.train import Trainer
-
     net = Network(3, [Dense(4), LIF(), Dense(4), LIF(), Dense(2), LeakyReadout()])
     rule = make_rule("ostl")
     with pytest.raises(ValueError, match="online OSTL is implemented for one hidden block"):

@@ -18,10 +18,6 @@ import numpy as np
 from ._common import check_choice, check_float, check_int
 from .arrays import Dataset
 
-#: the reference split: (size, seed) of train, validation and test
-SPLITS = {"train": (5000, 42), "validation": (1000, 41), "test": (1000, 40)}
-
-
 def _dist(x: float, y: float, cx: float, cy: float) -> float:
     # written as the reference computes it (not np.hypot), so that boundary cases round alike
     return float(np.sqrt((x - cx) ** 2 + (y - cy) ** 2))
