@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[torch,jax,plot,data,neuromorphic,dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[torch,jax,plot,data,neuromorphic,dev,dist]'
 	# for tests/test_neurobench.py's cross-check only: their full dependency sets pull
 	# torchaudio 2.11 and a second torch, and the metric functions need none of them
 	$(PY) -m pip install --quiet --no-deps 'neurobench==2.3.0' 'snntorch==1.0.0'
