@@ -44,13 +44,22 @@ def alignment(g: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 
 def tree_alignment(grads: Any, ref: Any, to_numpy: Any = np.asarray) -> dict[str, dict[str, float]]:
-    """``{layer path: metrics}`` for every parameter, plus ``"all"`` over all parameters together."""
+    """``{layer path: metrics}`` for every parameter, plus ``"all"`` over all parameters together.
+
+    Leaves are matched by path, never by position: two trees whose dicts list their keys in
+    different orders (JAX returns gradients computed without ``jit`` with sorted keys) are
+    compared parameter by parameter, and ``"all"`` concatenates both in the reference's order.
+    """
     g = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in tree_flatten_dict(grads).items()}
     r = {k: np.asarray(to_numpy(v), dtype=np.float64) for k, v in tree_flatten_dict(ref).items()}
     if g.keys() != r.keys():
         raise ValueError(f"grads: parameters {sorted(g)} differ from the reference's {sorted(r)}")
-    out = {k: alignment(g[k], r[k]) for k in g}
-    out["all"] = alignment(np.concatenate([v.ravel() for v in g.values()]), np.concatenate([v.ravel() for v in r.values()]))
+    paths = list(r)  # the reference's order, for the per-parameter rows and for "all"
+    for k in paths:
+        if g[k].shape != r[k].shape:
+            raise ValueError(f"grads: {k} has shape {g[k].shape} but the reference's has {r[k].shape}")
+    out = {k: alignment(g[k], r[k]) for k in paths}
+    out["all"] = alignment(np.concatenate([g[k].ravel() for k in paths]), np.concatenate([r[k].ravel() for k in paths]))
     return out
 
 
