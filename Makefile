@@ -27,8 +27,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
-	$(PY) bench/run.py
+# all three suites (ffwd, peers, rules); the peers suite needs the bench-only environments
+bench: $(STAMP) bench-peers-env
+	$(PY) bench/run.py --suite all
+
+# snnTorch, Norse, SpikingJelly, Spyx and Slax, each in its own .bench-venvs/<peer>
+# (they pin their own torch/JAX/Flax); one that cannot be installed is reported unavailable
+.PHONY: bench-peers-env
+bench-peers-env: $(STAMP)
+	$(PY) bench/run.py --setup-only
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -259,18 +260,25 @@ def child_env(device: str | None, extra: dict | None = None) -> dict:
     return env
 
 
-def run_isolated(target: str, config: dict, timeout: float | None = None, device: str | None = None, env: dict | None = None) -> dict:
-    """Run ``target`` (``"module:function"``) on ``config`` in a fresh Python process.
+def run_isolated(target: str, config: dict, timeout: float | None = None, device: str | None = None, env: dict | None = None,
+                 python: str | Path | None = None) -> dict:
+    """Run ``target`` on ``config`` in a fresh Python process.
+
+    ``target`` is ``"module:function"`` or ``"path/to/script.py:function"`` (a file,
+    relative to the repository root, loaded by path: for scripts that run under another
+    interpreter and cannot be imported as part of a package).  ``python`` is that
+    interpreter (default: this one); the child needs only the standard library and the
+    ``bench`` package (on its ``PYTHONPATH``) besides what ``target`` imports.
 
     The function gets the ``config`` dict and returns a JSON-serialisable dict, which is
     returned here with ``child_wall_s`` (the whole child, imports included) added.
     Raises :class:`BenchmarkError` when the child fails or outlives ``timeout`` seconds.
     """
     if ":" not in target:
-        raise ValueError(f"target: expected 'module:function', got {target!r}")
+        raise ValueError(f"target: expected 'module:function' or 'script.py:function', got {target!r}")
     with tempfile.TemporaryDirectory(prefix="neuroplastic-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "bench.common", target, json.dumps(config), str(out)]
+        cmd = [str(python or sys.executable), "-m", "bench.common", target, json.dumps(config), str(out)]
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=REPO, env=child_env(device, env), capture_output=True, text=True, timeout=timeout)
@@ -286,10 +294,24 @@ def run_isolated(target: str, config: dict, timeout: float | None = None, device
     return result
 
 
+def load_target(target: str) -> Callable[[dict], dict]:
+    """The function named by ``"module:function"`` or ``"path/to/script.py:function"``."""
+    module, func = target.rsplit(":", 1)
+    if module.endswith(".py"):
+        path = Path(module) if Path(module).is_absolute() else REPO / module
+        spec = importlib.util.spec_from_file_location(f"bench_script_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"target: cannot load the script {str(path)!r}")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(module)
+    return getattr(mod, func)
+
+
 def _child_main(argv: Sequence[str]) -> int:
     target, config, out = argv
-    module, func = target.split(":", 1)
-    fn = getattr(importlib.import_module(module), func)
+    fn = load_target(target)
     result = fn(json.loads(config))
     Path(out).write_text(json.dumps(result))
     return 0
@@ -336,6 +358,27 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "versions": {n: package_version(n) for n in ("neuroplastic", "torch", "jax", "jaxlib", "numpy")},
     }
+
+
+def git_state(paths: Sequence[str] = ("src",)) -> dict | None:
+    """The commit the checkout is on and how many files under ``paths`` differ from it
+    (a benchmark measures the working tree, committed or not); ``None`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=REPO, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0 or dirty.returncode != 0:
+        return None
+    return {"commit": head.stdout.strip(), "changed_files": len([ln for ln in dirty.stdout.splitlines() if ln.strip()])}
+
+
+def describe_git(state: dict | None) -> str:
+    """``neuroplastic at commit abc1234 (+ N uncommitted changed files under src/)`` for a docs line."""
+    if not state:
+        return "neuroplastic's commit unknown"
+    n = state.get("changed_files") or 0
+    return f"neuroplastic at commit {state['commit'][:7]}" + (f" plus {n} uncommitted changed files under src/" if n else "")
 
 
 def load_average() -> tuple[float, float, float] | None:
