@@ -409,3 +409,173 @@ def test_cache_round_trip_rebuilds_a_damaged_file(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("t-*.npz"))) == 1  # cache=False writes nothing
     data = load_dataset("mnist1d")  # through the same cache
     assert list(tmp_path.glob("mnist1d-*.npz")) and data.x_train.shape == (40, 4000, 1)
+
+
+# ---------------------------------------------------------------------------- validation at the door
+def _arrays(n_train=20, n_test=8, t=5, c=3, n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(t, n_train, c)), rng.integers(0, n_classes, n_train),
+            rng.normal(size=(t, n_test, c)), rng.integers(0, n_classes, n_test))
+
+
+def _message(call) -> str:
+    with pytest.raises(ValueError) as err:
+        call()
+    return str(err.value)
+
+
+def test_from_arrays_labels_outside_the_classes_are_named_with_their_index():
+    from neuroplastic.data import from_arrays
+
+    x, y, xt, yt = _arrays()
+    y[12], yt[3] = 7, 1
+    assert _message(lambda: from_arrays(x, y, xt, yt, n_classes=3)) == "y_train: label 7 at index 12 is outside [0, 3)"
+    y[12] = 2
+    yt[5] = 3
+    assert _message(lambda: from_arrays(x, y, xt, yt, n_classes=3)) == "y_test: label 3 at index 5 is outside [0, 3)"
+    yt[5] = 0
+    y[4] = -1  # negative labels the same way, also with the default n_classes
+    assert _message(lambda: from_arrays(x, y, xt, yt, n_classes=3)) == "y_train: label -1 at index 4 is outside [0, 3)"
+    assert _message(lambda: from_arrays(x, y, xt, yt)) == "y_train: label -1 at index 4 is outside [0, 3)"
+
+
+def test_from_arrays_n_classes():
+    from neuroplastic.data import from_arrays
+
+    x, y, xt, yt = _arrays()
+    y[:] = 0
+    y[7] = 4  # the default is the largest label + 1 over both splits
+    assert from_arrays(x, y, xt, yt).n_classes == 5
+    d = from_arrays(x, y % 3, xt, yt, n_classes=10)  # more outputs than labels seen is fine
+    assert d.n_classes == 10 and d.y_train.dtype == np.int64
+    assert from_arrays(x, y.astype(np.uint8), xt, yt.astype(np.int16)).y_train.dtype == np.int64
+    for bad in (0, -2, 2.5, True, "3"):
+        assert _message(lambda: from_arrays(x, y, xt, yt, n_classes=bad)).startswith(f"n_classes: expected a positive integer, got {bad!r}")
+    targets = np.zeros((5, 20, 2), np.float32)
+    msg = _message(lambda: from_arrays(x, targets, xt, np.zeros((5, 8, 2)), n_classes=2))
+    assert msg.startswith("n_classes: only for class labels (N,), but y_train holds targets of shape (5, 20, 2)")
+
+
+def test_float_labels_are_refused_and_regression_targets_accepted():
+    from neuroplastic.data import Dataset, from_arrays
+
+    x, y, xt, yt = _arrays()
+    msg = _message(lambda: from_arrays(x, y.astype(np.float32), xt, yt.astype(np.float32)))
+    assert msg == ("y_train: class labels must be integers, got float32 labels of shape (20,); pass integer labels "
+                   "(y_train.astype(int)) for classification, or regression targets (T, N, K) with a regression loss")
+    assert "y_test: class labels must be integers, got float64" in _message(lambda: from_arrays(x, y, xt, yt + 0.5))
+    assert "got booleans" in _message(lambda: from_arrays(x, y > 0, xt, yt > 0))
+    # a Dataset never gets n_classes=None from float class labels
+    with pytest.raises(ValueError, match="y_train: class labels must be integers"):
+        Dataset("d", x.astype(np.float32), y.astype(float), xt.astype(np.float32), yt.astype(float))
+    # targets (T, N, K) make a regression set without classes; both splits of one kind
+    d = from_arrays(x, np.ones((5, 20, 2)), xt, np.ones((5, 8, 2)))
+    assert d.n_classes is None and d.y_train.shape == (5, 20, 2)
+    assert _message(lambda: from_arrays(x, y, xt, np.ones((5, 8, 2)))).startswith(
+        "y_test: holds targets (T, N, K) but y_train holds class labels (N,)")
+    nan_targets = np.ones((5, 20, 2))
+    nan_targets[1, 2, 0] = np.nan
+    assert _message(lambda: from_arrays(x, nan_targets, xt, np.ones((5, 8, 2)))) == "y_train: targets contain NaN or infinite values"
+    assert _message(lambda: from_arrays(x, np.ones((20, 2), int), xt, np.ones((8, 2), int))).startswith(
+        "y_train: expected 20 labels (N,) or targets (T, N, K) for x_train of shape (5, 20, 3), got (20, 2)")
+
+
+def test_empty_sets_and_splits_are_named():
+    from neuroplastic.data import from_arrays
+
+    x, y, xt, yt = _arrays()
+    empty_y = np.zeros(0, np.int64)
+    assert _message(lambda: from_arrays(np.zeros((40, 0, 1)), empty_y, xt, yt)) == "x_train: no examples (shape (40, 0, 1))"
+    assert _message(lambda: from_arrays(x, y, np.zeros((5, 0, 3)), empty_y)) == "x_test: no examples (shape (5, 0, 3))"
+    assert _message(lambda: from_arrays(np.zeros((0, 0, 0)), empty_y, np.zeros((0, 0, 0)), empty_y)) == "x_train: no examples (shape (0, 0, 0))"
+    assert _message(lambda: from_arrays(np.zeros((0, 20, 3)), y, xt, yt)) == "x_train: no time steps (shape (0, 20, 3))"
+    assert _message(lambda: from_arrays(np.zeros((5, 20, 0)), y, xt, yt)) == "x_train: no channels (shape (5, 20, 0))"
+    assert _message(lambda: from_arrays([], [], [], [])) == "x_train: expected a time-major array (T, N, C), got shape (0,)"
+
+
+def test_batch_major_input_gets_the_time_major_hint():
+    from neuroplastic.data import from_arrays
+
+    x, y, xt, yt = _arrays()
+    msg = _message(lambda: from_arrays(x.transpose(1, 0, 2), y, xt.transpose(1, 0, 2), yt))
+    assert msg == ("x_train: shape (20, 5, 3) looks batch-major (N, T, C): its first axis matches the 20 labels of y_train, "
+                   "but arrays are time-major (T, N, C); pass time_major=False to from_arrays, or transpose with "
+                   "x_train.transpose(1, 0, 2)")
+    assert not msg.startswith("y_train")
+    msg2 = _message(lambda: from_arrays(x[:, :, 0].T, y, xt[:, :, 0].T, yt))  # (N, T) without time_major=False
+    assert msg2.startswith("x_train: expected a time-major array (T, N, C), got shape (20, 5); its first axis matches "
+                           "the 20 labels of y_train: for batch-major (N, T) pass time_major=False")
+    # and the reverse: time-major arrays with time_major=False
+    assert _message(lambda: from_arrays(x, y, xt, yt, time_major=False)) == (
+        "x_train: with time_major=False expected (N, T, C) with the 20 examples on axis 0, got shape (5, 20, 3), "
+        "which looks time-major (T, N, C): drop time_major=False")
+    d = from_arrays(x.transpose(1, 0, 2), y, xt.transpose(1, 0, 2), yt, time_major=False)
+    assert np.array_equal(d.x_train, x.astype(np.float32)) and d.x_train.flags.c_contiguous
+    d2 = from_arrays(x[:, :, 0].T, y, xt[:, :, 0].T, yt, time_major=False)  # (N, T): one channel
+    assert d2.x_train.shape == (5, 20, 1)
+    # mismatched counts that are not batch-major still blame the labels
+    assert _message(lambda: from_arrays(x, y[:19], xt, yt)).startswith("y_train: expected 20 labels")
+
+
+def test_other_garbage_is_named():
+    from neuroplastic.data import from_arrays
+
+    x, y, xt, yt = _arrays()
+    assert _message(lambda: from_arrays(x, ["a"] * 20, xt, yt)) == "y_train: expected an array of real numbers, got dtype <U1"
+    assert _message(lambda: from_arrays([[1.0, 2.0], [3.0]], y, xt, yt)).startswith("x_train: cannot be read as an array of numbers")
+    assert _message(lambda: from_arrays(x, y, xt[..., :2], yt)) == (
+        "x_test: 2 channels (shape (5, 8, 2)) but x_train has 3 (shape (5, 20, 3))")
+    assert _message(lambda: from_arrays(x, y, xt, yt, dt=0)) == "dt: expected the step length in ms, a positive number, got 0"
+    assert _message(lambda: from_arrays(x, y, xt, yt, time_major="no")) == "time_major: expected true or false, got 'no'"
+    assert _message(lambda: from_arrays(x, y, xt, yt, name=3)) == "name: expected a string, got 3"
+
+
+def test_check_labels(backend_name):
+    from neuroplastic.backend import get_backend
+    from neuroplastic.data import check_labels
+
+    B = get_backend(backend_name)
+    y = check_labels(B.asarray(np.array([0, 2, 1, 2])), 3, "y_batch")  # backend arrays too
+    assert isinstance(y, np.ndarray) and y.dtype == np.int64 and y.tolist() == [0, 2, 1, 2]
+    assert _message(lambda: check_labels(np.array([0, 2, 1, 9, 5]), 3, "y_train")) == "y_train: label 9 at index 3 is outside [0, 3)"
+    assert _message(lambda: check_labels([0, 1], 0)) == "n_outputs: expected a positive integer, got 0"
+    assert _message(lambda: check_labels(np.zeros((2, 2), int), 3)) == "y: expected class labels (N,), got shape (2, 2)"
+    assert _message(lambda: check_labels(np.array([0.0, 1.0]), 3)).startswith("y: class labels must be integers, got float64")
+    assert check_labels(np.zeros(0, np.int64), 3).shape == (0,)
+
+
+@pytest.mark.parametrize("name", sorted(LOADERS))
+def test_loader_keyword_typos_get_did_you_mean(name):
+    import inspect
+    import importlib
+
+    module, fn = LOADERS[name]
+    loader = getattr(importlib.import_module(f"neuroplastic.data.{module}"), fn)
+    first = next(iter(inspect.signature(loader).parameters))
+    typo = first[:-1] + "x" + first[-1]  # one letter inserted: close enough to be suggested
+    assert _message(lambda: load_dataset(name, **{typo: 1})) == f"{name}: unknown option {typo!r}; did you mean {first!r}?"
+
+
+def test_loader_typo_message_as_documented():
+    assert _message(lambda: load_dataset("randman", nunits=10)) == "randman: unknown option 'nunits'; did you mean 'n_units'?"
+    assert _message(lambda: load_dataset("yinyang", zzz=1)).startswith("yinyang: unknown option 'zzz'; known: eval_split, n_test")
+
+
+def test_option_type_errors_are_value_errors_too():
+    from neuroplastic.data import OptionTypeError
+
+    with pytest.raises(OptionTypeError, match="randman: n_units must be an integer, got 2.5") as err:
+        load_dataset("randman", n_units=2.5)
+    assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError)  # the CLI reports ValueErrors by name
+    with pytest.raises(OptionTypeError, match="mnist1d: as_sequence must be true or false, got 'yes'"):
+        load_dataset("mnist1d", as_sequence="yes")
+
+
+def test_complex_and_out_of_range_inputs_are_named():
+    from neuroplastic.data import from_arrays
+
+    x, y, xt, yt = _arrays()
+    assert _message(lambda: from_arrays(x + 1j, y, xt, yt)) == "x_train: expected an array of real numbers, got dtype complex128"
+    big = x.copy()
+    big[0, 0, 0] = 1e300
+    assert _message(lambda: from_arrays(big, y, xt, yt)) == "x_train: values beyond the float32 range (largest magnitude 1e+300)"

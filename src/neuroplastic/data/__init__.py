@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._common import MissingDataError, MissingPackageError
-from .arrays import Dataset, batches, check_arrays, from_arrays
+from ._common import MissingDataError, MissingPackageError, OptionTypeError, check_options
+from .arrays import Dataset, batches, check_arrays, check_labels, from_arrays
 
 # name -> (module, function); modules are imported on first use.  Each loader's options
 # are its keyword arguments (see docs/data.md).
@@ -29,12 +29,20 @@ LOADERS: dict[str, tuple[str, str]] = {
 
 
 def load_dataset(name: str, **options: Any) -> Dataset:
-    """Load the dataset called ``name`` (see ``LOADERS``) with loader-specific ``options``."""
+    """Load the dataset called ``name`` (see ``LOADERS``) with loader-specific ``options``.
+
+    An option the loader does not take is refused by name, with the closest one
+    (``randman: unknown option 'nunits'; did you mean 'n_units'?``).
+    """
     if name not in LOADERS:
         raise ValueError(f"data: unknown dataset {name!r}; choose one of {sorted(LOADERS)}")
     module, fn = LOADERS[name]
     loader = getattr(importlib.import_module(f"{__name__}.{module}"), fn)
+    check_options(name, loader, options)
     return loader(**options)
 
 
-__all__ = ["Dataset", "LOADERS", "MissingDataError", "MissingPackageError", "batches", "check_arrays", "from_arrays", "load_dataset"]
+__all__ = [
+    "Dataset", "LOADERS", "MissingDataError", "MissingPackageError", "OptionTypeError", "batches", "check_arrays",
+    "check_labels", "from_arrays", "load_dataset",
+]

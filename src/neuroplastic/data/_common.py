@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -12,12 +13,22 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..config import _did_you_mean  # one "did you mean" for config keys and loader options
+
 
 class MissingDataError(FileNotFoundError, ValueError):
     """A dataset's files are not where the loader looked (loaders never download).
 
     Both a ``FileNotFoundError`` and a ``ValueError``, so the command line reports it as a
     bad argument (the ``root`` option) without a traceback.
+    """
+
+
+class OptionTypeError(TypeError, ValueError):
+    """A loader option of the wrong type (``n_units=2.5``).
+
+    Both a ``TypeError`` and a ``ValueError``, so the command line reports it as a bad
+    argument without a traceback.
     """
 
 
@@ -42,11 +53,22 @@ def data_root(root: str | os.PathLike | None, dataset: str) -> Path:
     if root is None:
         root = os.environ.get("NEUROPLASTIC_DATA", str(Path.home() / "data"))
     if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"{dataset}: root must be a path, got {type(root).__name__}")
+        raise OptionTypeError(f"{dataset}: root must be a path, got {type(root).__name__}")
     return Path(root).expanduser()
 
 
 # ---------------------------------------------------------------------------- argument checks
+def check_options(dataset: str, loader: Callable[..., Any], options: dict[str, Any]) -> None:
+    """``ValueError`` for an option ``loader`` does not take: ``randman: unknown option 'nunits'; did you mean 'n_units'?``."""
+    params = list(inspect.signature(loader).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for k in options:
+        if k not in accepted:
+            raise ValueError(f"{dataset}: unknown option {k!r}{_did_you_mean(k, accepted or ['(none)'])}")
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
@@ -54,7 +76,7 @@ def _is_int(v: Any) -> bool:
 def check_int(dataset: str, name: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int ``>= minimum``, else ``TypeError``/``ValueError`` naming ``name``."""
     if not _is_int(value):
-        raise TypeError(f"{dataset}: {name} must be an integer, got {value!r}")
+        raise OptionTypeError(f"{dataset}: {name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{dataset}: {name} must be >= {minimum}, got {value}")
     return int(value)
@@ -69,7 +91,7 @@ def check_float(dataset: str, name: str, value: Any, low: float | None = None, h
                 low_open: bool = False, high_open: bool = False) -> float:
     """``value`` as a finite float within the given bounds, else an error naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{dataset}: {name} must be a number, got {value!r}")
+        raise OptionTypeError(f"{dataset}: {name} must be a number, got {value!r}")
     v = float(value)
     if not np.isfinite(v):
         raise ValueError(f"{dataset}: {name} must be finite, got {value!r}")
@@ -83,7 +105,7 @@ def check_float(dataset: str, name: str, value: Any, low: float | None = None, h
 def check_bool(dataset: str, name: str, value: Any) -> bool:
     """``value`` if it is a bool, else ``TypeError`` naming ``name``."""
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{dataset}: {name} must be true or false, got {value!r}")
+        raise OptionTypeError(f"{dataset}: {name} must be true or false, got {value!r}")
     return bool(value)
 
 

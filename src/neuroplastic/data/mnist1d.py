@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import cached_arrays
+from ._common import cached_arrays, check_bool, check_int
 from .arrays import Dataset
 
 
@@ -31,6 +31,10 @@ def load_mnist1d(
     variant whose 40 positions are permuted (one fixed permutation).  The generated arrays are
     cached as ``.npz`` (no pickle) under ``$NEUROPLASTIC_CACHE`` (default ``~/.cache/neuroplastic``).
     """
+    seed = check_int("mnist1d", "seed", seed, 0)
+    as_sequence = check_bool("mnist1d", "as_sequence", as_sequence)
+    shuffle_seq = check_bool("mnist1d", "shuffle_seq", shuffle_seq)
+    cache = check_bool("mnist1d", "cache", cache)
     arrays = cached_arrays("mnist1d", {"seed": seed, "shuffle_seq": shuffle_seq, "v": 1}, lambda: _generate(seed, shuffle_seq), cache)
 
     def shape(x: np.ndarray) -> np.ndarray:
