@@ -10,8 +10,9 @@ Writes are atomic: each file is written to a temporary file in the same director
 and fsync'ed, then moved into place with ``os.replace``.  The tensor file has a new name
 for every epoch and the sidecar is written last, so the sidecar is the commit point: a
 process killed at any moment leaves either the previous checkpoint or the new one, never
-a mix.  Loading checks the size and sha256 of the tensor file and raises a clear
-``ValueError`` for a corrupted or truncated checkpoint.  Nothing is ever pickled: arrays go
+a mix.  Loading checks the size and sha256 of the tensor file and the sidecar's own
+checksum (sha256 of its canonical JSON), and raises a ``ValueError`` naming the file for a
+corrupted or truncated checkpoint: a changed byte is never loaded as a different value.  Nothing is ever pickled: arrays go
 through ``safetensors`` (no code execution on load) and the rest through ``json``.
 
 What is stored
@@ -49,7 +50,7 @@ from ..tree import tree_leaves, tree_map, tree_paths
 
 SIDECAR = "checkpoint.json"
 FORMAT = "neuroplastic-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the sidecar carries a checksum of its own content
 
 
 @dataclass
@@ -155,15 +156,18 @@ def _json_leaf(x: Any, key: str) -> Any:
     raise ValueError(f"checkpoint: cannot store {key} of type {type(x).__name__} (arrays, numbers, strings and SeedSequence keys only)")
 
 
-def _from_json_leaf(d: dict, key: str) -> Any:
-    if "seed_sequence" in d:
-        s = d["seed_sequence"]
-        return np.random.SeedSequence(s["entropy"], spawn_key=tuple(s["spawn_key"]), pool_size=s["pool_size"],
-                                      n_children_spawned=s["n_children_spawned"])
-    if "numpy" in d:
-        return np.dtype(d["numpy"]).type(d["value"])
-    if "value" in d:
-        return d["value"]
+def _from_json_leaf(d: Any, key: str) -> Any:
+    try:
+        if "seed_sequence" in d:
+            s = d["seed_sequence"]
+            return np.random.SeedSequence(s["entropy"], spawn_key=tuple(s["spawn_key"]), pool_size=s["pool_size"],
+                                          n_children_spawned=s["n_children_spawned"])
+        if "numpy" in d:
+            return np.dtype(d["numpy"]).type(d["value"])
+        if "value" in d:
+            return d["value"]
+    except (TypeError, KeyError, ValueError, OverflowError):
+        pass
     raise ValueError(f"checkpoint: unreadable entry for {key} in the sidecar")
 
 
@@ -341,6 +345,9 @@ def save_checkpoint(directory: str | Path, ckpt: Checkpoint) -> Path:
         text = json.dumps(sidecar, indent=1)
     except (TypeError, ValueError) as err:
         raise ValueError(f"checkpoint: meta is not JSON-serialisable ({err})") from None
+    sidecar = json.loads(text)  # the checksum covers what a reader will see (dict keys as strings)
+    sidecar["checksum"] = _sidecar_checksum(sidecar)
+    text = json.dumps(sidecar, indent=1)
     try:
         committed = read_sidecar(d)
     except ValueError:
@@ -356,6 +363,12 @@ def save_checkpoint(directory: str | Path, ckpt: Checkpoint) -> Path:
     return d / SIDECAR
 
 
+def _sidecar_checksum(info: dict) -> str:
+    """sha256 of the sidecar's canonical JSON (sorted keys, no spaces), the ``checksum`` entry left out."""
+    body = {k: v for k, v in info.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def read_sidecar(directory: str | Path) -> dict | None:
     """The sidecar of the checkpoint in ``directory``, or ``None`` when there is none."""
     path = Path(directory) / SIDECAR
@@ -363,15 +376,26 @@ def read_sidecar(directory: str | Path) -> dict | None:
         return None
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"checkpoint: {path} is corrupted (not valid JSON: {err})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise ValueError(f"checkpoint: {path} is not a neuroplastic checkpoint sidecar")
+    if info.get("version") == 1:
+        raise ValueError(f"checkpoint: {path} has format version 1, written before sidecars carried a checksum; "
+                         f"this neuroplastic reads version {VERSION}: start the run again")
     if info.get("version") != VERSION:
         raise ValueError(f"checkpoint: {path} has format version {info.get('version')!r}; this neuroplastic reads {VERSION}")
+    if info.get("checksum") != _sidecar_checksum(info):
+        raise ValueError(f"checkpoint: {path} is corrupted (checksum mismatch: the sidecar changed after it was written)")
     for k in ("epoch", "seed", "tensors", "optimizer", "scalars", "meta"):
         if k not in info:
             raise ValueError(f"checkpoint: {path} is corrupted (no {k!r} entry)")
+    epoch = info["epoch"]
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0):
+        raise ValueError(f"checkpoint: {path} is corrupted (epoch {epoch!r} is not a non-negative integer)")
+    for k in ("optimizer", "scalars", "meta"):
+        if not isinstance(info[k], dict):
+            raise ValueError(f"checkpoint: {path} is corrupted (bad {k!r} entry)")
     t = info["tensors"]
     if not (isinstance(t, dict) and isinstance(t.get("file"), str) and isinstance(t.get("sha256"), str) and isinstance(t.get("bytes"), int)):
         raise ValueError(f"checkpoint: {path} is corrupted (bad 'tensors' entry)")
@@ -417,7 +441,10 @@ def load_checkpoint(directory: str | Path, template: Checkpoint) -> Checkpoint:
             tree_map(lambda t, v: t.copy_(v), template.params, params)
         params = template.params
     if _is_torch_optimizer(template.opt_state):
-        opt_state = _load_torch_optimizer(template.opt_state, info["optimizer"], tensors, used)
+        try:
+            opt_state = _load_torch_optimizer(template.opt_state, info["optimizer"], tensors, used)
+        except (KeyError, TypeError, AttributeError) as err:  # a hand-edited sidecar that still has a valid checksum
+            raise ValueError(f"checkpoint: {d / SIDECAR} is corrupted (bad optimizer entry: {type(err).__name__} {err})") from None
     else:
         if info["optimizer"].get("kind") != "pytree":
             raise ValueError(f"checkpoint: holds a {info['optimizer'].get('kind')!r} optimizer state but the run's is a pytree")
