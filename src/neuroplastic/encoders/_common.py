@@ -11,13 +11,24 @@ from ..backend import Backend, ops_for
 
 
 def prepare(x: Any, encoder: str) -> tuple[Backend, Any]:
-    """``(backend, x)`` with ``x`` a floating array of its own framework (lists become numpy)."""
+    """``(backend, x)`` with ``x`` a floating array of its own framework (lists become numpy).
+
+    Input that is not real numbers (strings, ragged lists, complex values) raises a
+    ``ValueError`` naming ``encoder``.
+    """
     if isinstance(x, (list, tuple, int, float)) or (isinstance(x, np.ndarray) and x.dtype.kind != "f"):
-        x = np.asarray(x, dtype=np.float32)
+        if isinstance(x, np.ndarray) and x.dtype.kind not in "biu":
+            raise ValueError(f"{encoder}: expected an array of real numbers, got dtype {x.dtype}")
+        try:
+            x = np.asarray(x, dtype=np.float32)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise ValueError(f"{encoder}: cannot read the input as an array of real numbers ({err})") from None
     try:
         B = ops_for(x)
     except TypeError:
         raise ValueError(f"{encoder}: expected a numpy array, torch tensor or JAX array, got {type(x).__name__}") from None
+    if "complex" in str(x.dtype):
+        raise ValueError(f"{encoder}: expected an array of real numbers, got dtype {x.dtype}")
     if B.name == "torch" and not x.is_floating_point():
         x = x.float()
         B = ops_for(x)
@@ -38,9 +49,22 @@ def check_ndim(x: Any, encoder: str, allowed: tuple[int, ...]) -> None:
         raise ValueError(f"{encoder}: empty input, shape {tuple(x.shape)}")
 
 
+def is_real(value: Any) -> bool:
+    """A real number (Python or numpy), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_number(value: Any, name: str, encoder: str, minimum: float | None = None) -> float:
+    """A finite real number (``>= minimum`` when given), else ``ValueError('encoder: name must be ...')``."""
+    if not (is_real(value) and math.isfinite(value) and (minimum is None or value >= minimum)):
+        what = "a finite number" if minimum is None else f"a number >= {minimum:g}"
+        raise ValueError(f"{encoder}: {name} must be {what}, got {value!r}")
+    return float(value)
+
+
 def check_positive(value: Any, name: str, encoder: str) -> float:
     """A positive finite number, else ``ValueError('encoder: name must be positive ...')``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (value > 0 and math.isfinite(value)):
+    if not (is_real(value) and value > 0 and math.isfinite(value)):
         raise ValueError(f"{encoder}: {name} must be positive, got {value!r}")
     return float(value)
 

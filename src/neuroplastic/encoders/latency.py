@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from ._common import check_choice, check_finite, check_ndim, check_positive, check_steps, prepare
+from ._common import check_choice, check_finite, check_ndim, check_number, check_positive, check_steps, prepare
 
 LATENCY_KINDS = ("linear", "log")
 
@@ -25,8 +24,7 @@ def latency_times(x: Any, n_steps: int, kind: str = "linear", tau: float = 5.0, 
     check_finite(B, x, enc)
     T = check_steps(n_steps, enc)
     check_choice(kind, "kind", LATENCY_KINDS, enc)
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
-        raise ValueError(f"{enc}: threshold must be a finite number, got {threshold!r}")
+    check_number(threshold, "threshold", enc)
     if kind == "linear":
         xc = B.clip(x, 0.0, 1.0)
         t = B.round((1.0 - xc) * (T - 1))

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_finite, check_ndim, check_positive, check_steps, prepare
+from ._common import check_finite, check_ndim, check_positive, check_steps, is_real, prepare
 from .latency import latency_encode
 
 
 def _range(lo: float, hi: float, enc: str) -> tuple[float, float]:
-    if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+    if not (is_real(lo) and is_real(hi) and math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise ValueError(f"{enc}: need finite lo < hi, got lo={lo!r}, hi={hi!r}")
     return float(lo), float(hi)
 
@@ -65,7 +65,7 @@ def grf_encode(
     B, x = prepare(x, enc)
     check_ndim(x, enc, (2,))
     check_steps(n_steps, enc)
-    if not (isinstance(cutoff, (int, float)) and 0 <= cutoff < 1):
+    if not (is_real(cutoff) and 0 <= cutoff < 1):
         raise ValueError(f"{enc}: cutoff must lie in [0, 1), got {cutoff!r}")
     a = gaussian_receptive_fields(x, n_neurons, lo, hi, beta)
     return latency_encode(a, n_steps, kind="linear", threshold=cutoff)

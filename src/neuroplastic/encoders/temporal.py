@@ -15,13 +15,12 @@ and JAX (where it compiles to ``lax.scan``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from ..backend import Backend
-from ._common import check_choice, check_finite, check_ndim, check_positive, check_steps, prepare, split_on_off
+from ._common import check_choice, check_finite, check_ndim, check_number, check_positive, check_steps, prepare, split_on_off
 
 FILTER_KINDS = ("hann", "gaussian", "boxcar", "triangle")
 
@@ -66,8 +65,7 @@ def tbr_threshold(x: Any, factor: float = 0.5) -> Any:
     """
     enc = "threshold_based"
     B, x = _signal(x, enc, min_steps=3)
-    if not (isinstance(factor, (int, float)) and math.isfinite(factor)):
-        raise ValueError(f"{enc}: factor must be a finite number, got {factor!r}")
+    check_number(factor, "factor", enc)
     d = x[1:] - x[:-1]
     n = d.shape[0]
     mean = B.mean(d, axis=0)
@@ -97,7 +95,8 @@ def step_forward(x: Any, threshold: float) -> Any:
     ``b_0 = x_0``; for ``t >= 1``: if ``x_t > b + threshold``: on spike, ``b += threshold``;
     elif ``x_t < b - threshold``: off spike, ``b -= threshold``.  The baseline ``b`` is exactly
     the :func:`contrast_decode` reconstruction, so while ``|x_t - x_{t-1}| < threshold``
-    the reconstruction error stays below ``threshold``.
+    the reconstruction error never exceeds ``threshold`` (it reaches it exactly when
+    ``x_t = b + threshold``, which does not spike).
     """
     enc = "step_forward"
     B, x = _signal(x, enc)
@@ -231,8 +230,7 @@ def bsa(x: Any, threshold: float = 0.85, fir: Any = None) -> Any:
     sine of amplitude 0.3, see the tests); decode with :func:`filter_decode`.
     """
     enc = "bsa"
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
-        raise ValueError(f"{enc}: threshold must be a finite number, got {threshold!r}")
+    check_number(threshold, "threshold", enc)
 
     def decide(B: Backend, r: Any, h: Any, v: Any) -> Any:
         e1 = B.sum(v * B.abs(r - h), axis=0)
@@ -263,8 +261,7 @@ def modified_hsa(x: Any, threshold: float = 0.05, fir: Any = None) -> Any:
     if spike: ``r_{t+k} -= h_k``.  ``threshold=0`` is plain HSA.
     """
     enc = "modified_hsa"
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"{enc}: threshold must be a non-negative number, got {threshold!r}")
+    check_number(threshold, "threshold", enc, minimum=0.0)
 
     def decide(B: Backend, r: Any, h: Any, v: Any) -> Any:
         return B.sum(v * B.maximum(h - r, 0.0 * r), axis=0) <= threshold
