@@ -289,20 +289,42 @@ def train_xor(backend: str, seed: int, epochs: int = 1500) -> tuple[float, Spike
     return hist[-1]["test_acc"], net, params
 
 
-def test_temporal_xor_reaches_100_percent():
-    acc, net, params = train_xor("jax", seed=0)
-    assert acc == 1.0
-    B = get_backend("jax")
+def xor_solved(backend: str, net: SpikeTimeNetwork, params: dict) -> bool:
+    """All 4 patterns solved strictly: the labelled output fires (before t_max) and strictly first."""
+    B = get_backend(backend)
     t_out = B.to_numpy(net.spike_times(params, B.asarray(encode_times(XOR_PATTERNS, 0.0, 1.0)))[-1])
-    assert (t_out.argmin(axis=1) == XOR_LABELS).all() and (t_out < 10.0).any(axis=1).all()
+    t_label, t_other = t_out[np.arange(4), XOR_LABELS], t_out[np.arange(4), 1 - XOR_LABELS]
+    return bool(((t_label < net.t_max) & (t_label < t_other)).all())
+
+
+def xor_seeds_solved(backend: str, seeds: range) -> list[int]:
+    solved = []
+    for seed in seeds:
+        acc, net, params = train_xor(backend, seed)
+        if xor_solved(backend, net, params):
+            assert acc == 1.0  # strictly solved implies the trainer's argmax accuracy
+            solved.append(seed)
+    return solved
+
+
+# Which seeds solve the XOR depends on the machine (the runs are chaotic: one seed's trajectory
+# splits between CPUs after a few hundred steps), how many does not much.  Measured with
+# examples/spike_time_xor.py --seeds 30 (docs/rules/spike_time.md): JAX 25/30 on two machines
+# (failing seeds 7, 10, 27, 28, 29 on one; 0, 2, 11, 14, 29 on a 2-core AMD EPYC, the same with
+# XLA_FLAGS=--xla_cpu_max_isa=AVX2), torch 21/30 (AMD EPYC).  For a success rate p per seed,
+# "at least 3 of 6" fails by chance with probability 0.9% (p = 0.83, JAX) and "at least 6 of 12"
+# with 0.1% (JAX) or 3.9% (p = 0.7, torch).  The AMD machine solves 4 of seeds 0-5 on JAX, and
+# 9 (JAX) and 8 (torch) of seeds 0-11.
+def test_temporal_xor_solved_by_most_seeds():
+    solved = xor_seeds_solved("jax", range(6))
+    assert len(solved) >= 3, f"only seeds {solved} of 0-5 solve the temporal XOR (measured: 25 of 30 seeds)"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_temporal_xor_seeds(backend):
-    # measured: 25 of seeds 0..29 on JAX end at 100%, seeds 0-4 all do (docs/rules/spike_time.md)
-    accs = [train_xor(backend, seed)[0] for seed in range(5)]
-    assert sum(a == 1.0 for a in accs) >= 4
+    solved = xor_seeds_solved(backend, range(12))
+    assert len(solved) >= 6, f"only seeds {solved} of 0-11 solve the temporal XOR on {backend}"
 
 
 def yinyang_times(t_late: float = 2.0, bias_time: float = 0.0):
