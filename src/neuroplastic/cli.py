@@ -1,6 +1,7 @@
 """The ``neuroplastic`` command.
 
 ``neuroplastic run``    the main job (what ``make demo`` runs), with its defaults;
+``neuroplastic sweep``  many runs over rules, seeds and hyper-parameters, on Ray (docs/sweeps.md);
 ``neuroplastic train``  one training run with every choice exposed as an option, or read
                         from a TOML file with ``--config FILE`` (options given on the
                         command line override the file); ``--resume RUN_DIR`` continues a
@@ -157,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_land.add_argument("--batches", type=int, default=2, help="test batches averaged per grid point (default 2)")
     p_rep = sub.add_parser("report", help="render report.md and report.html of a `neuroplastic run` folder again")
     p_rep.add_argument("run_dir", help="the run folder")
+    from .sweep.cli import add_sweep_parser, run_sweep_command
+
+    add_sweep_parser(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -172,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             cfg = _study_config(args, rules=(args.reference,), landscape_grid=args.grid, landscape_batches=args.batches, compare_steps=1)
             run_study(cfg, _stamp(args, "landscape"))
+        elif args.command == "sweep":
+            return run_sweep_command(args)
         else:
             from .report import write_report
 

@@ -22,7 +22,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from .data import Dataset, load_dataset
 from .losses import RateRegularizer
 from .models import build_model
 from .train import Trainer
+from .train.trainer import Callback
 from .train.checkpoint import Checkpoint, atomic_write, clear_checkpoints, load_checkpoint, read_sidecar
 from .tree import tree_flatten_dict
 
@@ -70,12 +71,16 @@ def read_run_config(run_dir: str | Path) -> RunConfig:
     raise ValueError(f"resume: {d} has no config.toml or config.json; is it a run folder?")
 
 
-def resume_run(run_dir: str | Path, progress: bool = True, log: Any = print) -> dict:
-    """Continue the run in ``run_dir`` from its latest checkpoint; returns the summary dict."""
+def resume_run(run_dir: str | Path, progress: bool = True, log: Any = print, data: Dataset | None = None,
+               callbacks: Sequence[Callback] = ()) -> dict:
+    """Continue the run in ``run_dir`` from its latest checkpoint; returns the summary dict.
+
+    ``data`` and ``callbacks`` are passed on to :func:`train_run`.
+    """
     d = Path(run_dir)
     if not d.is_dir():
         raise ValueError(f"resume: {d} is not a folder")
-    return train_run(read_run_config(d), d, progress=progress, log=log, resume=True)
+    return train_run(read_run_config(d), d, progress=progress, log=log, resume=True, data=data, callbacks=callbacks)
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict]:
@@ -124,11 +129,15 @@ def build_trainer(cfg: RunConfig, data: Dataset, backend: Any = None, progress: 
     return net, trainer
 
 
-def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: Any = print, resume: bool = False) -> dict:
+def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: Any = print, resume: bool = False,
+              data: Dataset | None = None, callbacks: Sequence[Callback] = ()) -> dict:
     """Train as ``cfg`` says and write the run folder ``out_dir``; returns the summary dict.
 
     ``resume=True`` continues from the checkpoint in ``out_dir/checkpoints`` (see
     :func:`resume_run`); a folder without a checkpoint starts again from epoch 0.
+    ``data``: the dataset :func:`load_run_data` would return for ``cfg``, already loaded
+    (a sweep passes one copy to many runs); ``callbacks`` go to :meth:`Trainer.fit`
+    (called after every epoch; a true return stops training).
     """
     cfg.validate()
     out = Path(out_dir)
@@ -141,7 +150,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
         if info["epoch"] > cfg.epochs:
             raise ValueError(f"checkpoint: at epoch {info['epoch']}, past the run's {cfg.epochs} epochs")
     B = get_backend(cfg.backend, device=cfg.device, dtype=cfg.dtype)
-    data = load_run_data(cfg)
+    data = load_run_data(cfg) if data is None else data
     if data.n_classes is None:
         raise ValueError(f"data: {cfg.data} is not a classification set; the train command needs labels")
     net, trainer = build_trainer(cfg, data, B, progress)
@@ -168,7 +177,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     params, history = trainer.fit(
         params, data, epochs=cfg.epochs - start, batch_size=cfg.batch_size, seed=cfg.seed, log_path=metrics_path,
         state=state, start_epoch=start, checkpoint_dir=ckpt_dir if cfg.checkpoint_every else None,
-        checkpoint_every=cfg.checkpoint_every or 1, checkpoint_meta={"config": cfg.to_dict()},
+        checkpoint_every=cfg.checkpoint_every or 1, checkpoint_meta={"config": cfg.to_dict()}, callbacks=callbacks,
     )
     wall = time.perf_counter() - t0 + sum(h.get("epoch_time_s", 0.0) for h in previous)
     history = previous + history
