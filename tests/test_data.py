@@ -579,3 +579,8 @@ def test_complex_and_out_of_range_inputs_are_named():
     big = x.copy()
     big[0, 0, 0] = 1e300
     assert _message(lambda: from_arrays(big, y, xt, yt)) == "x_train: values beyond the float32 range (largest magnitude 1e+300)"
+
+
+def test_unknown_dataset_names_get_did_you_mean():
+    assert _message(lambda: load_dataset("randmann")) == "data: unknown dataset 'randmann'; did you mean 'randman'?"
+    assert _message(lambda: load_dataset("imagenet")).startswith("data: unknown dataset 'imagenet'; known: digits, dvsgesture")

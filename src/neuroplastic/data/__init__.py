@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..config import _did_you_mean
 from ._common import MissingDataError, MissingPackageError, OptionTypeError, check_options
 from .arrays import Dataset, batches, check_arrays, check_labels, from_arrays
 
@@ -35,7 +36,7 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     (``randman: unknown option 'nunits'; did you mean 'n_units'?``).
     """
     if name not in LOADERS:
-        raise ValueError(f"data: unknown dataset {name!r}; choose one of {sorted(LOADERS)}")
+        raise ValueError(f"data: unknown dataset {name!r}{_did_you_mean(name, sorted(LOADERS))}")
     module, fn = LOADERS[name]
     loader = getattr(importlib.import_module(f"{__name__}.{module}"), fn)
     check_options(name, loader, options)
