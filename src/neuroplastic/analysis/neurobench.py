@@ -49,19 +49,19 @@ are the same on torch and JAX.  See ``docs/analysis.md`` ("Efficiency metrics").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..backend import ops_for
 from ..losses import Loss, Objective, make_loss
-from ..network import Network
+from ..network import Connection, Hooks, Network
 from ..tree import tree_leaves
 
 __all__ = [
     "Connection",
     "SUMMARY_FIELDS",
+    "connection_label",
     "activation_sparsity",
     "backward_synaptic_operations",
     "connection_sparsity",
@@ -78,21 +78,6 @@ __all__ = [
     "summary_rows",
     "synaptic_operations",
 ]
-
-
-@dataclass(frozen=True)
-class Connection:
-    """One weight matrix of a network: ``src`` (``-1`` = input) to block ``dst``, ``delay`` 0 or 1 step."""
-
-    name: str
-    src: int
-    dst: int
-    delay: int
-
-    @property
-    def label(self) -> str:
-        src = "input" if self.src == -1 else f"block {self.src}"
-        return f"{self.name}: {src} -> block {self.dst}" + (" (t-1)" if self.delay else "")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -121,27 +106,21 @@ def _check_sequences(net: Network, seqs: Any, T: int, batch: int, name: str) -> 
 
 
 def connections(net: Network) -> list[Connection]:
-    """Every weight matrix of ``net`` in block order: ``w``, then ``w_rec``, then links into the block."""
+    """Every weight matrix of ``net`` (its weighted connections; biases are not synapses), in block order."""
     _check_net(net)
-    out = []
-    for l, blk in enumerate(net.blocks):
-        out.append(Connection("w", l - 1, l, 0))
-        if blk.recurrent:
-            out.append(Connection("w_rec", l, l, 1))
-        for i, link in net.links_into(l):
-            out.append(Connection(f"links[{i}]", link.src, l, 1 if link.backward else 0))
-    return out
+    return [c for c in net.connections if not c.is_bias]
+
+
+def connection_label(c: Connection) -> str:
+    """``"w: input -> block 0"``, ``"w_rec: block 1 -> block 1 (t-1)"``, ``"links[0]: block 2 -> block 0 (t-1)"``."""
+    name = {"feed": "w", "recurrent": "w_rec"}.get(c.kind, f"links[{c.location[1]}]")
+    src = "input" if c.src == -1 else f"block {c.src}"
+    return f"{name}: {src} -> block {c.dst}" + (" (t-1)" if c.delay else "")
 
 
 def connection_weight(net: Network, params: dict, c: Connection) -> np.ndarray:
     """The weight matrix ``(n_src, n_dst)`` of connection ``c`` as used by the network (numpy)."""
-    if c.name == "w":
-        return _np(params["layers"][c.dst]["w"])
-    if c.name == "w_rec":
-        blk = net.blocks[c.dst]
-        return _np(blk.projection.recurrent_weight(params["layers"][c.dst]))
-    i = int(c.name[len("links["):-1])
-    return _np(params["links"][i]["w"])
+    return _np(net.dense_weight(params, c))
 
 
 def fan_out(w: Any) -> np.ndarray:
@@ -160,19 +139,11 @@ def is_spike_input(a: Any) -> bool:
     return bool(np.all((a == 0) | (a == 1) | (a == -1)))
 
 
-def _presynaptic(net: Network, c: Connection, xs: np.ndarray, outs: list[np.ndarray], init_outs: list[np.ndarray]) -> np.ndarray:
-    """The activity ``(T, B, n_src)`` that drives connection ``c`` at each step."""
-    src = xs if c.src == -1 else outs[c.src]
-    if c.delay == 0:
-        return src
-    return np.concatenate([init_outs[c.src][None], src[:-1]], axis=0)
-
-
 def _initial_outs(net: Network, batch: int, state: dict | None) -> list[np.ndarray]:
     if state is None:
         return [np.zeros((batch, blk.size)) for blk in net.blocks]
     try:
-        outs = [_np(s["out"]) for s in state["layers"]]
+        outs = [_np(o) for o in net.block_outputs(state)]
     except (KeyError, TypeError, IndexError):
         raise ValueError("state: expected a network state {'layers': [{'cell': ..., 'out': ...}, ...]}") from None
     for l, (o, blk) in enumerate(zip(outs, net.blocks)):
@@ -207,16 +178,16 @@ def synaptic_operations(net: Network, params: dict, xs: Any, outs: Sequence[Any]
     net.check_input(xs, "xs")
     T, batch = int(xs.shape[0]), int(xs.shape[1])
     outs_np = _check_sequences(net, outs, T, batch, "outs")
-    x_np = _np(xs)
     init = _initial_outs(net, batch, state)
+    pres = net.presynaptic_sequences(_np(xs), outs_np, init)
     rows = []
     for c in connections(net):
         w = connection_weight(net, params, c)
-        pre = _presynaptic(net, c, x_np, outs_np, init)
+        pre = pres[c.index]
         active = np.count_nonzero(pre, axis=(0, 1)).astype(np.float64)  # (t, b) pairs with a_j != 0
         ops = float(active @ fan_out(w)) / batch
         rows.append({
-            "connection": c.label, "src": c.src, "dst": c.dst, "delay": c.delay,
+            "connection": connection_label(c), "src": c.src, "dst": c.dst, "delay": c.delay,
             "kind": "AC" if is_spike_input(pre) else "MAC",
             "synops": ops, "dense_synops": float(T * w.shape[0] * w.shape[1]),
         })
@@ -260,7 +231,7 @@ def backward_synaptic_operations(net: Network, params: dict, errors: Sequence[An
         active = np.count_nonzero(d, axis=(0, 1)).astype(np.float64)
         w = connection_weight(net, params, c)
         rows.append({
-            "connection": c.label, "src": c.src, "dst": c.dst, "delay": c.delay,
+            "connection": connection_label(c), "src": c.src, "dst": c.dst, "delay": c.delay,
             "synops": float(active @ fan_in(w)) / batch,
             "dense_synops": float((T - c.delay) * w.shape[0] * w.shape[1]),
         })
@@ -282,27 +253,21 @@ def backward_synaptic_operations(net: Network, params: dict, errors: Sequence[An
 def current_errors(net: Network, params: dict, xs: Any, targets: Any, loss: str | Loss | Objective, state: dict | None = None) -> list:
     """Backprop's errors ``dL/dI_l`` ``(T, B, n_l)`` at every block's input current (backend arrays).
 
-    The network is stepped with a zero perturbation added to each block's current and
-    the loss differentiated with respect to it (surrogate derivatives for spikes), so the
-    result is exactly what BPTT sends back through each block's weights.
+    The network is run with a zero offset added to each block's current
+    (:class:`~neuroplastic.network.Hooks`) and the loss differentiated with respect to it
+    (surrogate derivatives for spikes), so the result is exactly what BPTT sends back
+    through each block's weights.
     """
     _check_net(net)
     net.check_input(xs, "xs")
     objective = loss if isinstance(loss, Objective) else Objective(make_loss(loss))
     B = ops_for(xs)
     T, batch = int(xs.shape[0]), int(xs.shape[1])
-    if state is None:
-        state = net.initial_state(B, batch)
     eps = [B.zeros((T, batch, blk.size), dtype=xs.dtype) for blk in net.blocks]
 
     def fn(eps: list) -> Any:
-        def body(carry: dict, inp: tuple) -> tuple:
-            x_t, e_t = inp
-            carry, _ = net.step(params, carry, x_t, current_offsets=e_t)
-            return carry, [s["out"] for s in carry["layers"]]
-
-        _, seqs = B.scan(body, state, (xs, eps))
-        return objective(seqs[-1], targets, {"out": seqs}, net.spiking)
+        ys, _, rec = net.run(params, xs, state=state, hooks=Hooks(offsets=eps))
+        return objective(ys, targets, rec, net.spiking)
 
     return list(B.value_and_grad(fn)(eps)[1])
 
@@ -314,6 +279,10 @@ def parameter_count(params: Any) -> int:
     if not leaves:
         raise ValueError("params: no arrays found")
     return int(sum(int(np.prod(getattr(p, "shape", ()))) for p in leaves))
+
+
+def _count(tree: Any) -> int:
+    return int(sum(int(np.prod(getattr(p, "shape", ()))) for p in tree_leaves(tree)))
 
 
 def connection_sparsity(net: Network, params: dict) -> float:
@@ -381,7 +350,8 @@ def efficiency_metrics(
             "effective_macs": sum(r["synops"] for r in rows if r["kind"] == "MAC"),
             "synops": sum(r["synops"] for r in rows),
             "dense_synops": sum(r["dense_synops"] for r in rows),
-            "param_count": parameter_count(params["layers"][l]),
+            "param_count": _count([net.connection_params(params, c) for c in net.connections_into(l) if c.location == ("layers", l)]
+                                  + [net.cell_params(params, l)]),
         })
     out = {
         "samples": batch,

@@ -71,6 +71,7 @@ class NumpyLikeOps:
     def min(self, x, axis=None, keepdims=False): return self.xp.min(x, axis=axis, keepdims=keepdims)
     def argmax(self, x, axis=-1): return self.xp.argmax(x, axis=axis)
     def any(self, x): return self.xp.any(x)
+    def all(self, x): return self.xp.all(x)
 
     def logsumexp(self, x, axis=-1, keepdims=False):
         m = self.xp.max(x, axis=axis, keepdims=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -9,6 +10,104 @@ import numpy as np
 from ..tree import tree_leaves, tree_map
 
 Array = Any
+
+#: every operation a backend implements (``Backend`` declares each; a test checks all three backends)
+ARRAY_OPS = (
+    'astype',
+    'zeros',
+    'ones',
+    'full',
+    'zeros_like',
+    'ones_like',
+    'eye',
+    'arange',
+    'exp',
+    'log',
+    'tanh',
+    'abs',
+    'sign',
+    'sqrt',
+    'sigmoid',
+    'round',
+    'floor',
+    'isfinite',
+    'maximum',
+    'minimum',
+    'clip',
+    'where',
+    'sum',
+    'mean',
+    'max',
+    'min',
+    'argmax',
+    'any',
+    'all',
+    'logsumexp',
+    'matmul',
+    'einsum',
+    'outer',
+    'stack',
+    'unstack',
+    'concatenate',
+    'reshape',
+    'transpose',
+    'swapaxes',
+    'expand_dims',
+    'take',
+    'take_along_axis',
+    'cumsum',
+    'flip',
+    'diag',
+    'asarray',
+    'to_numpy',
+    'is_array',
+    'stop_gradient',
+    'spike',
+    'value_and_grad',
+    'vjp',
+    'jvp',
+    'vmap',
+    'scan',
+    'key',
+    'split',
+    'normal',
+    'uniform',
+    'permutation',
+    'seed_from_key',
+)
+
+
+def cosine_lr(lr: float, total_steps: int):
+    """``step -> lr * (1 + cos(pi * min(step, total) / total)) / 2`` for Python integer steps."""
+
+    def at(step: int) -> float:
+        return lr * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    return at
+
+
+class Optimizer:
+    name = "optimizer"
+
+    def init(self, params: Any) -> Any:
+        raise NotImplementedError
+
+    def update(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def preview(self, grads: Any, state: Any, params: Any) -> Any:
+        """The change ``new_params - params`` that :meth:`update` would make, leaving ``state`` untouched."""
+        raise NotImplementedError
+
+    def snapshot(self, state: Any) -> Any:
+        """Something :meth:`restore` brings ``state`` back to (functional states are their own snapshot)."""
+        return state
+
+    def restore(self, state: Any, snapshot: Any) -> Any:
+        """``state`` as it was when :meth:`snapshot` was taken."""
+        return snapshot
+
+
 
 
 class Backend:
@@ -22,6 +121,8 @@ class Backend:
     name: str = "abstract"
     #: whether the framework can differentiate (numpy cannot)
     differentiable: bool = True
+    #: whether ``jit`` compiles (JAX): traced code cannot branch on values, and vmap over a grid pays off
+    compiles: bool = False
 
     def __init__(self, device: str | None = None, dtype: str = "float32") -> None:
         self.device = device
@@ -45,6 +146,187 @@ class Backend:
         return tree_map(lambda a: self.to_numpy(a), tree)
 
     def is_array(self, x: Any) -> bool:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- array operations (declared here, implemented per framework)
+    def astype(self, x, dtype) -> Any:
+        """``x`` cast to ``dtype``."""
+        raise NotImplementedError
+
+    def zeros(self, shape, dtype=None) -> Any:
+        """Zeros of ``shape`` (the backend's float dtype by default)."""
+        raise NotImplementedError
+
+    def ones(self, shape, dtype=None) -> Any:
+        """Ones of ``shape``."""
+        raise NotImplementedError
+
+    def full(self, shape, value, dtype=None) -> Any:
+        """``value`` everywhere in ``shape``."""
+        raise NotImplementedError
+
+    def zeros_like(self, x) -> Any:
+        """Zeros shaped and typed like ``x``."""
+        raise NotImplementedError
+
+    def ones_like(self, x) -> Any:
+        """Ones shaped and typed like ``x``."""
+        raise NotImplementedError
+
+    def eye(self, n, dtype=None) -> Any:
+        """The ``n x n`` identity."""
+        raise NotImplementedError
+
+    def arange(self, n) -> Any:
+        """``0 .. n-1`` (integers)."""
+        raise NotImplementedError
+
+    def exp(self, x) -> Any:
+        """Elementwise ``e^x``."""
+        raise NotImplementedError
+
+    def log(self, x) -> Any:
+        """Elementwise natural logarithm."""
+        raise NotImplementedError
+
+    def tanh(self, x) -> Any:
+        """Elementwise ``tanh``."""
+        raise NotImplementedError
+
+    def abs(self, x) -> Any:
+        """Elementwise ``|x|``."""
+        raise NotImplementedError
+
+    def sign(self, x) -> Any:
+        """Elementwise sign (-1, 0, 1)."""
+        raise NotImplementedError
+
+    def sqrt(self, x) -> Any:
+        """Elementwise square root."""
+        raise NotImplementedError
+
+    def sigmoid(self, x) -> Any:
+        """Elementwise logistic function."""
+        raise NotImplementedError
+
+    def round(self, x) -> Any:
+        """Round half to even."""
+        raise NotImplementedError
+
+    def floor(self, x) -> Any:
+        """Elementwise floor."""
+        raise NotImplementedError
+
+    def isfinite(self, x) -> Any:
+        """Elementwise finiteness (booleans)."""
+        raise NotImplementedError
+
+    def maximum(self, a, b) -> Any:
+        """Elementwise maximum."""
+        raise NotImplementedError
+
+    def minimum(self, a, b) -> Any:
+        """Elementwise minimum."""
+        raise NotImplementedError
+
+    def clip(self, x, lo=None, hi=None) -> Any:
+        """``x`` clipped to ``[lo, hi]``."""
+        raise NotImplementedError
+
+    def where(self, c, a, b) -> Any:
+        """``a`` where ``c`` else ``b``."""
+        raise NotImplementedError
+
+    def sum(self, x, axis=None, keepdims=False) -> Any:
+        """Sum over ``axis`` (all axes by default)."""
+        raise NotImplementedError
+
+    def mean(self, x, axis=None, keepdims=False) -> Any:
+        """Mean over ``axis``."""
+        raise NotImplementedError
+
+    def max(self, x, axis=None, keepdims=False) -> Any:
+        """Maximum over ``axis``."""
+        raise NotImplementedError
+
+    def min(self, x, axis=None, keepdims=False) -> Any:
+        """Minimum over ``axis``."""
+        raise NotImplementedError
+
+    def argmax(self, x, axis=-1) -> Any:
+        """Index of the maximum along ``axis``."""
+        raise NotImplementedError
+
+    def any(self, x) -> Any:
+        """Whether any element is true."""
+        raise NotImplementedError
+
+    def all(self, x) -> Any:
+        """Whether every element is true."""
+        raise NotImplementedError
+
+    def logsumexp(self, x, axis=-1, keepdims=False) -> Any:
+        """``log(sum(exp(x)))`` along ``axis``, stably."""
+        raise NotImplementedError
+
+    def matmul(self, a, b) -> Any:
+        """Matrix product (batched over leading axes)."""
+        raise NotImplementedError
+
+    def einsum(self, spec, *xs) -> Any:
+        """Einstein summation."""
+        raise NotImplementedError
+
+    def outer(self, a, b) -> Any:
+        """Outer product over the last axes: ``a[..., :, None] * b[..., None, :]``."""
+        raise NotImplementedError
+
+    def stack(self, xs, axis=0) -> Any:
+        """Stack arrays along a new ``axis``."""
+        raise NotImplementedError
+
+    def unstack(self, x) -> Any:
+        """The slices of ``x`` along axis 0."""
+        raise NotImplementedError
+
+    def concatenate(self, xs, axis=0) -> Any:
+        """Join arrays along ``axis``."""
+        raise NotImplementedError
+
+    def reshape(self, x, shape) -> Any:
+        """``x`` with a new shape."""
+        raise NotImplementedError
+
+    def transpose(self, x, axes=None) -> Any:
+        """Permute axes (reverse them by default)."""
+        raise NotImplementedError
+
+    def swapaxes(self, x, a, b) -> Any:
+        """Swap two axes."""
+        raise NotImplementedError
+
+    def expand_dims(self, x, axis) -> Any:
+        """Insert an axis of length 1."""
+        raise NotImplementedError
+
+    def take(self, x, idx, axis=0) -> Any:
+        """Gather along ``axis``."""
+        raise NotImplementedError
+
+    def take_along_axis(self, x, idx, axis) -> Any:
+        """Gather with an index array along ``axis``."""
+        raise NotImplementedError
+
+    def cumsum(self, x, axis=0) -> Any:
+        """Cumulative sum along ``axis``."""
+        raise NotImplementedError
+
+    def flip(self, x, axis=0) -> Any:
+        """Reverse along ``axis``."""
+        raise NotImplementedError
+
+    def diag(self, x) -> Any:
+        """Diagonal of a matrix, or the diagonal matrix of a vector."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- composite ops
@@ -78,8 +360,33 @@ class Backend:
     def tree_stop_gradient(self, tree: Any) -> Any:
         return tree_map(self.stop_gradient, tree)
 
+    def is_traced(self, x: Any) -> bool:
+        """True when ``x`` is a placeholder inside a transform (``jit``/``vjp``/``vmap``) whose values are not known."""
+        return False
+
     def all_finite(self, x: Array) -> bool:
+        """Whether every value of ``x`` is finite, as a Python bool (reads the values)."""
         return bool(np.all(np.isfinite(self.to_numpy(x))))
+
+    def all_finite_tree(self, tree: Any) -> Array:
+        """Whether every leaf of ``tree`` is finite, as a backend boolean scalar (works under ``jit``)."""
+        ok = None
+        for leaf in tree_leaves(tree):
+            leaf_ok = self.all(self.isfinite(leaf))
+            ok = leaf_ok if ok is None else ok & leaf_ok
+        return self.asarray(True) if ok is None else ok
+
+    def tree_select(self, cond: Array, a: Any, b: Any) -> Any:
+        """``a`` where the scalar ``cond`` is true, else ``b``, leaf by leaf (works under ``jit``)."""
+        return tree_map(lambda x, y: self.where(cond, x, y), a, b)
+
+    def tree_copy(self, tree: Any) -> Any:
+        """A copy of every array leaf (for frameworks that update arrays in place)."""
+        return tree_map(lambda x: x + 0 if self.is_array(x) else x, tree)
+
+    def tree_assign(self, target: Any, values: Any) -> Any:
+        """``values`` in place of ``target``'s leaves; in place where the framework mutates arrays (torch)."""
+        return values
 
     # ---------------------------------------------------------------- transforms (abstract)
     def value_and_grad(self, fn: Callable[..., Any], has_aux: bool = False) -> Callable[..., Any]:
@@ -136,6 +443,11 @@ class Backend:
     def seed_from_key(self, key: Any) -> int:
         """A non-negative integer drawn from ``key``, to seed numpy generators deterministically."""
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- optimizers
+    def make_optimizer(self, name: str, lr: float, total_steps: int | None = None, **options: Any) -> Optimizer:
+        """The framework's optimizer ``name`` (adam, adamw, sgd, momentum, rmsprop); cosine decay over ``total_steps``."""
+        raise ValueError(f"optimizer: the {self.name} backend has no optimizers; use 'torch' or 'jax'")
 
 
 def seed_sequence_key(seed: Any) -> np.random.SeedSequence:

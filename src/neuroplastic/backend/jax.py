@@ -27,6 +27,7 @@ def _spike_jvp(surrogate: Any, primals: tuple, tangents: tuple) -> tuple:
 class JaxBackend(NumpyLikeOps, Backend):
     name = "jax"
     xp = jnp
+    compiles = True
 
     #: XLA matmul precision. "highest" keeps float32 products in float32 on GPUs, where the
     #: default would use TF32 and move spike thresholds; it is the same on the CPU.
@@ -55,6 +56,9 @@ class JaxBackend(NumpyLikeOps, Backend):
 
     def is_array(self, x: Any) -> bool:
         return isinstance(x, jax.Array)
+
+    def is_traced(self, x: Any) -> bool:
+        return isinstance(x, jax.core.Tracer)
 
     def matmul(self, a: Any, b: Any) -> Any:
         return jnp.matmul(a, b, precision=self.matmul_precision)
@@ -102,6 +106,11 @@ class JaxBackend(NumpyLikeOps, Backend):
 
     def permutation(self, key: Any, n: int) -> np.ndarray:
         return np.asarray(jax.random.permutation(key, n))
+
+    def make_optimizer(self, name: str, lr: float, total_steps: int | None = None, **options: Any):
+        from .optim_jax import OptaxOptimizer
+
+        return OptaxOptimizer(name, lr, total_steps=total_steps, **options)
 
     def seed_from_key(self, key: Any) -> int:
         return int(jax.random.randint(key, (), 0, 2**31 - 1))

@@ -35,6 +35,15 @@ class NumpyBackend(NumpyLikeOps, Backend):
     def vmap(self, fn, in_axes=0, out_axes=0):
         raise NotImplementedError("the numpy backend has no vmap; use 'torch' or 'jax'")
 
+    def value_and_grad(self, fn, has_aux=False):
+        raise NotImplementedError("the numpy backend cannot differentiate; use 'torch' or 'jax'")
+
+    def vjp(self, fn, *primals):
+        raise NotImplementedError("the numpy backend cannot differentiate; use 'torch' or 'jax'")
+
+    def jvp(self, fn, primals, tangents):
+        raise NotImplementedError("the numpy backend cannot differentiate; use 'torch' or 'jax'")
+
     def key(self, seed: int) -> np.random.SeedSequence:
         return seed_sequence_key(seed)
 

@@ -92,6 +92,12 @@ class TorchBackend(Backend):
     def is_array(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor)
 
+    def is_traced(self, x: Any) -> bool:
+        # inside a torch.func transform even a captured plain tensor cannot be read out
+        return isinstance(x, torch.Tensor) and (
+            torch._C._functorch.is_functorch_wrapped_tensor(x) or torch._C._functorch.maybe_current_level() is not None
+        )
+
     def astype(self, x: torch.Tensor, dtype: Any) -> torch.Tensor:
         return x.to(dtype)
 
@@ -140,9 +146,13 @@ class TorchBackend(Backend):
         return tuple(axis) if isinstance(axis, (list, tuple)) else axis
 
     def sum(self, x, axis=None, keepdims=False):
+        if axis == ():  # numpy: no axis, no reduction (torch would reduce everything)
+            return x
         return torch.sum(x) if axis is None else torch.sum(x, dim=self._dim(axis), keepdim=keepdims)
 
     def mean(self, x, axis=None, keepdims=False):
+        if axis == ():
+            return x
         return torch.mean(x) if axis is None else torch.mean(x, dim=self._dim(axis), keepdim=keepdims)
 
     def max(self, x, axis=None, keepdims=False):
@@ -153,6 +163,7 @@ class TorchBackend(Backend):
 
     def argmax(self, x, axis=-1): return torch.argmax(x, dim=axis)
     def any(self, x): return torch.any(x)
+    def all(self, x): return torch.all(x)
 
     def logsumexp(self, x, axis=-1, keepdims=False):
         return torch.logsumexp(x, dim=axis, keepdim=keepdims)
@@ -181,6 +192,14 @@ class TorchBackend(Backend):
     def diag(self, x): return torch.diag(x)
 
     # autodiff
+    def tree_copy(self, tree: Any) -> Any:
+        return tree_map(lambda x: x.detach().clone() if isinstance(x, torch.Tensor) else x, tree)
+
+    def tree_assign(self, target: Any, values: Any) -> Any:
+        with torch.no_grad():
+            tree_map(lambda t, v: t.copy_(v), target, values)
+        return target
+
     def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:
         return x.detach() if isinstance(x, torch.Tensor) else x
 
@@ -243,6 +262,11 @@ class TorchBackend(Backend):
 
     def permutation(self, key: Any, n: int) -> np.ndarray:
         return torch.randperm(n, generator=self._generator(key)).numpy()
+
+    def make_optimizer(self, name: str, lr: float, total_steps: int | None = None, **options: Any):
+        from .optim_torch import TorchOptimizer
+
+        return TorchOptimizer(name, lr, total_steps=total_steps, **options)
 
     def seed_from_key(self, key: Any) -> int:
         return int(key.generate_state(1)[0])

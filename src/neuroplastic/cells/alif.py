@@ -9,7 +9,7 @@ import numpy as np
 
 from ..backend import ops_for
 from ..surrogates import SurrogateLike, make_surrogate
-from .base import RESETS, Cell, State, check_choice, check_positive, decay_from, trainable_decay
+from .base import RESETS, Cell, State, check_choice, check_positive, decay_from, fixed_decays, trainable_decay
 from .lif import reset_membrane
 
 
@@ -54,6 +54,11 @@ class ALIF(Cell):
             raise ValueError(f"beta_adapt must be >= 0, got {self.beta_adapt!r}")
         check_choice(self.reset, "reset", RESETS)
         object.__setattr__(self, "surrogate", make_surrogate(self.surrogate))
+
+    @property
+    def psp_decays(self) -> tuple:
+        """``(alpha,)``: the membrane filter (threshold adaptation is left out)."""
+        return fixed_decays(self, (self.alpha,))
 
     def init_params(self, rng: np.random.Generator, n: int) -> dict:
         if not self.train_decay:

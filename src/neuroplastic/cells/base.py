@@ -66,6 +66,9 @@ class Cell:
     spiking = False
     #: names of the state fields, in a fixed order
     state_names = ()
+    #: whether the output is linear in the input currents, ``y_t = (k * I)_t`` with the kernel of
+    #: ``psp_decays`` (leaky readout, identity); online e-prop's readout filter relies on it
+    linear = False
 
     def init_params(self, rng: np.random.Generator, n: int) -> dict:
         return {}
@@ -75,6 +78,31 @@ class Cell:
 
     def step(self, params: dict, state: State, current: Any) -> tuple[State, Any]:  # pragma: no cover
         raise NotImplementedError
+
+    @property
+    def psp_decays(self) -> tuple:
+        """Decays of the linear filter from the input current to the membrane (the PSP kernel).
+
+        ``()`` for a memoryless cell, ``(alpha,)`` for one exponential stage, ``(beta, alpha)``
+        for a synaptic then a membrane stage.  Spike resets and adaptation are left out.
+        Trace-based rules (OTTT, OTPE, SuperSpike, DCLL, online e-prop's readout) filter
+        presynaptic activity with it; a cell without a linear input filter leaves it
+        undeclared, and those rules then refuse it by name.
+        """
+        raise ValueError(
+            f"network: cell {type(self).__name__} declares no psp_decays (the decays of its linear input filter);"
+            " trace-based rules need it: give the cell a `psp_decays` property"
+        )
+
+
+def fixed_decays(cell: Cell, decays: tuple) -> tuple:
+    """``decays`` as floats, or a ``ValueError`` when ``cell`` trains its decays per neuron."""
+    if getattr(cell, "train_decay", False):
+        raise ValueError(
+            f"network: {type(cell).__name__}(train_decay=True) has per-neuron decays, so its presynaptic trace is not"
+            " shared across neurons; trace-based rules need fixed decays"
+        )
+    return tuple(float(d) for d in decays)
 
 
 def trainable_decay(params: dict, name: str, default: float, B: Any) -> Any:

@@ -34,6 +34,7 @@ class SignedIF(Cell):
 
     spiking = True
     state_names = ("v", "c")
+    psp_decays = (1.0,)  # a perfect integrator
 
     def __post_init__(self) -> None:
         check_positive(self.threshold, "threshold")

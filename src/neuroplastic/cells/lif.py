@@ -9,7 +9,7 @@ import numpy as np
 
 from ..backend import ops_for
 from ..surrogates import SurrogateLike, make_surrogate
-from .base import RESETS, Cell, State, check_choice, check_positive, decay_from, trainable_decay
+from .base import RESETS, Cell, State, check_choice, check_positive, decay_from, fixed_decays, trainable_decay
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ class LIF(Cell):
     @property
     def state_names(self) -> tuple:  # type: ignore[override]
         return ("v", "i") if self.current_based else ("v",)
+
+    @property
+    def psp_decays(self) -> tuple:
+        """``(beta, alpha)`` current-based, ``(alpha,)`` voltage-based."""
+        return fixed_decays(self, (self.beta, self.alpha) if self.current_based else (self.alpha,))
 
     def init_params(self, rng: np.random.Generator, n: int) -> dict:
         if not self.train_decay:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import ops_for
-from .base import Cell, State, decay_from, trainable_decay
+from .base import Cell, State, decay_from, fixed_decays, trainable_decay
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,15 @@ class LeakyReadout(Cell):
     kappa: float = field(init=False, repr=False, default=0.0)
 
     state_names = ("v",)
+    linear = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kappa", decay_from(self.tau_out, self.decay, self.dt, "tau_out", "decay"))
+
+    @property
+    def psp_decays(self) -> tuple:
+        """``(kappa,)``."""
+        return fixed_decays(self, (self.kappa,))
 
     def init_params(self, rng: np.random.Generator, n: int) -> dict:
         return {"kappa": np.full(n, self.kappa)} if self.train_decay else {}
@@ -43,6 +49,8 @@ class Identity(Cell):
     """Passes the current through (a plain linear layer when placed after ``Dense``)."""
 
     state_names = ()
+    psp_decays = ()
+    linear = True
 
     def step(self, params: dict, state: State, current: Any) -> tuple[State, Any]:
         return {}, current

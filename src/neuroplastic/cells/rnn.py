@@ -26,6 +26,11 @@ class TanhRNN(Cell):
         if not (0.0 <= self.leak <= 1.0):
             raise ValueError(f"leak must lie in [0, 1], got {self.leak!r}")
 
+    @property
+    def psp_decays(self) -> tuple:
+        """``(leak,)``: the state's own decay (the input passes a tanh first)."""
+        return (float(self.leak),)
+
     def step(self, params: dict, state: State, current: Any) -> tuple[State, Any]:
         B = ops_for(current)
         h = self.leak * state["h"] + B.tanh(current)

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backend import ops_for
+from .synapse import BiasMap, ImageMap, Synapse
 
 INITS = ("normal", "uniform")
 
@@ -129,6 +130,14 @@ class Conv2d:
         if self.bias:
             p["b"] = np.zeros(self.channels)
         return p
+
+    def synapses(self, in_shape: Sequence[int]) -> list[tuple[str, dict, Synapse]]:
+        """The kernel (a flat :class:`ImageMap`) and the per-channel bias, for a network block."""
+        out_shape = self.output_shape(in_shape)
+        out: list = [("feed", {"w": "w"}, ImageMap(self, tuple(in_shape)))]
+        if self.bias:
+            out.append(("bias", {"b": "b"}, BiasMap(int(np.prod(out_shape)), repeat=out_shape[1] * out_shape[2])))
+        return out
 
     # ------------------------------------------------------------------ maps
     def _padded_cols(self, x: Any) -> Any:

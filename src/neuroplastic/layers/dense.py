@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import ops_for
+from .synapse import BiasMap, DenseMap, Synapse
 
 INITS = ("normal", "uniform")
 
@@ -40,11 +41,22 @@ class Dense:
         if not self.gain > 0:
             raise ValueError(f"gain must be positive, got {self.gain!r}")
 
-    def init_params(self, rng: np.random.Generator, n_in: int) -> dict:
-        p = {"w": init_weight(rng, n_in, self.size, self.gain, self.init)}
+    def output_shape(self, in_shape: Any) -> tuple[int]:
+        """``(size,)`` whatever the input's shape (an image input is read flat)."""
+        return (self.size,)
+
+    def init_params(self, rng: np.random.Generator, n_in: Any) -> dict:
+        p = {"w": init_weight(rng, _flat_size(n_in), self.size, self.gain, self.init)}
         if self.bias:
             p["b"] = np.zeros(self.size)
         return p
+
+    def synapses(self, in_shape: Any) -> list[tuple[str, dict, Synapse]]:
+        """``(kind, {synapse key: parameter name}, synapse)`` for each weighted input of the block."""
+        out: list = [("feed", {"w": "w"}, DenseMap(_flat_size(in_shape), self.size))]
+        if self.bias:
+            out.append(("bias", {"b": "b"}, BiasMap(self.size)))
+        return out
 
     def __call__(self, params: dict, x: Any) -> Any:
         B = ops_for(x)
@@ -65,13 +77,16 @@ class RecurrentDense(Dense):
 
     recurrent = True
 
-    def init_params(self, rng: np.random.Generator, n_in: int) -> dict:
+    def init_params(self, rng: np.random.Generator, n_in: Any) -> dict:
         p = super().init_params(rng, n_in)
         w_rec = init_weight(rng, self.size, self.size, self.rec_gain, self.init)
         if not self.self_connections:
             np.fill_diagonal(w_rec, 0.0)
         p["w_rec"] = w_rec
         return p
+
+    def synapses(self, in_shape: Any) -> list[tuple[str, dict, Synapse]]:
+        return super().synapses(in_shape) + [("recurrent", {"w": "w_rec"}, DenseMap(self.size, self.size, not self.self_connections))]
 
     def recurrent_weight(self, params: dict) -> Any:
         w = params["w_rec"]
@@ -83,3 +98,10 @@ class RecurrentDense(Dense):
     def recurrent_current(self, params: dict, z_prev: Any) -> Any:
         B = ops_for(z_prev)
         return B.matmul(z_prev, self.recurrent_weight(params))
+
+
+def _flat_size(shape: Any) -> int:
+    """Number of units of an input given as a size or a shape."""
+    if isinstance(shape, (tuple, list)):
+        return int(np.prod(shape))
+    return int(shape)

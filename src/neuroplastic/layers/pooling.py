@@ -15,6 +15,7 @@ import numpy as np
 
 from ..backend import ops_for
 from .conv import _check_int, check_image_shape, check_images, pad2d
+from .synapse import ImageMap, Synapse
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class AvgPool2d:
         """No parameters (``{}``); validates ``in_shape``."""
         self.output_shape(in_shape)
         return {}
+
+    def synapses(self, in_shape: Sequence[int]) -> list[tuple[str, dict, Synapse]]:
+        """The fixed pooling map (no parameters), for a network block."""
+        return [("feed", {}, ImageMap(self, tuple(in_shape)))]
 
     @property
     def weight(self) -> float:

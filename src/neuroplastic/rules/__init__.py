@@ -24,6 +24,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "dcll": ("dcll", "DCLL", {}),
     "fa": ("feedback_alignment", "FeedbackAlignment", {}),
     "dfa": ("feedback_alignment", "DirectFeedbackAlignment", {}),
+    "trace-feedback": ("trace_feedback", "TraceFeedback", {}),
     "manhattan": ("manhattan", "Manhattan", {}),
     "manhattan-conductance": ("manhattan", "ManhattanConductance", {}),
     "spikegrad": ("spikegrad", "SpikeGrad", {}),

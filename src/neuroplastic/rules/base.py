@@ -24,11 +24,13 @@ the modes listed in ``modes``; asking for another raises a clear error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..backend import ops_for
 from ..losses import Objective
 from ..network import Network
+from ..protocols import Model
+from ..tree import tree_leaves
 
 MODES = ("offline", "online", "deferred")
 
@@ -39,11 +41,11 @@ class Rule:
     name = "rule"
     modes: tuple = ("offline",)
 
-    def init(self, network: Network, params: dict, key: Any = None) -> Any:
+    def init(self, network: Model, params: dict, key: Any = None) -> Any:
         """Rule state (nothing by default)."""
         return {}
 
-    def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective) -> tuple[dict, Any, dict]:
+    def gradients(self, network: Model, params: dict, rule_state: Any, batch: tuple, objective: Objective) -> tuple[dict, Any, dict]:
         raise NotImplementedError
 
     def check_mode(self, mode: str) -> None:
@@ -85,8 +87,9 @@ class OnlineRule(Rule):
         """Raise a ``ValueError`` naming the loss unless ``objective`` can be applied step by step.
 
         Called by the trainer for the online and deferred modes.  The default needs a loss
-        that is a sum of per-step terms (``loss.per_step``); a rule that builds its own
-        per-step error (SuperSpike's van Rossum filter) overrides this.
+        that is a sum of per-step terms (``loss.per_step``) and no rate regulariser (a rule
+        that applies one online overrides this); a rule that builds its own per-step error
+        (SuperSpike's van Rossum filter) overrides it too.
         """
         if not objective.loss.decomposes_over_time:
             from ..losses import per_step_losses
@@ -95,6 +98,7 @@ class OnlineRule(Rule):
                 f"loss: {objective.loss.name!r} does not decompose over time steps, so mode={mode!r} cannot "
                 f"apply it step by step; use a per-step loss ({', '.join(per_step_losses())}) or mode='offline'"
             )
+        no_regularizer(objective, self.name)
 
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> Any:
         raise NotImplementedError
@@ -155,3 +159,59 @@ def forward_loss(network: Network, params: dict, batch: tuple, objective: Object
     ys, _, rec = network.run(params, xs, truncate=truncate)
     return objective(ys, targets, rec, network.spiking), (ys, rec["out"])
 
+
+
+def backend_of(params: Any) -> Any:
+    """The backend that owns ``params`` (from its first array leaf)."""
+    return ops_for(tree_leaves(params)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# per-step losses of the online rules
+
+#: ``outs -> (value to differentiate, value to report)`` for one step; ``outs[-1]`` is ``y_t``
+StepLoss = Callable[[list], tuple]
+
+
+def per_step_loss(objective: Objective, target_t: Any, t: Any, T: int) -> StepLoss:
+    """The loss's own per-step form ``l_t(y_t)``."""
+
+    def loss(outs: list) -> tuple:
+        value = objective.loss.per_step(outs[-1], target_t, t, T)
+        return value, value
+
+    return loss
+
+
+def injected_loss(errors: Any, reg: list | None) -> StepLoss:
+    """``outs -> <errors, y_t> + sum_l <reg[l], z^l_t>``: a step's share of any loss, linearised."""
+
+    def loss(outs: list) -> tuple:
+        B = ops_for(outs[-1])
+        value = B.sum(errors * outs[-1])
+        if reg is not None:
+            for r_l, z_l in zip(reg, outs):
+                value = value + B.sum(r_l * z_l)
+        return value, value
+
+    return loss
+
+
+def recorded_errors(network: Network, params: dict, batch: tuple, objective: Objective):
+    """First pass of a two-pass offline form: ``(loss, ys, outs, dL/dy_t, [dR/dz^l_t] or None)``."""
+    xs, targets = batch
+    B = ops_for(xs)
+    ys, _, rec = network.run(params, xs)
+    outs = [B.stop_gradient(o) for o in rec["out"]]
+    loss, err = B.value_and_grad(lambda y: objective.loss(y, targets, None))(B.stop_gradient(ys))
+    reg = None
+    if objective.regularizer is not None:
+        reg_value, reg = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
+        loss = loss + reg_value
+    return loss, ys, rec["out"], err, reg
+
+
+def no_regularizer(objective: Objective, rule: str) -> None:
+    """A ``ValueError`` naming ``rule`` when ``objective`` has a rate regulariser (online modes)."""
+    if objective.regularizer is not None:
+        raise ValueError(f"regularizer: {rule} applies the rate regulariser in offline mode only")

@@ -8,7 +8,7 @@ constant (stop-gradient), and each block learns from its local loss only; the la
 (the network's readout) learns from the real loss.  Within a block, credit is assigned
 forward in time with presynaptic traces, as in SuperSpike and OTTT::
 
-    a^l_t      = PSP-filtered presynaptic activity (see ottt.psp_decays)
+    a^l_t      = PSP-filtered presynaptic activity (the cell's psp_decays; see traces.py)
     delta^l_t  = d l^l_t / d I^l_t = (d l^l_t / d y^l_t  G^{l T}) * dz^l_t/dI^l_t    (hidden)
     delta^r_t  = d l_t / d I^r_t                                                   (readout)
     dW^l       = sum_t (a^l_t)^T delta^l_t
@@ -38,7 +38,8 @@ import numpy as np
 from ..backend import ops_for
 from ..losses import Objective
 from ..network import Network
-from .ottt import OTTT, injected_loss, no_regularizer, recorded_errors
+from .base import StepLoss, backend_of, no_regularizer, recorded_errors
+from .ottt import OTTT
 
 
 class DCLL(OTTT):
@@ -58,7 +59,7 @@ class DCLL(OTTT):
     def init(self, network: Network, params: dict, key: Any = None) -> dict:
         """``{"readouts": [G^l for each hidden block]}``, seeded from ``key``."""
         self._check(network)
-        B = ops_for(params["layers"][0]["w"])
+        B = backend_of(params)
         rng = np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
         n_out = network.n_out
         readouts = [
@@ -94,17 +95,18 @@ class DCLL(OTTT):
 
         return self._step(network, params, rule_state, carry, x_t, step_loss)
 
-    def _step_injected(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, e_t: Any, r_t: Any, le_t: list):
-        base = injected_loss(e_t, r_t)
+    def injected_step_loss(self, network: Network, rule_state: Any, errors_t: dict) -> StepLoss:
+        """OTTT's injected loss plus every local readout's recorded error ``<dL^l/dy^l_t, y^l_t>``."""
+        base = super().injected_step_loss(network, rule_state, errors_t)
 
         def step_loss(outs: list) -> tuple:
             total, value = base(outs)
             B = ops_for(outs[-1])
-            for y_l, err in zip(self.local_outputs(network, rule_state, outs), le_t):
+            for y_l, err in zip(self.local_outputs(network, rule_state, outs), errors_t["local"]):
                 total = total + B.sum(err * y_l)
             return total, value
 
-        return self._step(network, params, rule_state, carry, x_t, step_loss)
+        return step_loss
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
         """Two-pass offline form with the local errors ``dL^l/dy^l_t`` recorded in the first pass."""
@@ -117,5 +119,5 @@ class DCLL(OTTT):
             value, e_l = B.value_and_grad(lambda y: objective.loss(y, targets, None))(y_l)
             local_losses.append(value)
             local_errs.append(e_l)
-        grads = self._replay(network, params, rule_state, xs, err, reg, local_errs)
+        grads = self._replay(network, params, rule_state, xs, {"out": err, "reg": reg, "local": local_errs})
         return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": spikes, "local_losses": local_losses}

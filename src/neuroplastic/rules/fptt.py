@@ -46,8 +46,7 @@ from ..backend import ops_for
 from ..losses import Objective
 from ..network import Network
 from ..tree import tree_map
-from .base import OnlineRule, Rule
-from .ottt import no_regularizer
+from .base import OnlineRule, Rule, backend_of, no_regularizer
 
 
 class OneStepGradient(OnlineRule):
@@ -56,7 +55,7 @@ class OneStepGradient(OnlineRule):
     name = "one-step"
 
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
-        B = ops_for(params["layers"][0]["w"])
+        B = backend_of(params)
         return {"net": network.initial_state(B, batch_size)}
 
     def online_step(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, target_t: Any, t: Any, T: int, objective: Objective):
@@ -69,7 +68,7 @@ class OneStepGradient(OnlineRule):
             return objective.loss.per_step(y, target_t, t, T), new_state
 
         (loss_t, new_state), grads = B.value_and_grad(f, has_aux=True)(params)
-        spikes = [s["out"] for s in new_state["layers"]]
+        spikes = network.block_outputs(new_state)
         return grads, {"net": new_state}, {"loss": loss_t, "output": spikes[-1], "spikes": spikes}
 
 
@@ -104,7 +103,7 @@ class FPTT(OnlineRule):
         return {"base": self.base.init(network, params, key)}
 
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
-        B = ops_for(params["layers"][0]["w"])
+        B = backend_of(params)
         return {
             "base": self.base.online_init(network, params, rule_state["base"], batch_size),
             # a copy: torch optimizers update the parameter tensors in place

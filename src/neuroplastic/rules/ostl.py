@@ -16,7 +16,8 @@ symmetric e-prop; with several, it replaces e-prop's broadcast feedback by exact
 same-step backpropagation.  ``dz/dI`` comes from autodiff of the cell step.
 
 Modes: offline for any chain of blocks (no extra links); online/deferred for one
-hidden block (the deep online form would need traces filtered per error path).
+hidden block, where OSTL is symmetric e-prop (the deep online form needs traces filtered
+per error path).
 
 Memory per sample: as e-prop, ``sum_l k_l P_l n_l`` for the traces; offline adds
 ``T * sum_l (n_l + P_l)`` for recorded activity.
@@ -26,40 +27,71 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import ops_for
+from ..losses import Objective
 from ..network import Network
-from .eprop import EProp
+from ..protocols import require_network
+from .base import OnlineRule, backend_of
+from .eprop import EProp, add_pieces, block_trace_gradient, readout_error
 
 
-class OSTL(EProp):
-    """OSTL: e-prop traces with same-step backpropagated learning signals."""
+class OSTL(OnlineRule):
+    """OSTL: per-block eligibility traces with same-step backpropagated learning signals."""
 
     name = "ostl"
-
-    def __init__(self) -> None:
-        super().__init__(feedback="symmetric")
 
     def __repr__(self) -> str:
         return "OSTL()"
 
-    def init(self, network: Network, params: dict, key: Any = None) -> dict:
-        self._check(network)
+    def _check(self, network: Any) -> Network:
+        network = require_network(network, "OSTL")
+        if len(network.blocks) < 2:
+            raise ValueError("network: OSTL needs at least one hidden block before the readout block")
         if network.links:
             raise ValueError("network: OSTL supports a chain of blocks without extra links")
+        if network.blocks[-1].recurrent:
+            raise ValueError("network: OSTL's readout block (the last) must not be recurrent")
+        return network
+
+    def init(self, network: Network, params: dict, key: Any = None) -> dict:
+        self._check(network)
         return {}
 
-    def _hidden_gradients(self, network, params, rule_state, xs, outs, states, delta, reg_grads, grads) -> None:
-        B = ops_for(xs)
+    def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
+        network = self._check(network)
+        xs, targets = batch
+        B = backend_of(params)
+        ys, _, rec = network.run(params, xs, record=("state", "current"))
+        outs = [B.stop_gradient(o) for o in rec["out"]]
+        pres = network.presynaptic_sequences(xs, outs)
+        loss, delta, pieces, readout_cell = readout_error(network, params, rec, pres, xs, targets, objective)
+        reg_grads = None
+        if objective.regularizer is not None:
+            reg_value, reg_grads = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
+            loss = loss + reg_value
         r = len(network.blocks) - 1
-        signal = B.matmul(delta, B.transpose(params["layers"][r]["w"], (1, 0)))
+        # L^{r-1}_t = delta_t W_out^T, then down through the chain within each step
+        up = network.feed_connection(r)
+        signal = up.synapse.transpose(network.connection_params(params, up), delta)
         for l in range(r - 1, -1, -1):
             if reg_grads is not None:
                 signal = signal + reg_grads[l]
-            z_I = self._block_gradient(network, l, params, xs, outs, states[l], signal, grads)
+            block, z_I = block_trace_gradient(network, params, l, rec, pres, xs, signal)
+            pieces = add_pieces(pieces, block)
             if l > 0:
-                signal = B.matmul(signal * z_I, B.transpose(params["layers"][l]["w"], (1, 0)))
+                c = network.feed_connection(l)
+                signal = c.synapse.transpose(network.connection_params(params, c), signal * z_I)
+        grads = network.gradient_tree(params, pieces, {r: readout_cell})
+        return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
 
-    def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
+    # online, one hidden block: the spatial signal is the readout's, so OSTL is symmetric e-prop
+    def _online(self, network: Any) -> EProp:
+        network = self._check(network)
         if len(network.blocks) != 2:
             raise ValueError("mode: online OSTL is implemented for one hidden block; use mode='offline' for deeper networks")
-        return super().online_init(network, params, rule_state, batch_size)
+        return EProp(feedback="symmetric")
+
+    def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
+        return self._online(network).online_init(network, params, {}, batch_size)
+
+    def online_step(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, target_t: Any, t: Any, T: int, objective: Objective):
+        return self._online(network).online_step(network, params, {}, carry, x_t, target_t, t, T, objective)

@@ -20,7 +20,7 @@ The signal from above acts through the next block's membrane, hence ``R`` (filte
 Each of ``eps, e, R, c, gbar`` advances exactly once per step.  (Slax's OTPE advanced
 its trace twice per step; ``tests/test_rule_otpe.py`` checks the recursion above against
 a hand-written numpy one.)  ``eps``/``e`` are the per-synapse eligibility vector and trace
-of :mod:`.eligibility` (cell Jacobians by forward-mode autodiff, so ALIF's adaptation is
+of :mod:`.traces` (cell Jacobians by forward-mode autodiff, so ALIF's adaptation is
 included).  ``R`` filters ``e`` with the *postsynaptic* decay ``mu_l``: the authors' code
 uses the layer's own time constant, which is the same thing when all layers share one;
 here hidden layers and the readout usually differ, and ``mu_l`` is the decay that makes
@@ -48,22 +48,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import ops_for
 from ..losses import Objective
 from ..network import Network
-from .base import OnlineRule
-from .cell_jacobians import CellJacobians, step_with_jacobians
-from .eligibility import (
-    block_segments,
-    init_eligibility,
-    presynaptic_sequence,
-    presynaptic_step,
-    previous_states,
-    split_gradient,
-    stacked_weight,
-    trace_step,
-)
-from .ottt import StepLoss, n_presynaptic, no_regularizer, per_step_loss, psp_decays, psp_init, psp_step, single_decay
+from ..protocols import require_network
+from .base import OnlineRule, StepLoss, backend_of, no_regularizer, per_step_loss
+from .eprop import add_pieces
+from .traces import adjoint_trace_sum, init_eligibility, psp_filter, psp_init, psp_step, single_decay, trace_step
 
 
 class OTPE(OnlineRule):
@@ -79,14 +69,15 @@ class OTPE(OnlineRule):
     def __repr__(self) -> str:
         return f"OTPE(approximate={self.approximate})"
 
-    def _check(self, network: Network) -> list:
+    def _check(self, network: Any) -> list:
         """Validate the network; the postsynaptic decay ``mu_l`` of every block."""
+        network = require_network(network, "OTPE")
         if network.links:
             raise ValueError("network: OTPE supports a chain of blocks without extra links")
         mus = [single_decay(nxt.cell, "OTPE's postsynaptic estimate") for nxt in network.blocks[1:]] + [0.0]
         if self.approximate:
             for blk in network.blocks:
-                psp_decays(blk.cell)
+                blk.cell.psp_decays  # noqa: B018 - raises by name for a cell without a declared filter
         return mus
 
     def init(self, network: Network, params: dict, key: Any = None) -> dict:
@@ -95,13 +86,13 @@ class OTPE(OnlineRule):
 
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
         self._check(network)
-        B = ops_for(params["layers"][0]["w"])
+        B = backend_of(params)
         blocks = []
         for l, blk in enumerate(network.blocks):
-            P = n_presynaptic(network, l, params)
+            P = network.presynaptic_size(l)
             c = {"gbar": B.zeros((batch_size, blk.size)), "count": B.zeros((1,))}
             if self.approximate:
-                c["a"] = psp_init(B, psp_decays(blk.cell), batch_size, P)
+                c["a"] = psp_init(B, blk.cell.psp_decays, batch_size, P)
                 c["zhat"] = B.zeros((batch_size, P))
             else:
                 c["eps"] = init_eligibility(B, tuple(blk.cell.state_names), batch_size, P, blk.size)
@@ -109,37 +100,34 @@ class OTPE(OnlineRule):
             blocks.append(c)
         return {"net": network.initial_state(B, batch_size), "blocks": blocks}
 
+    def _down(self, network: Network, params: dict, l: int, g: Any) -> Any:
+        """``g W^{l T}``: a signal at block ``l``'s current sent to the block below."""
+        c = network.feed_connection(l)
+        return c.synapse.transpose(network.connection_params(params, c), g)
+
     def _step(self, network: Network, params: dict, carry: dict, x_t: Any, step_loss: StepLoss):
-        B = ops_for(x_t)
+        B = backend_of(params)
         mus = self._check(network)
-        prev_outs = [s["out"] for s in carry["net"]["layers"]]
-        outs: list = []
-        layers, new_blocks, segs_all, directs = [], [], [], []
+        step = network.step_record(params, carry["net"], x_t, jacobians=True)
+        new_blocks, directs = [], []
         for l, blk in enumerate(network.blocks):
-            segs = block_segments(network, l, params)
-            pre = presynaptic_step(network, l, x_t, outs, prev_outs, segs)
-            current = B.matmul(pre, stacked_weight(network, l, params, segs))
-            h_prev = carry["net"]["layers"][l]["cell"]
-            new_h, z, J = step_with_jacobians(blk.cell, params["layers"][l]["cell"], h_prev, current)
+            J, pre = step.jacobians[l], network.stacked_presynaptic(l, step.pres, like=x_t)
             old, mu = carry["blocks"][l], mus[l]
             count = mu * old["count"] + 1.0
             c = {"count": count, "gbar": (mu * old["count"] * old["gbar"] + J.z_I) / count}
             if self.approximate:
-                c["a"], a = psp_step(psp_decays(blk.cell), old["a"], pre)
+                c["a"], a = psp_step(blk.cell.psp_decays, old["a"], pre)
                 c["zhat"] = mu * old["zhat"] + a
                 direct = (a, J.z_I)
             else:
                 c["eps"], e = trace_step(J, old["eps"], pre)
                 c["R"] = mu * old["R"] + e
                 direct = e
-            outs.append(z)
-            layers.append({"cell": new_h, "out": z})
             new_blocks.append(c)
-            segs_all.append(segs)
             directs.append(direct)
 
-        (_, loss_t), d_outs = B.value_and_grad(lambda o: step_loss(o), has_aux=True)(list(outs))
-        grads = B.tree_zeros_like(params)
+        (_, loss_t), d_outs = B.value_and_grad(lambda o: step_loss(o), has_aux=True)(list(step.outs))
+        pieces: dict = {}
         signal = None
         for l in range(len(network.blocks) - 1, -1, -1):
             c, d = new_blocks[l], d_outs[l]
@@ -152,12 +140,12 @@ class OTPE(OnlineRule):
                 dW = B.einsum("bpn,bn->pn", directs[l], d)
                 if signal is not None:
                     dW = dW + B.einsum("bpn,bn->pn", c["R"], signal)
-            split_gradient(network, l, dW, segs_all[l], grads)
+            pieces = add_pieces(pieces, network.split_stacked(l, dW))
             if l > 0:
                 g = d if signal is None else signal + d
-                signal = B.matmul(g * c["gbar"], B.transpose(params["layers"][l]["w"], (1, 0)))
-        new_carry = {"net": {"layers": layers}, "blocks": new_blocks}
-        return grads, new_carry, {"loss": loss_t, "output": outs[-1], "spikes": outs}
+                signal = self._down(network, params, l, g * c["gbar"])
+        new_carry = {"net": step.state, "blocks": new_blocks}
+        return network.gradient_tree(params, pieces), new_carry, {"loss": loss_t, "output": step.outs[-1], "spikes": step.outs}
 
     def online_step(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, target_t: Any, t: Any, T: int, objective: Objective):
         no_regularizer(objective, self.name)
@@ -168,59 +156,42 @@ class OTPE(OnlineRule):
 
         ``sum_t (g_t R_t + d_t e_t) = sum_t (ghat_t + d_t) e_t`` with ``ghat_t = g_t + mu
         ghat_{t+1}`` (and ``zhat`` likewise for the approximate form), and the sum is
-        evaluated in adjoint form (see :func:`adjoint_sum`): no per-synapse trace is stored.
-        ``d_t`` (``dL/dy_t`` at the readout, the regulariser's ``dR/dz^l_t`` at hidden blocks)
-        is recorded in a first pass from the whole objective; for a per-step loss this equals
-        the deferred (summed online) gradient.
+        evaluated in adjoint form (see :func:`.traces.adjoint_trace_sum`): no per-synapse trace
+        is stored.  ``d_t`` (``dL/dy_t`` at the readout, the regulariser's ``dR/dz^l_t`` at hidden
+        blocks) is recorded in a first pass from the whole objective; for a per-step loss this
+        equals the deferred (summed online) gradient.
         """
         xs, targets = batch
-        B = ops_for(xs)
+        B = backend_of(params)
         mus = self._check(network)
-        T, batch_size = xs.shape[0], xs.shape[1]
-        ys, _, rec = network.run(params, xs, record=True)
+        ys, _, rec = network.run(params, xs, record=("state", "current"))
         outs = [B.stop_gradient(o) for o in rec["out"]]
+        pres = network.presynaptic_sequences(xs, outs)
         loss, d_outs = B.value_and_grad(lambda o: objective(o[-1], targets, {"out": o}, network.spiking))(outs)
-        grads = B.tree_zeros_like(params)
+        pieces: dict = {}
         signal = None
         for l in range(len(network.blocks) - 1, -1, -1):
             blk, mu = network.blocks[l], mus[l]
-            segs = block_segments(network, l, params)
-            pre = presynaptic_sequence(network, l, xs, outs, segs)
-            current = B.matmul(pre, stacked_weight(network, l, params, segs))
-            states = {k: B.stop_gradient(v) for k, v in rec["state"][l].items()}
-            h_prev = previous_states(blk.cell.initial_state(B, batch_size, blk.size), states)
-            flat = lambda x: B.reshape(x, (T * batch_size, blk.size))  # noqa: E731
-            unflat = lambda x: B.reshape(x, (T, batch_size, blk.size))  # noqa: E731
-            _, _, J = step_with_jacobians(blk.cell, params["layers"][l]["cell"], {k: flat(v) for k, v in h_prev.items()}, flat(current))
-            J = CellJacobians(
-                {a: {b: unflat(v) for b, v in row.items()} for a, row in J.h_h.items()},
-                {a: unflat(v) for a, v in J.h_I.items()},
-                {b: unflat(v) for b, v in J.z_h.items()},
-                unflat(J.z_I),
-            )
+            pre = network.stacked_presynaptic(l, pres, like=xs)
+            J = network.jacobians(params, l, rec)
             gbar = running_slope(J.z_I, mu)
             d = d_outs[l]
             if self.approximate:
-                _, a = B.scan(lambda st, p_t: _psp_scan(psp_decays(blk.cell), st, p_t), psp_init(B, psp_decays(blk.cell), batch_size, pre.shape[-1]), pre)
+                a = psp_filter(blk.cell.psp_decays, pre)
                 post = d * J.z_I if signal is None else d * J.z_I + reverse_filter(signal * gbar, mu)
                 dW = B.einsum("tbp,tbn->pn", a, post)
             else:
-                dW = adjoint_sum(J, pre, d if signal is None else d + reverse_filter(signal, mu))
-            split_gradient(network, l, dW, segs, grads)
+                dW = adjoint_trace_sum(J, pre, d if signal is None else d + reverse_filter(signal, mu))
+            pieces = add_pieces(pieces, network.split_stacked(l, dW))
             if l > 0:
                 g = d if signal is None else signal + d
-                signal = B.matmul(g * gbar, B.transpose(params["layers"][l]["w"], (1, 0)))
-        return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
-
-
-def _psp_scan(decays: tuple, stages: list, p_t: Any) -> tuple:
-    stages, a = psp_step(decays, stages, p_t)
-    return stages, a
+                signal = self._down(network, params, l, g * gbar)
+        return network.gradient_tree(params, pieces), rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
 
 
 def running_slope(z_I: Any, mu: float) -> Any:
     """``gbar_t``, the normalised ``mu``-weighted running mean of ``dz/dI`` over time, for ``(T, B, n)``."""
-    B = ops_for(z_I)
+    B = backend_of(z_I)
 
     def body(c, s_t):
         count, gbar = c
@@ -234,7 +205,7 @@ def running_slope(z_I: Any, mu: float) -> Any:
 
 def reverse_filter(g: Any, mu: float) -> Any:
     """``ghat_t = g_t + mu ghat_{t+1}`` over axis 0 (``ghat_{T+1} = 0``)."""
-    B = ops_for(g)
+    B = backend_of(g)
     if mu == 0.0:
         return g
 
@@ -244,26 +215,3 @@ def reverse_filter(g: Any, mu: float) -> Any:
 
     _, out = B.scan(body, B.zeros_like(g[0]), B.flip(g, 0))
     return B.flip(out, 0)
-
-
-def adjoint_sum(J: CellJacobians, pre: Any, signal: Any) -> Any:
-    """``sum_t sum_b signal_t e_t`` (the per-synapse eligibility trace ``e``) without forming ``e``.
-
-    With ``lam_T = 0`` and ``lam_t[a] = sum_b dh_{t+1}[b]/dh_t[a] lam_{t+1}[b] + dz_{t+1}/dh_t[a] signal_{t+1}``
-    (per neuron), ``sum_t signal_t e_t = sum_t pre_t^T (signal_t dz_t/dI_t + sum_a lam_t[a] dh_t[a]/dI_t)``.
-    """
-    B = ops_for(pre)
-    names = tuple(J.h_I)
-    delta = signal * J.z_I
-    if names:
-        nxt = lambda x: B.flip(B.concatenate([x[1:], B.zeros_like(x[:1])], axis=0), 0)  # noqa: E731
-
-        def back(lam, inp):
-            hh, zh, s_next = inp
-            new = {a: zh[a] * s_next + sum(hh[b][a] * lam[b] for b in names) for a in names}
-            return new, new
-
-        inputs = ({a: {b: nxt(J.h_h[a][b]) for b in names} for a in names}, {b: nxt(J.z_h[b]) for b in names}, nxt(signal))
-        _, lam_rev = B.scan(back, {a: B.zeros_like(signal[0]) for a in names}, inputs)
-        delta = delta + sum(B.flip(lam_rev[a], 0) * J.h_I[a] for a in names)
-    return B.einsum("tbp,tbn->pn", pre, delta)

@@ -1,22 +1,22 @@
 """Online training through time (OTTT; Xiao, Meng, Zhang, Wang & Lin, NeurIPS 2022).
 
 OTTT keeps one *presynaptic* trace per input of each block and combines it, at every
-step, with the error back-propagated through the layers *within that step*.  For block
-``l`` with presynaptic vector ``p^l_t`` (input or lower block's spikes, the block's own
-previous spikes if recurrent, ``1`` for a bias, link sources; see
-:mod:`.eligibility`) and membrane decay ``lambda_l``::
+step, with the error back-propagated through the layers *within that step*.  For every
+connection ``c`` into block ``l`` (the input or lower block's spikes, the block's own
+previous spikes if recurrent, ``1`` for a bias, link sources; dense, convolutional or
+pooling maps alike) with presynaptic activity ``x^c_t`` and membrane decay ``lambda_l``::
 
-    a^l_t      = lambda_l a^l_{t-1} + p^l_t                   presynaptic trace
+    a^c_t      = lambda_l a^c_{t-1} + x^c_t                   presynaptic trace
     delta^l_t  = d l_t / d I^l_t   (same-step path only)      instantaneous error
-    dW^l_t     = (a^l_t)^T delta^l_t                           gradient at step t
-    dE/dW^l   ~= sum_t dW^l_t
+    dW^c_t     = c.param_grads(delta^l_t, a^c_t)              gradient at step t ((a^c_t)^T delta^l_t for a dense map)
+    dE/dW^c   ~= sum_t dW^c_t
 
 ``delta^l_t`` is computed by reverse-mode autodiff of one network step with the previous
 state held constant, so it is ``(delta^{l+1}_t W^{l+1 T}) * dz^l_t/dI^l_t`` with the
-surrogate derivative of block ``l`` (and skip links are followed too).  For a
-current-based LIF the trace is the cell's double-exponential PSP
-(``b_t = beta b_{t-1} + p_t``, ``a_t = alpha a_{t-1} + b_t``); for the leaky readout
-``lambda = kappa``; for ``Identity`` there is no filter (``a_t = p_t``).  The reset is
+surrogate derivative of block ``l`` (and skip links are followed too).  The trace filter
+is the one the cell declares (``cell.psp_decays``): for a current-based LIF the
+double-exponential PSP (``b_t = beta b_{t-1} + x_t``, ``a_t = alpha a_{t-1} + b_t``); for the
+leaky readout ``lambda = kappa``; for ``Identity`` no filter (``a_t = x_t``).  The reset is
 not differentiated (OTTT's "no leak through reset": the trace decays with ``lambda``
 whatever the spikes), adaptation (ALIF) is ignored, recurrent weights get the trace of
 ``z_{t-1}`` but no credit through the recurrence.
@@ -34,154 +34,23 @@ autodiff; a second pass runs the online step with ``l_t = <e_t, y_t> (+ <dR/dz_t
 For a per-step loss, offline equals deferred.
 
 Memory per sample (online): the traces, ``sum_l d_l P_l`` numbers (``d_l`` = 1 for a
-voltage-based LIF, 2 current-based, 0 for Identity; ``P_l`` presynaptic inputs), plus
+voltage-based LIF, 2 current-based, 0 for Identity; ``P_l`` presynaptic inputs over all
+connections into block ``l``), plus
 the network state ``sum_l k_l n_l``: independent of ``T``.  Offline adds ``T * n_out``
 for the recorded errors (``T * sum_l n_l`` with the rate regulariser).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from ..backend import ops_for
-from ..cells import ALIF, LIF, Identity, LeakyReadout, SignedIF, TanhRNN
 from ..losses import Objective
-from ..network import Network
-from .base import OnlineRule
-from .eligibility import block_segments, presynaptic_step, split_gradient, stacked_weight
-
-#: ``outs -> (value to differentiate, value to report)`` for one step; ``outs[-1]`` is ``y_t``
-StepLoss = Callable[[list], tuple]
+from ..network import Hooks, Network
+from ..protocols import require_network
+from .base import OnlineRule, StepLoss, backend_of, injected_loss, no_regularizer, per_step_loss, recorded_errors
+from .traces import psp_init, psp_step
 
 
-# ---------------------------------------------------------------------------------------------
-# helpers shared by the trace-based rules (OTTT, OTPE, DCLL, SuperSpike)
-def psp_decays(cell: Any) -> tuple:
-    """Decays of the linear filter from a block's input current to its membrane (the PSP kernel).
-
-    ``()`` for a memoryless cell, ``(alpha,)`` for a voltage-based LIF, ``(beta, alpha)``
-    (synaptic, then membrane) for a current-based one.  Spike resets and adaptation are
-    left out, as OTTT, SuperSpike and DCLL do.  A user cell can declare ``psp_decays``.
-    """
-    if getattr(cell, "train_decay", False):
-        raise ValueError(
-            f"network: {type(cell).__name__}(train_decay=True) has per-neuron decays, so its presynaptic trace is not"
-            " shared across neurons; trace-based rules need fixed decays"
-        )
-    if isinstance(cell, LIF):
-        return (cell.beta, cell.alpha) if cell.current_based else (cell.alpha,)
-    if isinstance(cell, ALIF):
-        return (cell.alpha,)
-    if isinstance(cell, LeakyReadout):
-        return (cell.kappa,)
-    if isinstance(cell, Identity):
-        return ()
-    if isinstance(cell, TanhRNN):
-        return (cell.leak,)
-    if isinstance(cell, SignedIF):
-        return (1.0,)
-    if hasattr(cell, "psp_decays"):
-        return tuple(float(d) for d in cell.psp_decays)
-    raise ValueError(
-        f"network: no membrane decay known for cell {type(cell).__name__}; give the cell a `psp_decays` tuple"
-        " (LIF, ALIF, LeakyReadout, Identity, TanhRNN and SignedIF are known)"
-    )
-
-
-def single_decay(cell: Any, role: str) -> float:
-    """The one decay of ``cell`` (0 for a memoryless cell); a ``ValueError`` for a double-exponential cell."""
-    d = psp_decays(cell)
-    if len(d) > 1:
-        raise ValueError(f"network: {role} needs a cell with a single decay, got {type(cell).__name__} with decays {d}")
-    return d[0] if d else 0.0
-
-
-def psp_init(B: Any, decays: tuple, batch: int, n: int) -> list:
-    return [B.zeros((batch, n)) for _ in decays]
-
-
-def psp_step(decays: tuple, stages: list, p: Any) -> tuple[list, Any]:
-    """Advance a cascade of exponential filters once: ``(new_stages, filtered p)``."""
-    new, x = [], p
-    for d, s in zip(decays, stages):
-        x = d * s + x
-        new.append(x)
-    return new, x
-
-
-def n_presynaptic(network: Network, l: int, params: dict) -> int:
-    return sum(s.stop - s.start for s in block_segments(network, l, params))
-
-
-def advance(network: Network, params: dict, state: dict, x_t: Any, perturb: list | None = None, cut: bool = False):
-    """One network step from presynaptic vectors: ``(new_state, outs, pres)``.
-
-    Block ``l``'s current is ``p^l_t @ W^l (+ perturb[l])``, the same number
-    :meth:`Network.block_current` gives.  ``cut=True`` stops gradients on every input
-    that comes from another block of the same step (DCLL's layer-local learning).
-    """
-    B = ops_for(x_t)
-    prev_outs = [s["out"] for s in state["layers"]]
-    outs: list = []
-    layers, pres = [], []
-    for l, blk in enumerate(network.blocks):
-        segs = block_segments(network, l, params)
-        seen = [B.stop_gradient(o) for o in outs] if cut else outs
-        pre = presynaptic_step(network, l, x_t, seen, prev_outs, segs)
-        current = B.matmul(pre, stacked_weight(network, l, params, segs))
-        if perturb is not None:
-            current = current + perturb[l]
-        cell_state, out = blk.cell.step(params["layers"][l]["cell"], state["layers"][l]["cell"], current)
-        outs.append(out)
-        layers.append({"cell": cell_state, "out": out})
-        pres.append(pre)
-    return {"layers": layers}, outs, pres
-
-
-def injected_loss(errors: Any, reg: list | None) -> StepLoss:
-    """``outs -> <errors, y_t> + sum_l <reg[l], z^l_t>``: a step's share of any loss, linearised."""
-
-    def loss(outs: list) -> tuple:
-        B = ops_for(outs[-1])
-        value = B.sum(errors * outs[-1])
-        if reg is not None:
-            for r_l, z_l in zip(reg, outs):
-                value = value + B.sum(r_l * z_l)
-        return value, value
-
-    return loss
-
-
-def recorded_errors(network: Network, params: dict, batch: tuple, objective: Objective):
-    """First pass of the two-pass offline form: ``(loss, ys, outs, dL/dy_t, [dR/dz^l_t] or None)``."""
-    xs, targets = batch
-    B = ops_for(xs)
-    ys, _, rec = network.run(params, xs)
-    outs = [B.stop_gradient(o) for o in rec["out"]]
-    loss, err = B.value_and_grad(lambda y: objective.loss(y, targets, None))(B.stop_gradient(ys))
-    reg = None
-    if objective.regularizer is not None:
-        reg_value, reg = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
-        loss = loss + reg_value
-    return loss, ys, rec["out"], err, reg
-
-
-def no_regularizer(objective: Objective, rule: str) -> None:
-    if objective.regularizer is not None:
-        raise ValueError(f"regularizer: {rule} applies the rate regulariser in offline mode only")
-
-
-def per_step_loss(objective: Objective, target_t: Any, t: Any, T: int) -> StepLoss:
-    """The loss's own per-step form ``l_t(y_t)``."""
-
-    def loss(outs: list) -> tuple:
-        value = objective.loss.per_step(outs[-1], target_t, t, T)
-        return value, value
-
-    return loss
-
-
-# ---------------------------------------------------------------------------------------------
 class OTTT(OnlineRule):
     """OTTT: presynaptic traces times the same-step back-propagated error (module docstring)."""
 
@@ -192,8 +61,10 @@ class OTTT(OnlineRule):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    def _check(self, network: Network) -> list:
-        return [psp_decays(blk.cell) for blk in network.blocks]
+    def _check(self, network: Any) -> list:
+        """The PSP decays of every block (raises by name for a cell without them)."""
+        network = require_network(network, self.name.upper())
+        return [blk.cell.psp_decays for blk in network.blocks]
 
     def init(self, network: Network, params: dict, key: Any = None) -> dict:
         self._check(network)
@@ -201,30 +72,35 @@ class OTTT(OnlineRule):
 
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
         decays = self._check(network)
-        B = ops_for(params["layers"][0]["w"])
-        traces = [psp_init(B, d, batch_size, n_presynaptic(network, l, params)) for l, d in enumerate(decays)]
+        B = backend_of(params)
+        traces = [
+            psp_init(B, decays[c.dst], batch_size, c.synapse.n_src) if c.trainable else [] for c in network.connections
+        ]
         return {"net": network.initial_state(B, batch_size), "traces": traces}
 
     def _step(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, step_loss: StepLoss):
-        B = ops_for(x_t)
+        B = backend_of(params)
         decays = self._check(network)
         batch = x_t.shape[0]
         zeros = [B.zeros((batch, blk.size)) for blk in network.blocks]
 
-        def f(perturb: list):
-            state, outs, pres = advance(network, params, carry["net"], x_t, perturb, cut=self.cut)
-            total, reported = step_loss(outs)
-            return total, (reported, state, outs, pres)
+        def f(offsets: list):
+            step = network.step_record(params, carry["net"], x_t, Hooks(offsets=offsets, detach_between_blocks=self.cut))
+            total, reported = step_loss(step.outs)
+            return total, (reported, step)
 
-        (_, (loss_t, state, outs, pres)), deltas = B.value_and_grad(f, has_aux=True)(zeros)
-        grads = B.tree_zeros_like(params)
-        traces = []
-        for l in range(len(network.blocks)):
-            stages, a = psp_step(decays[l], carry["traces"][l], pres[l])
+        (_, (loss_t, step)), deltas = B.value_and_grad(f, has_aux=True)(zeros)
+        pieces, traces = {}, []
+        for c in network.connections:
+            if not c.trainable:
+                traces.append([])
+                continue
+            pre = B.ones((batch, 1), dtype=x_t.dtype) if c.is_bias else step.pres[c.index]
+            stages, a = psp_step(decays[c.dst], carry["traces"][c.index], pre)
             traces.append(stages)
-            segs = block_segments(network, l, params)
-            split_gradient(network, l, B.einsum("bp,bn->pn", a, deltas[l]), segs, grads)
-        return grads, {"net": state, "traces": traces}, {"loss": loss_t, "output": outs[-1], "spikes": outs}
+            pieces[c.index] = c.synapse.param_grads(network.connection_params(params, c), deltas[c.dst], a)
+        grads = network.gradient_tree(params, pieces)
+        return grads, {"net": step.state, "traces": traces}, {"loss": loss_t, "output": step.outs[-1], "spikes": step.outs}
 
     def online_step(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, target_t: Any, t: Any, T: int, objective: Objective):
         no_regularizer(objective, self.name)
@@ -232,24 +108,26 @@ class OTTT(OnlineRule):
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
         """Two-pass offline form (any loss, rate regulariser included); see the module docstring."""
+        self._check(network)
         loss, ys, spikes, err, reg = recorded_errors(network, params, batch, objective)
-        grads = self._replay(network, params, rule_state, batch[0], err, reg, [])
+        grads = self._replay(network, params, rule_state, batch[0], {"out": err, "reg": reg})
         return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": spikes}
 
-    def _replay(self, network: Network, params: dict, rule_state: Any, xs: Any, err: Any, reg: list | None, local_errs: list) -> dict:
-        """Second pass: scan the step with the recorded errors injected; the summed gradients."""
-        B = ops_for(xs)
+    def _replay(self, network: Network, params: dict, rule_state: Any, xs: Any, errors: dict) -> dict:
+        """Second pass: scan the step with the recorded errors (a pytree of ``(T, ...)`` arrays)
+        injected through :meth:`injected_step_loss`; the summed gradients."""
+        B = backend_of(params)
         carry0 = self.online_init(network, params, rule_state, xs.shape[1])
 
         def body(c, inp):
             carry, gsum = c
-            x_t, e_t, r_t, le_t = inp
-            g, carry, _ = self._step_injected(network, params, rule_state, carry, x_t, e_t, r_t, le_t)
+            x_t, e_t = inp
+            g, carry, _ = self._step(network, params, rule_state, carry, x_t, self.injected_step_loss(network, rule_state, e_t))
             return (carry, B.tree_add(gsum, g)), None
 
-        (_, gsum), _ = B.scan(body, (carry0, B.tree_zeros_like(params)), (xs, err, reg, local_errs))
+        (_, gsum), _ = B.scan(body, (carry0, B.tree_zeros_like(params)), (xs, errors))
         return gsum
 
-    def _step_injected(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, e_t: Any, r_t: Any, le_t: list):
-        """One replayed step with errors ``e_t`` (output), ``r_t`` (regulariser), ``le_t`` (local; unused here)."""
-        return self._step(network, params, rule_state, carry, x_t, injected_loss(e_t, r_t))
+    def injected_step_loss(self, network: Network, rule_state: Any, errors_t: dict) -> StepLoss:
+        """A step's share of the recorded loss, linearised: ``<dL/dy_t, y_t> (+ <dR/dz^l_t, z^l_t>)``."""
+        return injected_loss(errors_t["out"], errors_t["reg"])

@@ -87,12 +87,12 @@ class RTRL(OnlineRule):
         return basis, state, M
 
     @staticmethod
-    def _contract(M: dict, dz: list) -> Any:
+    def _contract(network: Network, M: dict, dz: list) -> Any:
         """``sum_l sum_{b,n} M^l_out[p, b, n] * dz^l[b, n]`` -> ``(P,)``."""
         B = ops_for(dz[0])
         total = 0.0
-        for l, d in enumerate(dz):
-            total = total + B.einsum("pbn,bn->p", M["layers"][l]["out"], d)
+        for M_l, d in zip(network.block_outputs(M), dz):
+            total = total + B.einsum("pbn,bn->p", M_l, d)
         return total
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
@@ -108,7 +108,7 @@ class RTRL(OnlineRule):
             state, M, g = carry
             x_t, dz_t = inp
             state, _, M = self._advance(network, params, basis, state, M, x_t)
-            return (state, M, g + self._contract(M, dz_t)), None
+            return (state, M, g + self._contract(network, M, dz_t)), None
 
         (_, _, g), _ = B.scan(body, (state, M, B.zeros((P,))), (xs, dz))
         return flat_to_tree(g, params), rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
@@ -124,6 +124,7 @@ class RTRL(OnlineRule):
         basis, _ = parameter_basis(params)
         state, y, M = self._advance(network, params, basis, carry["net"], carry["M"], x_t)
         loss_t, dy = B.value_and_grad(lambda yy: objective.loss.per_step(yy, target_t, t, T))(y)
-        dz = [B.zeros_like(s["out"]) for s in state["layers"][:-1]] + [dy]
-        grads = flat_to_tree(self._contract(M, dz), params)
-        return grads, {"net": state, "M": M}, {"loss": loss_t, "output": y, "spikes": [s["out"] for s in state["layers"]]}
+        outs = network.block_outputs(state)
+        dz = [B.zeros_like(z) for z in outs[:-1]] + [dy]
+        grads = flat_to_tree(self._contract(network, M, dz), params)
+        return grads, {"net": state, "M": M}, {"loss": loss_t, "output": y, "spikes": outs}

@@ -75,7 +75,7 @@ def connection_matrices(net: SpikeGradNet, params: dict) -> tuple[list, list, li
     B = get_backend("numpy", dtype="float64")
     mats, biases, masks = [], [], []
     for l in range(net.n_layers):
-        p = params["layers"][l]
+        p = net.layer_params(params, l)
         shape = net.shapes[l]
         n_in = int(np.prod(shape))
         eye = B.reshape(B.eye(n_in), (n_in,) + shape)
@@ -215,7 +215,7 @@ def simulate_example(
     Z = [np.zeros_like(b) for b in biases]
     E = [np.zeros_like(b) for b in biases]
     traces = [x.reshape((1,) + net.shapes[0])] + [S[l].reshape((1,) + net.shapes[l + 1]) for l in range(top)]
-    increments = [tree_map(np.zeros_like, params["layers"][l]) for l in range(L)]
+    increments = [tree_map(np.zeros_like, net.layer_params(params, l)) for l in range(L)]
 
     def emit_errors(l: int, z: np.ndarray) -> None:
         idx = np.flatnonzero(z)
@@ -242,7 +242,7 @@ def simulate_example(
             # weight increments of neuron i's incoming synapses (eq. 8)
             g = np.zeros((1,) + net.shapes[l + 1])
             g.reshape(-1)[i] = d
-            inc = net.layer_param_grads(l, params["layers"][l], g, traces[l])
+            inc = net.layer_param_grads(l, net.layer_params(params, l), g, traces[l])
             increments[l] = tree_map(lambda a, b: a + b, increments[l], inc)
             if l > 0:  # send the error down through the same synapses
                 U[l - 1] += d * mats[l][:, i]
@@ -296,7 +296,7 @@ def simulate_batch(
         simulate_example(net, params, images[b], int(labels[b]), rule, order, None if seed is None else seed + b, residual, mats)
         for b in range(images.shape[0])
     ]
-    total = [tree_map(np.zeros_like, p) for p in params["layers"]]
+    total = [tree_map(np.zeros_like, net.layer_params(params, l)) for l in range(net.n_layers)]
     for r in results:
         total = [tree_map(lambda a, b: a + b, t, inc) for t, inc in zip(total, r.increments)]
     return results, total

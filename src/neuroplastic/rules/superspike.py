@@ -38,13 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import ops_for
 from ..losses import Objective, VanRossum
 from ..network import Network
-from .base import OnlineRule
-from .cell_jacobians import step_with_jacobians
-from .eligibility import block_segments, presynaptic_step, split_gradient, stacked_weight
-from .ottt import n_presynaptic, psp_decays, psp_init, psp_step
+from ..protocols import require_network
+from .base import OnlineRule, backend_of
+from .eprop import add_pieces
+from .traces import psp_init, psp_step
 
 FEEDBACK = ("random", "symmetric")
 
@@ -66,6 +65,7 @@ class SuperSpike(OnlineRule):
         return f"SuperSpike(feedback={self.feedback!r})"
 
     def _check(self, network: Network) -> list:
+        network = require_network(network, "SuperSpike")
         if network.links:
             raise ValueError("network: SuperSpike supports a chain of blocks without extra links")
         if not network.blocks[-1].cell.spiking:
@@ -74,7 +74,7 @@ class SuperSpike(OnlineRule):
             )
         if self.feedback == "symmetric" and len(network.blocks) > 2:
             raise ValueError("feedback: symmetric SuperSpike feedback reaches only one hidden block; use feedback='random'")
-        return [psp_decays(blk.cell) for blk in network.blocks]
+        return [blk.cell.psp_decays for blk in network.blocks]
 
     @staticmethod
     def _loss(objective: Objective) -> VanRossum:
@@ -94,7 +94,7 @@ class SuperSpike(OnlineRule):
         self._check(network)
         if self.feedback == "symmetric":
             return {}
-        B = ops_for(params["layers"][0]["w"])
+        B = backend_of(params)
         rng = np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
         fb = [
             B.asarray(rng.normal(0.0, self.feedback_scale / math.sqrt(blk.size), (blk.size, network.n_out)))
@@ -105,17 +105,17 @@ class SuperSpike(OnlineRule):
     def feedback_matrices(self, network: Network, params: dict, rule_state: Any) -> list:
         """``F^l`` of shape ``(n_l, n_out)`` for every hidden block."""
         if self.feedback == "symmetric":
-            return [params["layers"][-1]["w"]] if len(network.blocks) == 2 else []
+            return [network.dense_weight(params, network.feed_connection(1))] if len(network.blocks) == 2 else []
         if not isinstance(rule_state, dict) or "feedback" not in rule_state:
             raise ValueError("rule_state: random-feedback SuperSpike needs the state from SuperSpike.init")
         return list(rule_state["feedback"])
 
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
         decays = self._check(network)
-        B = ops_for(params["layers"][0]["w"])
+        B = backend_of(params)
         traces, elig = [], []
         for l, blk in enumerate(network.blocks):
-            P = n_presynaptic(network, l, params)
+            P = network.presynaptic_size(l)
             traces.append(psp_init(B, decays[l], batch_size, P))
             elig.append(B.zeros((batch_size, P, blk.size)))
         return {
@@ -128,37 +128,29 @@ class SuperSpike(OnlineRule):
     def online_step(self, network: Network, params: dict, rule_state: Any, carry: dict, x_t: Any, target_t: Any, t: Any, T: int, objective: Objective):
         loss = self._loss(objective)
         decays = self._check(network)
-        B = ops_for(x_t)
+        B = backend_of(params)
         if tuple(target_t.shape) != (x_t.shape[0], network.n_out):
             raise ValueError(f"targets: SuperSpike needs target spike trains (T, batch, {network.n_out}); got a step of shape {tuple(target_t.shape)}")
         kappa = math.exp(-loss.dt / loss.tau)
-        prev_outs = [s["out"] for s in carry["net"]["layers"]]
-        outs: list = []
-        layers, traces, elig, segs_all = [], [], [], []
-        for l, blk in enumerate(network.blocks):
-            segs = block_segments(network, l, params)
-            pre = presynaptic_step(network, l, x_t, outs, prev_outs, segs)
-            current = B.matmul(pre, stacked_weight(network, l, params, segs))
-            new_h, z, J = step_with_jacobians(blk.cell, params["layers"][l]["cell"], carry["net"]["layers"][l]["cell"], current)
-            stages, eps = psp_step(decays[l], carry["traces"][l], pre)
+        step = network.step_record(params, carry["net"], x_t, jacobians=True)
+        traces, elig = [], []
+        for l in range(len(network.blocks)):
+            stages, eps = psp_step(decays[l], carry["traces"][l], network.stacked_presynaptic(l, step.pres, like=x_t))
             traces.append(stages)
-            elig.append(kappa * carry["elig"][l] + eps[:, :, None] * J.z_I[:, None, :])
-            outs.append(z)
-            layers.append({"cell": new_h, "out": z})
-            segs_all.append(segs)
-        f = kappa * carry["error"] + (outs[-1] - target_t)
+            elig.append(kappa * carry["elig"][l] + eps[:, :, None] * step.jacobians[l].z_I[:, None, :])
+        f = kappa * carry["error"] + (step.outs[-1] - target_t)
         batch = x_t.shape[0]
         scale = loss.dt / loss.tau
         loss_t = 0.5 * scale * B.sum(f * f) / batch
         err = (scale / batch) * f
-        grads = B.tree_zeros_like(params)
         r = len(network.blocks) - 1
-        split_gradient(network, r, B.einsum("bpn,bn->pn", elig[r], err), segs_all[r], grads)
+        pieces = network.split_stacked(r, B.einsum("bpn,bn->pn", elig[r], err))
         for l, F in enumerate(self.feedback_matrices(network, params, rule_state)):
             e_l = B.matmul(err, B.transpose(F, (1, 0)))
-            split_gradient(network, l, B.einsum("bpn,bn->pn", elig[l], e_l), segs_all[l], grads)
-        new_carry = {"net": {"layers": layers}, "traces": traces, "elig": elig, "error": f}
-        return grads, new_carry, {"loss": loss_t, "output": outs[-1], "spikes": outs}
+            pieces = add_pieces(pieces, network.split_stacked(l, B.einsum("bpn,bn->pn", elig[l], e_l)))
+        grads = network.gradient_tree(params, pieces)
+        new_carry = {"net": step.state, "traces": traces, "elig": elig, "error": f}
+        return grads, new_carry, {"loss": loss_t, "output": step.outs[-1], "spikes": step.outs}
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
         """The summed per-step updates at fixed parameters (offline equals deferred)."""

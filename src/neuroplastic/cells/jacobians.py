@@ -14,16 +14,14 @@ a cell: a user's new cell gets the Jacobians for free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..backend import ops_for
-from ..cells import Cell
+from .base import Cell
 
 
-@dataclass
-class CellJacobians:
-    """Diagonal Jacobians of one step; ``h_h[a][b] = d h_t[a] / d h_{t-1}[b]``."""
+class CellJacobians(NamedTuple):
+    """Diagonal Jacobians of one step; ``h_h[a][b] = d h_t[a] / d h_{t-1}[b]`` (a pytree)."""
 
     h_h: dict  # {a: {b: (B, n)}}
     h_I: dict  # {a: (B, n)}
@@ -52,3 +50,15 @@ def step_with_jacobians(cell: Cell, params: dict, state: dict, current: Any) -> 
             h_h[a][b] = d_state[a]
         z_h[b] = d_out
     return new_state, out, CellJacobians(h_h, h_I, z_h, z_I)
+
+
+def reshape_jacobians(J: CellJacobians, shape: tuple) -> CellJacobians:
+    """Every array of ``J`` reshaped to ``shape`` (e.g. from ``(T*B, n)`` to ``(T, B, n)``)."""
+    B = ops_for(J.z_I)
+    r = lambda x: B.reshape(x, shape)  # noqa: E731
+    return CellJacobians(
+        {a: {b: r(v) for b, v in row.items()} for a, row in J.h_h.items()},
+        {a: r(v) for a, v in J.h_I.items()},
+        {b: r(v) for b, v in J.z_h.items()},
+        r(J.z_I),
+    )

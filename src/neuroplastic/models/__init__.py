@@ -8,15 +8,21 @@
 ``snn``        feed-forward LIF layer(s) + leaky readout
 ``rnn``        recurrent tanh layer(s) + leaky readout (non-spiking reference)
 =============  ==============================================================
+
+The other model containers (see :class:`~neuroplastic.protocols.Model`) live here too:
+:class:`SpikeGradNet` (SpikeGrad's static integrate-and-fire layers) and
+:class:`SpikeTimeNetwork` (exact spike times).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from .cells import ALIF, LIF, LeakyReadout, TanhRNN
-from .layers import Dense, RecurrentDense
-from .network import Network
+from ..cells import ALIF, LIF, LeakyReadout, TanhRNN
+from ..layers import Dense, RecurrentDense
+from ..network import Network
+from .spike_time import SpikeTimeNetwork
+from .spikegrad import SpikeGradNet
 
 MODELS = ("rsnn", "rsnn-alif", "snn", "rnn")
 
@@ -50,3 +56,6 @@ def build_model(
             layers += [RecurrentDense(h, rec_gain=0.9), TanhRNN()]
     layers += [Dense(n_out), LeakyReadout(tau_out=tau_out, dt=dt)]
     return Network(n_in, layers)
+
+
+__all__ = ["MODELS", "SpikeGradNet", "SpikeTimeNetwork", "build_model"]
