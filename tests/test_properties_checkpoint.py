@@ -94,7 +94,7 @@ def corrupt(data: bytes, edits: list[tuple]) -> bytes:
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 @pytest.mark.parametrize("target", ["tensors", "sidecar"])
-@examples(40)
+@examples(30)
 @given(data=st.data())
 def test_corrupted_checkpoints_fail_by_name_or_load_the_same_values(backend, target, data, tmp_path_factory):
     root = tmp_path_factory.getbasetemp()

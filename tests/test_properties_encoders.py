@@ -85,11 +85,17 @@ SIGNAL_ENCODERS = {
 }
 
 
+# JAX compiles a scan anew for every call (a new closure), and test_encoders.py already checks
+# these on JAX against numpy: here they run on numpy and torch only, to keep the file fast
+SCAN_BASED = {"step_forward", "bsa", "hsa", "modified_hsa"}
+
+
 @pytest.mark.parametrize("name", sorted(SIGNAL_ENCODERS))
 @examples(10)
-@given(data=st.data(), thr=THRESHOLDS, kind=ARRAY_TYPES)
-def test_signal_encoders_give_binary_spikes_of_the_documented_shape(name, data, thr, kind):
+@given(data=st.data(), thr=THRESHOLDS)
+def test_signal_encoders_give_binary_spikes_of_the_documented_shape(name, data, thr):
     call, per_channel, min_t = SIGNAL_ENCODERS[name]
+    kind = data.draw(st.sampled_from(["numpy", "torch"]) if name in SCAN_BASED else ARRAY_TYPES)
     x = data.draw(signals(min_t, kind=kind))
     s = binary(call(to(kind, x), thr))
     T, N, C = x.shape
