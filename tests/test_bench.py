@@ -154,3 +154,194 @@ def test_memory_suite_end_to_end(tmp_path):
     if importlib.util.find_spec("matplotlib") is not None:  # the plot is optional (the `plot` extra)
         assert "![peak memory against T, log-log](img/memory_vs_T.png)" in text
         assert (tmp_path / "img" / "memory_vs_T.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------- peers suite (issue 12)
+
+from bench import peers as bench_peers  # noqa: E402
+from bench import rules as bench_rules  # noqa: E402
+
+
+def test_peers_suite_end_to_end(tmp_path):
+    """``bench/run.py --suite peers`` at a tiny size with the main-environment implementations:
+    every loss and gradient agrees with neuroplastic's, a peer without its environment is
+    reported unavailable (the suite still succeeds), and the docs table is written."""
+    docs = tmp_path / "benchmarks.md"
+    start, end = common.markers("peers")
+    docs.write_text(f"# Benchmarks\n\nintro stays\n\n{start}\nold table\n{end}\n")
+    out = tmp_path / "peers.json"
+    impls = list(bench_peers.MAIN_VENV) + ["snntorch"]
+    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--suite", "peers", "--peers", ",".join(impls), "--hidden", "8",
+           "--T", "20", "--batch", "4", "--repeats", "1", "--warmup", "0", "--env-root", str(tmp_path / "no-envs"), "--no-setup",
+           "--json", str(out), "--docs", str(docs)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "peers" and report["config"]["T"] == 20 and report["config"]["hidden"] == [8]
+    by = {r["implementation"]: r for r in report["results"]}
+    assert set(by) == set(impls)
+    assert "no virtual environment" in by["snntorch"]["unavailable"] and "time" not in by["snntorch"]
+    assert report["unavailable"] == {"snntorch": by["snntorch"]["unavailable"]}
+    ours = by["neuroplastic-jax"]
+    assert np.isfinite(ours["loss"]) and len(ours["grad_norms"]) == 6 and all(g > 0 for g in ours["grad_norms"])
+    for name in bench_peers.MAIN_VENV:
+        r = by[name]
+        assert "error" not in r, r.get("error")
+        assert r["time"]["n"] == 1 and r["time"]["median"] > 0
+        assert r["loss"] == pytest.approx(ours["loss"], rel=1e-5)
+        np.testing.assert_allclose(r["grad_norms"], ours["grad_norms"], rtol=1e-3)
+        assert r["agreement"]["ok"] is True, r["agreement"]
+    assert by["neuroplastic-jax"]["agreement"]["against"] == "neuroplastic-torch"
+    assert by["jax-scan"]["agreement"]["against"] == "neuroplastic-jax"
+    assert by["neuroplastic-jax"]["compile_s"] > 0 and by["neuroplastic-torch"]["compile_s"] is None
+
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nintro stays") and "old table" not in text
+    body = text[text.index(start):text.index(end)]
+    assert "| **neuroplastic, JAX** | ours |" in body and "| plain JAX, scan over time, all layers in the body | reference |" in body
+    assert "| snnTorch 1.0 `Leaky` | peer | unavailable |" in body and "unavailable: no virtual environment" in body
+    assert "neuroplastic torch / JAX" in body and "Load average" in body
+
+
+def test_peer_env_status_names_the_reason(tmp_path):
+    assert "no virtual environment" in bench_peers.env_status("spyx", tmp_path)
+    env = tmp_path / "spyx"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").write_text("")
+    assert "is not set up" in bench_peers.env_status("spyx", tmp_path)
+    stamp = env / bench_peers.STAMP
+    stamp.write_text(json.dumps({"digest": bench_peers.PEER_ENVS["spyx"].digest(), "error": "No matching distribution found for spyx"}))
+    assert bench_peers.env_status("spyx", tmp_path) == "install failed: No matching distribution found for spyx"
+    # a failed install is not retried unless asked (the suite reports it and goes on)
+    assert bench_peers.ensure_env("spyx", tmp_path).startswith("install failed")
+    stamp.write_text(json.dumps({"digest": "something else", "error": None}))
+    assert "another package list" in bench_peers.env_status("spyx", tmp_path)
+    stamp.write_text(json.dumps({"digest": bench_peers.PEER_ENVS["spyx"].digest(), "error": None}))
+    assert bench_peers.env_status("spyx", tmp_path) is None
+    with pytest.raises(ValueError, match="env: unknown peer environment"):
+        bench_peers.env_status("tensorflow", tmp_path)
+
+
+def _fake(name, H, loss, norms, median=1.0):
+    return {"implementation": name, "hidden": H, "loss": loss, "grad_norms": norms, "time": common.summarize([median])}
+
+
+def test_check_agreement_flags_a_disagreeing_peer():
+    cfg = bench_peers.DEFAULTS
+    norms = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    results = [
+        _fake("neuroplastic-jax", 8, 2.0, norms, 1.0),
+        _fake("neuroplastic-torch", 8, 2.0 * (1 + 1e-7), norms, 3.0),
+        _fake("spikingjelly", 8, 2.1, norms, 0.5),  # same semantics as ours, other loss: flagged
+        _fake("slax", 8, 2.5, [n * 2 for n in norms], 0.4),  # other semantics: checked against its reference
+        {"implementation": "norse", "hidden": 8, "unavailable": "install failed: no wheel"},
+    ]
+    refs = {bench_peers.BY_NAME["slax"].semantics.key(): {"loss": 2.5, "grad_norms": [n * 2 for n in norms]}}
+    bench_peers.check_agreement(results, refs, cfg)
+    by = {r["implementation"]: r for r in results}
+    assert by["neuroplastic-jax"]["agreement"]["ok"] and by["neuroplastic-torch"]["agreement"]["against"] == "neuroplastic-jax"
+    assert by["spikingjelly"]["agreement"]["ok"] is False and by["spikingjelly"]["agreement"]["loss_rel"] == pytest.approx(0.05)
+    assert by["slax"]["agreement"]["ok"] and by["slax"]["agreement"]["against"].startswith("reference neuroplastic/attached-reset")
+    assert "agreement" not in by["norse"]
+    report = {"config": {**cfg, "hidden": [8]}, "machine": common.machine_info(), "started": "now", "wall_s": 1.0,
+              "results": results, "references": {"8": refs}}
+    text = bench_peers.render_markdown(report)
+    assert "**differs** (loss 5.0e-02" in text
+    assert "| Norse 1.1 `LIFBoxCell` | peer | unavailable |" in text and "unavailable: install failed: no wheel" in text
+    assert "yes, with the reference of its semantics" in text and "differs: reset not detached" in text
+    # ratios: neuroplastic's best (JAX, 1.0 s) over the fastest peer (Slax 0.4 s; SpikingJelly disagrees but is listed)
+    row = bench_peers.ratio_rows(report)[0]
+    assert row[0] == "8" and row[2].startswith("2.50 (Slax") and row[4] == "3.00"
+
+
+def test_semantics_keys_and_descriptions():
+    assert bench_peers.OURS.key() == "neuroplastic" and bench_peers.OURS.describe() == ""
+    norse = bench_peers.BY_NAME["norse"].semantics
+    assert norse.key() == "neuroplastic/attached-reset/slope=1" and "1/(1+1|x|)^2" in norse.describe()
+    assert bench_peers.BY_NAME["spyx"].semantics.key() == "spyx/attached-reset"
+    # every peer environment named by an implementation has an install spec with the torch pin where torch is used
+    for impl in bench_peers.IMPLEMENTATIONS:
+        if impl.env:
+            reqs = bench_peers.PEER_ENVS[impl.env].requirements
+            assert (impl.framework != "torch") or "torch==2.13.0" in reqs
+
+
+def test_make_problem_is_fixed_and_shaped(tmp_path):
+    a = bench_peers.make_problem(16, {"T": 7, "batch": 3})
+    path = bench_peers.write_problem(tmp_path / "p.npz", 16, {"T": 7, "batch": 3})
+    b = bench_peers.load_problem(path)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["w1"].shape == (100, 16) and a["w2"].shape == (16, 16) and a["w3"].shape == (16, 10) and a["b3"].shape == (10,)
+    assert a["xs"].shape == (7, 3, 100) and a["xs"].dtype == np.float32 and set(np.unique(a["xs"])) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="hidden"):
+        bench_peers.make_problem(0)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--suite", "peers", "--peers", "tensorflow"], "--peers must be a list of"),
+        (["--suite", "rules", "--rules", "bptt:sometimes"], "mode must be 'offline' or 'online'"),
+        (["--suite", "rules", "--rules", "rtrl:online:x"], "hidden must be a positive integer"),
+        (["--suite", "rules", "--epochs", "1"], "--epochs must be an integer >= 2"),
+        (["--suite", "all", "--json", "x.json"], "--json and --from-json name one suite's results"),
+    ],
+)
+def test_cli_rejects_bad_suite_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        bench_run.main(argv)
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- rules suite (issue 12)
+
+
+def test_rules_suite_end_to_end(tmp_path):
+    """``bench/run.py --suite rules`` on a tiny config: an offline and an online rule on both
+    backends, JSON with per-epoch times, and the docs table with the column it filled."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n")
+    out = tmp_path / "rules-after.json"
+    cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--suite", "rules", "--rules", "bptt,ottt:online", "--backends", "torch,jax",
+           "--epochs", "2", "--train-examples", "32", "--test-examples", "16", "--column", "after", "--json", str(out), "--docs", str(docs)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "rules" and report["column"] == "after"
+    cell = {(r["case"], r["backend"]): r for r in report["results"]}
+    assert set(cell) == {("bptt", "torch"), ("bptt", "jax"), ("ottt (online)", "torch"), ("ottt (online)", "jax")}
+    for r in cell.values():
+        assert "error" not in r, r.get("error")
+        assert r["epochs"] == 2 and len(r["train_s"]) == 2 and r["train_examples"] == 32 and r["test_examples"] == 16
+        assert r["train_s_per_epoch"] == r["train_s"][1] and r["epochs_per_s"] == pytest.approx(1 / r["train_s"][1])
+        assert r["hidden"] == 128 and r["T"] == 40 and np.isfinite(r["final_train_loss"])
+    assert cell[("ottt (online)", "jax")]["mode"] == "online" and cell[("bptt", "jax")]["mode"] == "offline"
+    text = docs.read_text()
+    assert "## Rule comparison: seconds per training epoch" in text
+    assert "*before*: not measured yet" in text and "*after*: measured" in text
+    assert "| bptt | 128 |" in text and "| ottt (online) | 128 |" in text
+
+
+def test_rules_columns_and_table(tmp_path):
+    assert bench_rules.default_column(tmp_path) == "before"
+    base = {"config": {"epochs": 3, "train_examples": 512, "test_examples": 256}, "machine": common.machine_info(),
+            "started": "then", "wall_s": 60.0}
+
+    def result(case, backend, t):
+        return {"case": case, "backend": backend, "hidden": 128, "train_s_per_epoch": t}
+
+    before = {**base, "results": [result("bptt", "torch", 4.0), result("bptt", "jax", 1.0), {"case": "ostl", "backend": "torch", "error": "boom"}]}
+    bench_rules.results_path("before", tmp_path).write_text(json.dumps(before))
+    assert bench_rules.default_column(tmp_path) == "after"
+    after = {**base, "results": [result("bptt", "torch", 1.0), result("bptt", "jax", 0.5)]}
+    text = bench_rules.render_markdown({**bench_rules.load_reports(tmp_path), "after": after})
+    assert "| bptt | 128 | 4.000 | 1.000 | 4.0 | 1.000 | 0.500 | 2.0 | 4.00x, 2.00x |" in text
+    assert "| ostl | – | failed | – | – |" in text
+    assert bench_rules.parse_case("rtrl:online:16") == bench_rules.RuleCase("rtrl", "online", 16)
+    assert bench_rules.parse_case("dfa") == bench_rules.RuleCase("dfa")
+    with pytest.raises(ValueError, match="column"):
+        bench_rules.results_path("during")
