@@ -20,7 +20,7 @@ from neuroplastic.losses import Objective, make_loss
 from neuroplastic.network import Hooks, Link, Network
 from neuroplastic.protocols import Model
 from neuroplastic.rules import make_rule, run_online
-from neuroplastic.tree import tree_flatten_dict, tree_leaves, tree_map
+from neuroplastic.tree import tree_flatten_dict
 
 from .conftest import rel_err
 

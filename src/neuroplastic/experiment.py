@@ -7,7 +7,8 @@
 * ``metrics.jsonl``    one line of metrics per epoch;
 * ``checkpoints/``     the latest checkpoint (safetensors + JSON sidecar), for ``--resume``;
 * ``summary.md``       final accuracy, firing rates, timing (and efficiency metrics);
-* ``params.safetensors`` the trained parameters (no pickle);
+* ``params.safetensors`` the trained parameters (no pickle; never written with NaN or infinite values);
+* ``status.json``      ``running``, ``finished`` or ``failed`` with the error (a diverged run says so);
 * ``learning_curves.png`` and ``raster.png`` when matplotlib is installed.
 
 :func:`resume_run` continues a run folder whose process was killed: it reads the run's
@@ -173,15 +174,20 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     log(f"neuroplastic: {data} | {net} | rule={rule!r} mode={cfg.mode} backend={B.name} ({B.device or 'default device'})")
     if resume:
         log(f"neuroplastic: resuming {out} after epoch {start} of {cfg.epochs}" if info else f"neuroplastic: no checkpoint in {out}; starting from epoch 0")
+    write_status(out, "running", epoch=start)
     t0 = time.perf_counter()
-    params, history = trainer.fit(
-        params, data, epochs=cfg.epochs - start, batch_size=cfg.batch_size, seed=cfg.seed, log_path=metrics_path,
-        state=state, start_epoch=start, checkpoint_dir=ckpt_dir if cfg.checkpoint_every else None,
-        checkpoint_every=cfg.checkpoint_every or 1, checkpoint_meta={"config": cfg.to_dict()}, callbacks=callbacks,
-    )
-    wall = time.perf_counter() - t0 + sum(h.get("epoch_time_s", 0.0) for h in previous)
-    history = previous + history
-    save_params(params, B, out / "params.safetensors")
+    try:
+        params, history = trainer.fit(
+            params, data, epochs=cfg.epochs - start, batch_size=cfg.batch_size, seed=cfg.seed, log_path=metrics_path,
+            state=state, start_epoch=start, checkpoint_dir=ckpt_dir if cfg.checkpoint_every else None,
+            checkpoint_every=cfg.checkpoint_every or 1, checkpoint_meta={"config": cfg.to_dict()}, callbacks=callbacks,
+        )
+        wall = time.perf_counter() - t0 + sum(h.get("epoch_time_s", 0.0) for h in previous)
+        history = previous + history
+        save_params(params, B, out / "params.safetensors")
+    except BaseException as err:  # the folder says why it has no result; good files stay as they were
+        write_status(out, "failed", error=f"{type(err).__name__}: {err}")
+        raise
 
     # one test batch with the full record, for the raster and the efficiency metrics
     xs = B.asarray(data.x_test[:, :EFFICIENCY_EXAMPLES])
@@ -200,15 +206,42 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     plots = _plots(history, spikes, net, data.dt, out)
     (out / "summary.md").write_text(render_summary(summary, history, plots))
-    acc = history[-1]["test_acc"] if history else None
-    log(f"neuroplastic: test accuracy {100 * (acc or 0):.1f}% after {len(history)} epochs in {wall:.0f} s; run folder {out}")
+    write_status(out, "finished", epoch=len(history))
+    trained = len(history) - len(previous)
+    if trained == 0:
+        why = "epochs = 0" if cfg.epochs == 0 else f"the run had already completed its {cfg.epochs} epochs"
+        log(f"neuroplastic: nothing was trained ({why}); run folder {out}")
+    else:
+        acc = history[-1]["test_acc"] if history else None
+        shown = "n/a" if acc is None else f"{100 * acc:.1f}%"
+        log(f"neuroplastic: test accuracy {shown} after {len(history)} epochs in {wall:.0f} s; run folder {out}")
     return summary
 
 
+#: the file in a run folder that says whether the run is running, finished or failed (and why)
+STATUS = "status.json"
+
+
+def write_status(out: Path, status: str, **details: Any) -> None:
+    """Record the run's state in ``out/status.json`` (atomically): running, finished or failed."""
+    atomic_write(Path(out) / STATUS, json.dumps({"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **details}, indent=2).encode())
+
+
+def read_status(run_dir: str | Path) -> dict | None:
+    """The run folder's status record, or ``None`` when it has none (or it is unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / STATUS).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def save_params(params: Any, B: Any, path: Path) -> None:
-    """Parameters as a safetensors file keyed by dotted path, written atomically."""
+    """Parameters as a safetensors file keyed by dotted path, written atomically; non-finite values are refused."""
     from safetensors.numpy import save
 
+    from .train.guard import check_finite
+
+    check_finite(params, f"params: not writing {path}; the parameters", B.to_numpy)
     flat = {k: np.array(B.to_numpy(v), order="C") for k, v in tree_flatten_dict(params).items()}
     atomic_write(path, save(flat))
 
@@ -275,4 +308,5 @@ def render_summary(summary: dict, history: list, plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CHECKPOINTS", "RunConfig", "build_trainer", "load_run_data", "read_run_config", "render_summary", "resume_run", "save_params", "train_run"]
+__all__ = ["CHECKPOINTS", "STATUS", "RunConfig", "build_trainer", "load_run_data", "read_run_config", "read_status", "render_summary",
+           "resume_run", "save_params", "train_run", "write_status"]

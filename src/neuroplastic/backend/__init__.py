@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
+
 from .base import Backend
 
 BACKENDS = ("torch", "jax")
@@ -52,6 +54,12 @@ def get_backend(name: str | Backend = "jax", device: str | None = None, dtype: s
     return _make(name, device, dtype)
 
 
+def is_array(x: Any) -> bool:
+    """True for a numpy array or an array of a framework backend (not for Python scalars)."""
+    mod = type(x).__module__
+    return isinstance(x, np.ndarray) or mod.startswith(("torch", "jax", "jaxlib"))
+
+
 def ops_for(x: Any) -> Backend:
     """The backend owning array ``x`` (torch tensor, JAX array or tracer, or numpy array)."""
     mod = type(x).__module__
@@ -66,4 +74,4 @@ def ops_for(x: Any) -> Backend:
     raise TypeError(f"ops_for: cannot tell the backend of a {type(x).__name__}")
 
 
-__all__ = ["Backend", "BACKENDS", "get_backend", "ops_for"]
+__all__ = ["Backend", "BACKENDS", "get_backend", "is_array", "ops_for"]

@@ -384,6 +384,18 @@ class Backend:
         """A copy of every array leaf (for frameworks that update arrays in place)."""
         return tree_map(lambda x: x + 0 if self.is_array(x) else x, tree)
 
+    def array_like(self, stored: np.ndarray, like: Any) -> Array:
+        """The numpy array ``stored`` as an array of ``like``'s framework, device (and trainability)."""
+        raise NotImplementedError
+
+    def save_optimizer_object(self, opt: Any, json_leaf: Callable[[Any, str], Any]) -> tuple[dict, dict]:
+        """``(arrays, info)`` of an optimizer whose state is an object (``torch.optim``), for a checkpoint."""
+        raise ValueError(f"checkpoint: the {self.name} backend keeps optimizer states as pytrees, not objects")
+
+    def load_optimizer_object(self, template: Any, info: dict, arrays: dict, used: set, from_json_leaf: Callable[[Any, str], Any]) -> Any:
+        """``template`` (an optimizer object) loaded with what :meth:`save_optimizer_object` wrote."""
+        raise ValueError(f"checkpoint: the {self.name} backend keeps optimizer states as pytrees, not objects")
+
     def tree_assign(self, target: Any, values: Any) -> Any:
         """``values`` in place of ``target``'s leaves; in place where the framework mutates arrays (torch)."""
         return values

@@ -57,6 +57,12 @@ class JaxBackend(NumpyLikeOps, Backend):
     def is_array(self, x: Any) -> bool:
         return isinstance(x, jax.Array)
 
+    def array_like(self, stored: np.ndarray, like: Any) -> jax.Array:
+        devices = list(like.devices()) if hasattr(like, "devices") else []
+        if len(devices) == 1 and devices[0] != jax.devices()[0]:
+            return jax.device_put(stored, devices[0])
+        return jnp.asarray(stored)
+
     def is_traced(self, x: Any) -> bool:
         return isinstance(x, jax.core.Tracer)
 

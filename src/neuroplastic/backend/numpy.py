@@ -21,6 +21,9 @@ class NumpyBackend(NumpyLikeOps, Backend):
     def is_array(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)
 
+    def array_like(self, stored: np.ndarray, like: Any) -> np.ndarray:
+        return stored.copy()
+
     def stop_gradient(self, x: Any) -> Any:
         return x
 

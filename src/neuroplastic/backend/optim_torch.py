@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -73,3 +73,84 @@ class TorchOptimizer(Optimizer):
             twin.step()
         deltas = [c - p.detach() for c, p in zip(clones, leaves)]
         return tree_unflatten_like(params, deltas)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    raise ValueError(f"checkpoint: cannot store optimizer setting of type {type(x).__name__}")
+
+
+def _like(value: Any, template: Any) -> Any:
+    """JSON lists back to tuples where the template has tuples (``betas``)."""
+    if isinstance(template, tuple) and isinstance(value, list):
+        return tuple(_like(v, t) for v, t in zip(value, template)) if len(value) == len(template) else tuple(value)
+    if isinstance(template, dict) and isinstance(value, dict):
+        return {k: _like(v, template.get(k)) for k, v in value.items()}
+    return value
+
+
+def save_state(opt: Any, json_leaf: Callable[[Any, str], Any]) -> tuple[dict, dict]:
+    """``(arrays, info)``: a ``torch.optim`` optimizer's tensors as numpy arrays (keyed
+    ``opt.state.<i>.<name>``) and everything else as JSON for a checkpoint's sidecar."""
+    sd = opt.state_dict()
+    arrays: dict = {}
+    other: dict = {}
+    for idx, entries in sd["state"].items():
+        for name, v in entries.items():
+            key = f"opt.state.{idx}.{name}"
+            if isinstance(v, torch.Tensor):
+                arrays[key] = v.detach().cpu().numpy()
+                other[key] = {"tensor": True, "dtype": str(v.dtype).replace("torch.", "")}
+            else:
+                other[key] = json_leaf(v, key)
+    return arrays, {
+        "kind": "torch",
+        "class": type(opt).__name__,
+        "param_groups": _jsonable(sd["param_groups"]),
+        "state": {str(i): sorted(e) for i, e in sd["state"].items()},
+        "entries": other,
+        "step_count": getattr(opt, "step_count", None),
+    }
+
+
+def load_state(template: Any, info: dict, tensors: dict, used: set, from_json_leaf: Callable[[Any, str], Any]) -> Any:
+    """``template`` (a ``torch.optim`` optimizer) loaded with what :func:`save_state` wrote; named errors."""
+    if info.get("kind") != "torch":
+        raise ValueError(f"checkpoint: holds a {info.get('kind')!r} optimizer state but the run uses torch.optim")
+    if info["class"] != type(template).__name__:
+        raise ValueError(f"checkpoint: optimizer is {info['class']} but the run uses {type(template).__name__}")
+    tsd = template.state_dict()
+    groups = info["param_groups"]
+    if len(groups) != len(tsd["param_groups"]):
+        raise ValueError("checkpoint: optimizer has a different number of parameter groups than the run")
+    groups = [_like(g, t) for g, t in zip(groups, tsd["param_groups"])]
+    state: dict = {}
+    for idx, names in info["state"].items():
+        entry = {}
+        for name in names:
+            key = f"opt.state.{idx}.{name}"
+            meta = info["entries"][key]
+            if meta.get("tensor"):
+                if key not in tensors:
+                    raise ValueError(f"checkpoint: {key} is missing")
+                used.add(key)
+                t = torch.from_numpy(tensors[key].copy())
+                if str(t.dtype).replace("torch.", "") != meta["dtype"]:
+                    raise ValueError(f"checkpoint: {key} has dtype {t.dtype} but was saved as {meta['dtype']}")
+                entry[name] = t
+            else:
+                entry[name] = from_json_leaf(meta, key)
+        state[int(idx)] = entry
+    try:
+        template.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise ValueError(f"checkpoint: the optimizer state does not fit the run ({err})") from None
+    if info.get("step_count") is not None:
+        template.step_count = info["step_count"]
+    return template

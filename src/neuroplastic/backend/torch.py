@@ -92,6 +92,19 @@ class TorchBackend(Backend):
     def is_array(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor)
 
+    def array_like(self, stored: np.ndarray, like: Any) -> torch.Tensor:
+        return torch.from_numpy(stored.copy()).to(like.device).requires_grad_(like.requires_grad)
+
+    def save_optimizer_object(self, opt: Any, json_leaf: Callable[[Any, str], Any]) -> tuple[dict, dict]:
+        from .optim_torch import save_state
+
+        return save_state(opt, json_leaf)
+
+    def load_optimizer_object(self, template: Any, info: dict, arrays: dict, used: set, from_json_leaf: Callable[[Any, str], Any]) -> Any:
+        from .optim_torch import load_state
+
+        return load_state(template, info, arrays, used, from_json_leaf)
+
     def is_traced(self, x: Any) -> bool:
         # inside a torch.func transform even a captured plain tensor cannot be read out
         return isinstance(x, torch.Tensor) and (

@@ -81,7 +81,7 @@ def check_choice(value: str, name: str, choices: tuple, encoder: str) -> None:
 
 
 def check_finite(B: Backend, x: Any, encoder: str) -> None:
-    if "Tracer" not in type(x).__name__ and not B.all_finite(x):
+    if not B.is_traced(x) and not B.all_finite(x):
         raise ValueError(f"{encoder}: input contains NaN or infinite values")
 
 

@@ -92,11 +92,8 @@ the weight-sum penalty and gradient clipping.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
 
 from ..backend import ops_for
 from ..losses import Objective

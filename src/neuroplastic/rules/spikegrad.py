@@ -89,8 +89,7 @@ for the float baseline, ``Trainer(SpikeGradNet(..., integer=False), "bptt", ...)
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -46,7 +46,9 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import is_array, ops_for
 from ..tree import tree_leaves, tree_map, tree_paths
+from .guard import check_finite
 
 SIDECAR = "checkpoint.json"
 FORMAT = "neuroplastic-checkpoint"
@@ -121,21 +123,9 @@ def clear_checkpoints(directory: str | Path) -> None:
 
 
 # ---------------------------------------------------------------------------- leaves
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def _is_array(x: Any) -> bool:
-    mod = type(x).__module__
-    return isinstance(x, np.ndarray) or mod.startswith("torch") or mod.startswith("jax") or mod.startswith("jaxlib")
-
-
 def _to_numpy(x: Any, key: str) -> np.ndarray:
     try:
-        if _is_torch(x):
-            arr = x.detach().cpu().numpy()
-        else:
-            arr = np.asarray(x)
+        arr = np.asarray(ops_for(x).to_numpy(x))
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"checkpoint: cannot store {key} ({type(x).__name__}: {err})") from None
     if arr.dtype == object:
@@ -177,7 +167,7 @@ def _flatten(tree: Any, prefix: str, tensors: dict, scalars: dict) -> None:
         key = f"{prefix}.{path}" if path else prefix
         if key in tensors or key in scalars:
             raise ValueError(f"checkpoint: two leaves share the name {key!r} (a dict key with a dot?)")
-        if _is_array(leaf):
+        if is_array(leaf):
             tensors[key] = _to_numpy(leaf, key)
         else:
             scalars[key] = _json_leaf(leaf, key)
@@ -190,18 +180,7 @@ def _restore_array(stored: np.ndarray, like: Any, key: str) -> Any:
         raise ValueError(f"checkpoint: {key} has dtype {stored.dtype} but the run expects {want.dtype}")
     if stored.shape != want.shape:
         raise ValueError(f"checkpoint: {key} has shape {stored.shape} but the run expects {want.shape}")
-    if _is_torch(like):
-        import torch
-
-        return torch.from_numpy(stored.copy()).to(like.device).requires_grad_(like.requires_grad)
-    if isinstance(like, np.ndarray):
-        return stored.copy()
-    import jax
-
-    devices = list(like.devices()) if hasattr(like, "devices") else []
-    if len(devices) == 1 and devices[0] != jax.devices()[0]:
-        return jax.device_put(stored, devices[0])
-    return jax.numpy.asarray(stored)
+    return ops_for(like).array_like(stored, like)
 
 
 def _unflatten(template: Any, prefix: str, tensors: dict, scalars: dict, used: set) -> Any:
@@ -212,7 +191,7 @@ def _unflatten(template: Any, prefix: str, tensors: dict, scalars: dict, used: s
         path = next(paths)
         key = f"{prefix}.{path}" if path else prefix
         used.add(key)
-        if _is_array(like):
+        if is_array(like):
             if key not in tensors:
                 raise ValueError(f"checkpoint: {key} is missing (the checkpoint was written for another run layout)")
             return _restore_array(tensors[key], like, key)
@@ -224,86 +203,16 @@ def _unflatten(template: Any, prefix: str, tensors: dict, scalars: dict, used: s
 
 
 # ---------------------------------------------------------------------------- optimizer
-def _is_torch_optimizer(state: Any) -> bool:
-    return _is_torch(state) and hasattr(state, "state_dict") and hasattr(state, "param_groups")
+def _is_optimizer_object(state: Any) -> bool:
+    """An optimizer whose state is an object holding the parameters (``torch.optim``), not a pytree."""
+    return hasattr(state, "state_dict") and hasattr(state, "param_groups")
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    raise ValueError(f"checkpoint: cannot store optimizer setting of type {type(x).__name__}")
-
-
-def _like(value: Any, template: Any) -> Any:
-    """JSON lists back to tuples where the template has tuples (``betas``)."""
-    if isinstance(template, tuple) and isinstance(value, list):
-        return tuple(_like(v, t) for v, t in zip(value, template)) if len(value) == len(template) else tuple(value)
-    if isinstance(template, dict) and isinstance(value, dict):
-        return {k: _like(v, template.get(k)) for k, v in value.items()}
-    return value
-
-
-def _save_torch_optimizer(opt: Any, tensors: dict) -> dict:
-    sd = opt.state_dict()
-    other: dict = {}
-    for idx, entries in sd["state"].items():
-        for name, v in entries.items():
-            key = f"opt.state.{idx}.{name}"
-            if _is_torch(v):
-                tensors[key] = _to_numpy(v, key)
-                other[key] = {"tensor": True, "dtype": str(v.dtype).replace("torch.", "")}
-            else:
-                other[key] = _json_leaf(v, key)
-    return {
-        "kind": "torch",
-        "class": type(opt).__name__,
-        "param_groups": _jsonable(sd["param_groups"]),
-        "state": {str(i): sorted(e) for i, e in sd["state"].items()},
-        "entries": other,
-        "step_count": getattr(opt, "step_count", None),
-    }
-
-
-def _load_torch_optimizer(template: Any, info: dict, tensors: dict, used: set) -> Any:
-    import torch
-
-    if info.get("kind") != "torch":
-        raise ValueError(f"checkpoint: holds a {info.get('kind')!r} optimizer state but the run uses torch.optim")
-    if info["class"] != type(template).__name__:
-        raise ValueError(f"checkpoint: optimizer is {info['class']} but the run uses {type(template).__name__}")
-    tsd = template.state_dict()
-    groups = info["param_groups"]
-    if len(groups) != len(tsd["param_groups"]):
-        raise ValueError("checkpoint: optimizer has a different number of parameter groups than the run")
-    groups = [_like(g, t) for g, t in zip(groups, tsd["param_groups"])]
-    state: dict = {}
-    for idx, names in info["state"].items():
-        entry = {}
-        for name in names:
-            key = f"opt.state.{idx}.{name}"
-            meta = info["entries"][key]
-            if meta.get("tensor"):
-                if key not in tensors:
-                    raise ValueError(f"checkpoint: {key} is missing")
-                used.add(key)
-                t = torch.from_numpy(tensors[key].copy())
-                if str(t.dtype).replace("torch.", "") != meta["dtype"]:
-                    raise ValueError(f"checkpoint: {key} has dtype {t.dtype} but was saved as {meta['dtype']}")
-                entry[name] = t
-            else:
-                entry[name] = _from_json_leaf(meta, key)
-        state[int(idx)] = entry
-    try:
-        template.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, RuntimeError, KeyError) as err:
-        raise ValueError(f"checkpoint: the optimizer state does not fit the run ({err})") from None
-    if info.get("step_count") is not None:
-        template.step_count = info["step_count"]
-    return template
+def _params_backend(params: Any) -> Any:
+    leaves = tree_leaves(params)
+    if not leaves:
+        raise ValueError("checkpoint: params has no arrays")
+    return ops_for(leaves[0])
 
 
 # ---------------------------------------------------------------------------- public
@@ -316,11 +225,13 @@ def save_checkpoint(directory: str | Path, ckpt: Checkpoint) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     if not (isinstance(ckpt.epoch, (int, np.integer)) and ckpt.epoch >= 0):
         raise ValueError(f"epoch: expected a non-negative integer, got {ckpt.epoch!r}")
+    check_finite(ckpt.params, f"checkpoint: not writing epoch {ckpt.epoch} to {d}; its parameters", lambda x: np.asarray(ops_for(x).to_numpy(x)))
     tensors: dict[str, np.ndarray] = {}
     scalars: dict[str, Any] = {}
     _flatten(ckpt.params, "params", tensors, scalars)
-    if _is_torch_optimizer(ckpt.opt_state):
-        optimizer = _save_torch_optimizer(ckpt.opt_state, tensors)
+    if _is_optimizer_object(ckpt.opt_state):
+        arrays, optimizer = _params_backend(ckpt.params).save_optimizer_object(ckpt.opt_state, _json_leaf)
+        tensors.update({k: _to_numpy(v, k) for k, v in arrays.items()})
     else:
         _flatten(ckpt.opt_state, "opt", tensors, scalars)
         optimizer = {"kind": "pytree"}
@@ -434,15 +345,12 @@ def load_checkpoint(directory: str | Path, template: Checkpoint) -> Checkpoint:
     scalars = info["scalars"]
     used: set = set()
     params = _unflatten(template.params, "params", tensors, scalars, used)
-    if any(_is_torch(p) for p in tree_leaves(template.params)):
-        import torch
-
-        with torch.no_grad():  # the optimizer holds the template tensors: fill them in place
-            tree_map(lambda t, v: t.copy_(v), template.params, params)
-        params = template.params
-    if _is_torch_optimizer(template.opt_state):
+    B = _params_backend(template.params)
+    # a torch.optim optimizer holds the template tensors: they are filled in place
+    params = B.tree_assign(template.params, params)
+    if _is_optimizer_object(template.opt_state):
         try:
-            opt_state = _load_torch_optimizer(template.opt_state, info["optimizer"], tensors, used)
+            opt_state = B.load_optimizer_object(template.opt_state, info["optimizer"], tensors, used, _from_json_leaf)
         except (KeyError, TypeError, AttributeError) as err:  # a hand-edited sidecar that still has a valid checksum
             raise ValueError(f"checkpoint: {d / SIDECAR} is corrupted (bad optimizer entry: {type(err).__name__} {err})") from None
     else:

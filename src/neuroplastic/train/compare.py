@@ -24,12 +24,13 @@ import numpy as np
 
 from ..analysis.alignment import deviation_sample, tree_alignment
 from ..backend import Backend, get_backend
-from ..data.arrays import Dataset, batches
+from ..data.arrays import Dataset
 from ..losses import Loss, Objective, make_loss
 from ..network import Network
 from ..rules import Rule, make_rule
 from ..tree import tree_flatten_dict
 from .optimizers import Optimizer, make_optimizer
+from .trainer import Trainer
 
 
 class GradientComparison:
@@ -59,8 +60,9 @@ class GradientComparison:
         self.primary, self.reference = primary, reference
         self.objective = loss if isinstance(loss, Objective) else Objective(make_loss(loss))
         self.optimizer = optimizer if isinstance(optimizer, Optimizer) else make_optimizer(optimizer, lr, self.B)
-        wrap = self.B.jit if jit else (lambda f: f)
-        self._grad_fns = {name: wrap(self._grad_fn(rule)) for name, rule in self.rules.items()}
+        # the primary rule's trainer: its loop, its guard and its seeding drive the comparison
+        self.trainer = Trainer(network, self.rules[primary], self.objective, self.optimizer, backend=self.B, progress=False, jit=jit)
+        self._grad_fns = {name: self.trainer.compile(self._grad_fn(rule)) for name, rule in self.rules.items()}
 
     def _grad_fn(self, rule: Rule):
         def fn(params: Any, rule_state: Any, xs: Any, ys: Any):
@@ -93,37 +95,45 @@ class GradientComparison:
     ) -> tuple[Any, list[dict], dict]:
         """Train the primary rule and compare every ``every`` steps.
 
+        The loop is the trainer's (:meth:`Trainer.steps`: the same shuffling, the same
+        divergence guard) driven by :meth:`step`; every rule's state is seeded from
+        ``key(seed)``, as :class:`Trainer` seeds it, so a rule is compared with exactly the
+        state (random feedback matrices included) it is trained with.
+
         Returns ``(params, records, extra)``; ``extra`` has ``samples`` (deviation samples at
         ``sample_steps``, keyed ``"step/rule/kind/param"``), ``trajectory`` (numpy params per
         epoch when ``keep_trajectory``) and ``losses``.  With ``out_dir``, writes
         ``alignment.jsonl`` and ``deviations.safetensors`` there.
         """
-        if not (isinstance(every, int) and every > 0):
+        if not (isinstance(every, int) and not isinstance(every, bool) and every > 0):
             raise ValueError(f"every must be a positive integer, got {every!r}")
         B = self.B
+        trainer = self.trainer
+        trainer.check_data(data)
         opt_state = self.optimizer.init(params)
-        keys = B.split(B.key(seed), len(self.rules))
-        rule_states = {name: rule.init(self.network, params, k) for (name, rule), k in zip(self.rules.items(), keys)}
+        rule_states = {name: rule.init(self.network, params, B.key(seed)) for name, rule in self.rules.items()}
         records: list[dict] = []
         samples: dict[str, np.ndarray] = {}
         trajectory = [B.tree_to_numpy(params)] if keep_trajectory else []
-        step = 0
-        for epoch in range(epochs):
-            rng = np.random.default_rng([seed, epoch])
-            for xb, yb in batches(data.x_train, data.y_train, batch_size, rng):
-                xs, ys = B.asarray(xb), B.asarray(yb)
-                params, opt_state, rule_states, grads, updates = self.step(params, opt_state, rule_states, xs, ys)
-                if step % every == 0:
-                    records.extend(self._records(step, epoch, grads, updates))
-                if step in sample_steps:
-                    samples.update(self._samples(step, grads, updates))
-                step += 1
-                if max_steps is not None and step >= max_steps:
-                    break
-            if keep_trajectory:
+        last = {}
+
+        def step_fn(p: Any, o: Any, states: dict, xs: Any, ys: Any) -> tuple:
+            p, o, states, grads, updates = self.step(p, o, states, xs, ys)
+            last["grads"], last["updates"] = grads, updates
+            return p, o, states, {"finite": trainer.finite_flags(None, grads[self.primary], p)}
+
+        n_batches = -(-data.x_train.shape[1] // batch_size)
+        r = None
+        for r in trainer.steps(params, data, epochs, batch_size, seed, (opt_state, rule_states), step_fn=step_fn, max_steps=max_steps):
+            params, opt_state, rule_states = r.params, r.opt_state, r.rule_state
+            if r.step % every == 0:
+                records.extend(self._records(r.step, r.epoch, last["grads"], last["updates"]))
+            if r.step in sample_steps:
+                samples.update(self._samples(r.step, last["grads"], last["updates"]))
+            if keep_trajectory and r.index + 1 == n_batches:
                 trajectory.append(B.tree_to_numpy(params))
-            if max_steps is not None and step >= max_steps:
-                break
+        if keep_trajectory and r is not None and r.index + 1 != n_batches:
+            trajectory.append(B.tree_to_numpy(params))  # a comparison cut short inside an epoch
         if out_dir is not None:
             write_comparison(out_dir, records, samples)
         return params, records, {"samples": samples, "trajectory": trajectory}
