@@ -87,14 +87,23 @@ def test_cli_reports_errors_by_name(capsys, tmp_path):
 
 
 def test_study_config_errors():
+    from dataclasses import replace
+
     from neuroplastic.study import StudyConfig
 
-    with pytest.raises(ValueError, match="rules: unknown rule"):
-        StudyConfig(rules=("bptt", "nope")).validate()
+    main = StudyConfig.default()
+    with pytest.raises(ValueError, match="rules: unknown rule 'nope'"):
+        main.with_rules(["bptt", "nope"])
+    with pytest.raises(ValueError, match="rules: unknown rule 'eprop-symetric'; did you mean 'eprop-symmetric'"):
+        main.with_rules(["eprop-symetric"])
     with pytest.raises(ValueError, match="reference: 'ostl' must be one of"):
-        StudyConfig(rules=("bptt",), reference="ostl").validate()
-    with pytest.raises(ValueError, match="tau_mem: expected a positive number, got 0"):
-        StudyConfig(tau_mem=0).validate()
-    with pytest.raises(ValueError, match="reg_rate_hz: expected a positive number"):
-        StudyConfig(reg_rate_hz=-1.0).validate()
-    StudyConfig(reg_rate_hz=None).validate()  # no regulariser is fine
+        replace(main.with_rules(["bptt"]), reference="ostl").validate()
+    with pytest.raises(ValueError, match=r"network.tau_mem: expected a positive time constant"):
+        replace(main, base=replace(main.base, tau_mem=0)).validate()
+    with pytest.raises(ValueError, match="trainer.reg_rate_hz: expected a non-negative rate"):
+        replace(main, base=replace(main.base, reg_rate_hz=-1.0)).validate()
+    with pytest.raises(ValueError, match="study.seeds: expected a positive integer, got 0"):
+        replace(main, seeds=0).validate()
+    replace(main, base=replace(main.base, reg_rate_hz=None)).validate()  # no regulariser is fine
+
+

@@ -110,31 +110,68 @@ def _run_dir(args: argparse.Namespace, cfg: RunConfig) -> Path:
     return Path(args.out) / name
 
 
+def _positive_int(name: str):
+    """argparse type: an integer >= 1, or an error naming the option."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {v}")
+        return v
+
+    return parse
+
+
 def _add_study_options(p: argparse.ArgumentParser, quick: bool = True) -> None:
     from .study import StudyConfig
 
-    d = StudyConfig()
-    p.add_argument("--rules", nargs="+", default=list(d.rules), help=f"rules to compare (default: {' '.join(d.rules)})")
-    p.add_argument("--reference", default=d.reference, help=f"reference rule for gradient alignment (default {d.reference})")
-    p.add_argument("--data", default=d.data, help=f"dataset (default {d.data})")
-    p.add_argument("--model", action=_Given, default=d.model, help=f"architecture (default {d.model})")
-    p.add_argument("--hidden", action=_Given, type=int, default=None, help=f"hidden neurons (default {d.hidden}; 32 with --quick)")
-    p.add_argument("--epochs", action=_Given, type=int, default=None, help=f"epochs per rule (default {d.epochs}; 2 with --quick)")
-    p.add_argument("--backend", action=_Given, default=d.backend, help=f"torch or jax (default {d.backend})")
-    p.add_argument("--seed", action=_Given, type=int, default=d.seed)
-    p.add_argument("--out", action=_Given, default="runs", help="folder in which the run folder is made (default runs/)")
-    p.add_argument("--name", action=_Given, default=None, help="run folder name (default: time stamp)")
+    d = StudyConfig.default()
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="study TOML: a run config plus [study] and [[rules]] tables (default: the main job's, neuroplastic/studies/main.toml)")
+    p.add_argument("--rules", nargs="+", default=None, help=f"rules to compare, each with its defaults (default: {' '.join(d.labels)})")
+    p.add_argument("--reference", default=None, help=f"reference rule for gradient alignment (default {d.reference})")
+    p.add_argument("--data", default=None, help=f"dataset (default {d.base.data})")
+    p.add_argument("--model", default=None, help=f"architecture (default {d.base.model})")
+    p.add_argument("--hidden", type=_positive_int("--hidden"), default=None, help=f"hidden neurons (default {d.base.hidden}; 32 with --quick)")
+    p.add_argument("--epochs", type=_positive_int("--epochs"), default=None, help=f"epochs per rule (default {d.base.epochs}; 2 with --quick)")
+    p.add_argument("--backend", default=None, help=f"torch or jax (default {d.base.backend})")
+    p.add_argument("--seed", type=int, default=None, help=f"first seed (default {d.base.seed})")
+    p.add_argument("--seeds", type=_positive_int("--seeds"), default=None, help=f"seeds per rule, for spreads (default {d.seeds})")
+    p.add_argument("--out", default="runs", help="folder in which the run folder is made (default runs/)")
+    p.add_argument("--name", default=None, help="run folder name (default: time stamp)")
     if quick:
-        p.add_argument("--quick", action="store_true", help="a small version that finishes in about a minute")
+        p.add_argument("--quick", action="store_true", help="a small version that finishes in about a minute (768 training examples, 2 epochs)")
 
 
-def _study_config(args: argparse.Namespace, **extra):
-    from .study import StudyConfig
+def _study_config(args: argparse.Namespace, **extra: Any):
+    """The study of ``run``/``compare``/``landscape``: the study file (or the main job's) with the options on top.
 
-    over = {k: v for k, v in (("hidden", args.hidden), ("epochs", args.epochs)) if v is not None}
-    base = dict(rules=tuple(args.rules), reference=args.reference, data=args.data, model=args.model,
-                backend=args.backend, seed=args.seed, **over, **extra)
-    return StudyConfig.quick(**base) if getattr(args, "quick", False) else StudyConfig(**base)
+    Unknown rules fail here, with a "did you mean", before anything is trained or written.
+    """
+    from .study import StudyConfig, load_study
+
+    cfg = load_study(args.config) if args.config else StudyConfig.default()
+    if args.rules is not None:
+        cfg = cfg.with_rules(args.rules)
+        if args.reference is None and cfg.reference not in cfg.labels:
+            cfg = dataclasses.replace(cfg, reference=cfg.labels[0])
+    base = {k: getattr(args, k) for k in ("data", "model", "hidden", "epochs", "backend", "seed") if getattr(args, k) is not None}
+    if base:
+        cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, **base))
+    if args.reference is not None:
+        cfg = dataclasses.replace(cfg, reference=args.reference)
+    if getattr(args, "seeds", None) is not None:
+        cfg = dataclasses.replace(cfg, seeds=args.seeds)
+    if getattr(args, "quick", False):
+        cfg = cfg.quick()
+        if args.hidden is not None or args.epochs is not None:  # explicit sizes win over --quick's
+            cfg = dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, **{k: v for k, v in base.items() if k in ("hidden", "epochs")}))
+    cfg = dataclasses.replace(cfg, **extra)
+    cfg.validate()
+    return cfg
 
 
 def _stamp(args: argparse.Namespace, what: str) -> Path:
@@ -150,12 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_train_options(p_train)
     p_cmp = sub.add_parser("compare", help="gradient comparison only: rules against a reference along its training")
     _add_study_options(p_cmp)
-    p_cmp.add_argument("--steps", type=int, default=40, help="optimizer steps to compare (default 40)")
-    p_cmp.add_argument("--every", type=int, default=1, help="compare every N steps (default 1)")
+    p_cmp.add_argument("--steps", type=_positive_int("--steps"), default=40, help="optimizer steps to compare (default 40)")
+    p_cmp.add_argument("--every", type=_positive_int("--every"), default=1, help="compare every N steps (default 1)")
     p_land = sub.add_parser("landscape", help="train one rule and draw the loss landscape around its final parameters")
     _add_study_options(p_land)
-    p_land.add_argument("--grid", type=int, default=15, help="grid points per axis (default 15)")
-    p_land.add_argument("--batches", type=int, default=2, help="test batches averaged per grid point (default 2)")
+    p_land.add_argument("--grid", type=_positive_int("--grid"), default=15, help="grid points per axis (default 15)")
+    p_land.add_argument("--batches", type=_positive_int("--batches"), default=2, help="test batches averaged per grid point (default 2)")
     p_rep = sub.add_parser("report", help="render report.md and report.html of a `neuroplastic run` folder again")
     p_rep.add_argument("run_dir", help="the run folder")
     from .sweep.cli import add_sweep_parser, run_sweep_command
@@ -174,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "landscape":
             from .study import run_study
 
-            cfg = _study_config(args, rules=(args.reference,), landscape_grid=args.grid, landscape_batches=args.batches, compare_steps=1)
+            cfg = _study_config(args, landscape_grid=args.grid, landscape_batches=args.batches, compare_steps=1)
+            cfg = dataclasses.replace(cfg, arms=(cfg.arm(cfg.reference),))
             run_study(cfg, _stamp(args, "landscape"))
         elif args.command == "sweep":
             return run_sweep_command(args)
@@ -192,20 +230,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _compare(args: argparse.Namespace) -> None:
     from .analysis import plots as P
     from .backend import get_backend
+    from .rules import make_rule
     from .study import study_data, study_trainer
     from .train.compare import GradientComparison
 
     cfg = _study_config(args)
-    cfg.validate()
-    out = _stamp(args, "compare")
-    B = get_backend(cfg.backend)
+    B = get_backend(cfg.base.backend)
     data = study_data(cfg)
     net, reference = study_trainer(cfg, data, cfg.reference, B)
-    cmp = GradientComparison(net, list(cfg.rules), primary=cfg.reference, reference=cfg.reference, loss=reference.objective,
+    rules = {a.name: make_rule(a.rule, **a.options) for a in cfg.arms}
+    out = _stamp(args, "compare")
+    cmp = GradientComparison(net, rules, primary=cfg.reference, reference=cfg.reference, loss=reference.objective,
                              optimizer=reference.optimizer, backend=B)
-    _, records, _ = cmp.run(net.init(cfg.seed, backend=B), data, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                            every=args.every, sample_steps=(0, args.steps - 1), max_steps=args.steps, out_dir=out)
-    if P.have_matplotlib() and hasattr(P, "plot_alignment_curves"):
+    _, records, _ = cmp.run(net.init(cfg.base.seed, backend=B), data, epochs=cfg.base.epochs, batch_size=cfg.base.batch_size,
+                            seed=cfg.base.seed, every=args.every, sample_steps=(0, args.steps - 1), max_steps=args.steps, out_dir=out)
+    if P.have_matplotlib():
         P.plot_alignment_curves([r for r in records if r["rule"] != cfg.reference and r["kind"] == "gradient"], out / "alignment_curves.png")
     print(f"neuroplastic compare: {len(records)} records in {out / 'alignment.jsonl'}")
 

@@ -364,7 +364,7 @@ def _validate(cfg: RunConfig) -> None:
     if not isinstance(cfg.rule, str):
         raise ValueError(f"rule.name: expected a string, got {_show(cfg.rule)}")
     if cfg.rule not in RULES:
-        raise ValueError(f"rule: unknown rule {cfg.rule!r}; choose one of {sorted(RULES)}")
+        raise ValueError(f"rule: unknown rule {cfg.rule!r}{_did_you_mean(cfg.rule, RULES)}")
     rmod, rcls, _ = RULES[cfg.rule]
     _check_options("rule", cfg.rule_options, getattr(importlib.import_module(f"neuroplastic.rules.{rmod}"), rcls))
     # [trainer]

@@ -120,7 +120,8 @@ def build_trainer(cfg: RunConfig, data: Dataset, backend: Any = None, progress: 
     B = backend if backend is not None else get_backend(cfg.backend, device=cfg.device, dtype=cfg.dtype)
     net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
                       dt=data.dt, surrogate=cfg.surrogate)
-    reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None else None
+    # strength 0 switches the regulariser off (what a TOML file, which has no null, can say)
+    reg = RateRegularizer(cfg.reg_rate_hz, cfg.reg_strength, data.dt) if cfg.reg_rate_hz is not None and cfg.reg_strength > 0 else None
     updates_per_batch = data.n_steps if cfg.mode == "online" else 1
     steps = cfg.epochs * -(-data.x_train.shape[1] // cfg.batch_size) * updates_per_batch
     schedule = cfg.schedule if cfg.optimizer != "naive" else "constant"

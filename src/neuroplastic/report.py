@@ -40,8 +40,10 @@ def table_rows(results: dict) -> list[list[str]]:
         rates = [x for x in final.get("rate_hz", []) if x is not None]
         eff = r.get("efficiency") or {}
         a = align.get(rule, {})
+        spread = r.get("test_acc_spread")
+        test = _pct(final.get("test_acc")) if not spread else f"{100 * spread['mean']:.1f} ± {100 * spread['std']:.1f}% (n={spread['n']})"
         rows.append([
-            rule, _pct(final.get("test_acc")), _pct(final.get("train_acc")),
+            rule, r.get("describe", rule), test, _pct(final.get("train_acc")),
             ", ".join(f"{x:.1f}" for x in rates) or "n/a",
             _num(eff.get("synops_per_sample"), "{:,.0f}"),
             _num(eff.get("activation_sparsity")),
@@ -51,7 +53,7 @@ def table_rows(results: dict) -> list[list[str]]:
     return rows
 
 
-HEADER = ["rule", "test accuracy", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "sign agreement", "train time (s)"]
+HEADER = ["rule", "setting", "test accuracy", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "sign agreement", "train time (s)"]
 
 #: (key of ``efficiency_metrics``, column, format) of the efficiency table: the summary fields
 #: of :mod:`neuroplastic.analysis.neurobench` except the total, which the main table shows
@@ -92,6 +94,37 @@ def regularizer_details(cfg: dict) -> str:
     return f" + rate regulariser ({cfg['reg_rate_hz']:g} Hz, strength {cfg['reg_strength']:g})"
 
 
+def notes(results: dict) -> list[str]:
+    """What a reader must know to read the table: seeds, a training subset, arms left out of the comparison."""
+    cfg = results["config"]
+    seeds = cfg.get("seeds", 1) or 1
+    out = []
+    if seeds > 1:
+        out.append(f"Test accuracy: mean ± standard deviation over {seeds} seeds ({cfg['seed']}..{cfg['seed'] + seeds - 1}); the other "
+                   "columns, the gradient comparison, the landscape and the raster are those of the first seed.")
+    else:
+        out.append("One seed: rerun with `--seeds 3` (or more) for spreads; a second seed moves rows by a few points.")
+    out.append("The figures move by machine (CPU instruction set, thread count, framework version): compare rows of one run.")
+    if cfg.get("train_examples"):
+        out.append(f"Trained on the first {cfg['train_examples']} training examples only (a quick run); accuracies are far from "
+                   "what the full set gives.")
+    left = (results.get("alignment") or {}).get("not_compared") or []
+    if left:
+        out.append(f"Not in the gradient comparison (no offline gradient): {', '.join(left)}.")
+    return out
+
+
+def significance_rows(results: dict) -> list[list[str]]:
+    """Each arm against the reference over the shared seeds (paired t-test, Wilcoxon signed-rank)."""
+    rows = []
+    for label, c in (results.get("significance") or {}).items():
+        rows.append([label, f"{100 * c['mean_diff']:+.1f}", str(c["n_a"]), _num(c["p"], "{:.3g}"), _num(c.get("p_wilcoxon"), "{:.3g}")])
+    return rows
+
+
+SIGNIFICANCE_HEADER = ["rule", "accuracy minus reference (points)", "seeds", "p (paired t)", "p (Wilcoxon)"]
+
+
 def render_markdown(results: dict, run_dir: Path) -> str:
     cfg = results["config"]
     lines = [
@@ -105,6 +138,12 @@ def render_markdown(results: dict, run_dir: Path) -> str:
         "|" + "---|" * len(HEADER),
     ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    for n in notes(results):
+        lines += ["", n]
+    sig = significance_rows(results)
+    if sig:
+        lines += ["", f"## Against {cfg['reference']}", "", "| " + " | ".join(SIGNIFICANCE_HEADER) + " |", "|" + "---|" * len(SIGNIFICANCE_HEADER)]
+        lines += ["| " + " | ".join(row) + " |" for row in sig]
     if results.get("skipped"):
         lines += ["", f"Not available in this installation: {', '.join(results['skipped'])}."]
     eff_rows = efficiency_rows(results)
@@ -129,6 +168,12 @@ def render_html(results: dict, run_dir: Path) -> str:
         for name, title, caption in FIGURES if (run_dir / name).exists()
     )
     skipped = f"<p>Not available in this installation: {esc(', '.join(results['skipped']))}.</p>" if results.get("skipped") else ""
+    skipped = "".join(f"<p>{esc(n)}</p>" for n in notes(results)) + skipped
+    sig = significance_rows(results)
+    if sig:
+        sig_head = "".join(f"<th>{esc(h)}</th>" for h in SIGNIFICANCE_HEADER)
+        sig_body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in sig)
+        skipped += f"<h2>Against {esc(cfg['reference'])}</h2><table><thead><tr>{sig_head}</tr></thead><tbody>{sig_body}</tbody></table>"
     eff_rows = efficiency_rows(results)
     efficiency = ""
     if eff_rows:

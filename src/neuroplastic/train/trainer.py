@@ -323,6 +323,8 @@ class Trainer:
         """
         if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs >= 0):
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size > 0):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not (isinstance(checkpoint_every, (int, np.integer)) and checkpoint_every > 0):
             raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
         self.check_data(data)
