@@ -158,6 +158,18 @@ def test_thread_env_limits_every_pool_and_keeps_the_callers_xla_flags(monkeypatc
     assert env["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2 --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2"
 
 
+def test_limit_threads_here_only_before_a_framework_is_loaded():
+    import subprocess
+
+    code = ("import os, sys; from neuroplastic.sweep.runner import limit_threads_here as f; a = f(1); "
+            "print(a, os.environ['OMP_NUM_THREADS'], os.environ['XLA_FLAGS']); import jax; print(f(1))")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "XLA_FLAGS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first == "True 1 --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" and second == "False"
+
+
 # ---------------------------------------------------------------------------- statistics
 def test_describe_against_hand_computed_t_interval():
     s = describe([0.80, 0.85, 0.90])
@@ -331,3 +343,46 @@ def test_cli_sweep_errors_exit_2_with_the_named_key(tmp_path, capsys):
     assert "--address: a cluster address cannot be combined with --in-process" in capsys.readouterr().err
     assert main(["sweep", str(sweep), "--out", str(tmp_path / "none"), "--resume", "--in-process"]) == 2
     assert "--resume:" in capsys.readouterr().err and not (tmp_path / "none" / MANIFEST).exists()
+
+
+# ---------------------------------------------------------------------------- examples and benchmark
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_example_sweeps_are_valid_and_rules_seeds_matches_the_rule_comparison_config():
+    from neuroplastic.config import load_config
+    from neuroplastic.sweep import load_sweep
+
+    files = sorted((REPO / "examples" / "sweeps").glob("*.toml"))
+    assert {f.name for f in files} >= {"rules-seeds.toml", "quick.toml", "search-asha.toml"}
+    for f in files:
+        trials = expand_trials(load_sweep(f))
+        assert trials and all(t.error is None for t in trials), f
+    trials = expand_trials(load_sweep(REPO / "examples" / "sweeps" / "rules-seeds.toml"))
+    rules = ["bptt", "eprop-symmetric", "eprop-random", "eprop-adaptive", "ostl", "dfa"]
+    assert [(t.config.rule, t.config.seed) for t in trials] == [(r, s) for r in rules for s in (0, 1, 2)]
+    reference = load_config(REPO / "examples" / "configs" / "rules-mnist1d.toml").to_dict()
+    for t in trials:
+        assert {**t.config.to_dict(), "rule": "bptt", "seed": 0} == reference
+
+
+def test_bench_sweep_renders_its_docs_section(tmp_path):
+    sys.path.insert(0, str(REPO))
+    from bench import common
+    from bench import sweep as bench_sweep
+
+    results = [{"label": lab, "runner": r, "workers": w, "ray_start_s": s, "trial_phase_s": p, "total_s": p + s + 3,
+                "trials_per_hour": 3600 * 8 / p, "trials_per_hour_end_to_end": 3600 * 8 / (p + s + 3), "mean_trial_train_s": 2.5}
+               for lab, r, w, s, p in [("in-process", "in-process", 1, 0.0, 40.0), ("ray, 1 worker", "ray", 1, 12.0, 44.0),
+                                       ("ray, 2 workers", "ray", 2, 12.0, 25.0)]]
+    results[1]["overhead_per_trial_s"] = 0.5
+    report = {"machine": {"cpu": "CPU", "cores": 2}, "ray": "2.60.0", "date": "today", "load_average": (1.0, 1.0, 1.0),
+              "git": None, "config": {"trials": 8}, "results": results}
+    docs = tmp_path / "benchmarks.md"
+    start, end = common.markers("sweep")
+    docs.write_text(f"# B\n\nkeep\n\n{start}\nold\n{end}\n")
+    common.update_docs(docs, "sweep", bench_sweep.render(report))
+    text = docs.read_text()
+    assert "keep" in text and "old" not in text
+    assert "| in-process | 0.0 | 40.0 | 720 | 43.0 | 670 |  |" in text
+    assert "| ray, 1 worker | 12.0 | 44.0 | 655 | 59.0 | 488 | +0.50 |" in text

@@ -159,3 +159,33 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_cluster, tm
     assert [r["epoch"] for r in metrics_without_times(second)] == list(range(1, 41))
     assert "continuing" in (second / "log.txt").read_text()
     assert not (out / TRIALS / "002_epochs=0.5").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_search_mode_runs_under_tune_and_asha_stops_trials_early(tmp_path):
+    """mode = "search" on the embedded local Ray: every trial ends finished or stopped by ASHA, with its run folder."""
+    sweep = write_sweep(tmp_path, '''mode = "search"
+samples = 4
+"trainer.lr" = {loguniform = [1e-4, 1e-1]}
+[sweep.search]
+metric = "test_loss"
+mode = "min"
+grace_period = 1
+reduction_factor = 2
+''', base=TINY_BASE.replace("epochs = 2", "epochs = 4"))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([*NEUROPLASTIC, "sweep", str(sweep), "--out", str(tmp_path / "s")], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = Manifest.load(tmp_path / "s")
+    assert m.data["engine"].startswith("ray (local") and m.data["engine"].endswith(", Tune")
+    statuses = [t["status"] for t in m.trials]
+    assert set(statuses) <= {"finished", "stopped"} and "finished" in statuses
+    for t in m.trials:
+        epochs = [r["epoch"] for r in metrics_without_times(tmp_path / "s" / TRIALS / t["name"])]
+        assert epochs == list(range(1, len(epochs) + 1))
+        if t["status"] == "finished":
+            assert len(epochs) == 4 and (tmp_path / "s" / TRIALS / t["name"] / "summary.json").is_file()
+        else:  # stopped at a rung: ASHA ends the trial's process, which may have trained on a little before it died
+            assert t["message"].startswith("stopped by asha after epoch") and len(epochs) >= 1

@@ -27,7 +27,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from .runner import run_sweep
 
     result = run_sweep(args.sweep_file, out=args.out, resume=args.resume, address=args.address, workers=args.workers,
-                       in_process=args.in_process)
+                       in_process=args.in_process, limit_threads=True)
     return 1 if result.counts.get("error") else 0
 
 

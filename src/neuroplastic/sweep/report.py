@@ -195,16 +195,39 @@ def _description(m: dict) -> list[str]:
         f"{len(trials)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}), run with {m.get('engine', 'n/a')}.",
     ]
     if cfg is not None:
-        lines.append(f"Base: data `{cfg['data']}`, model `{cfg['model']}` (hidden {cfg['hidden']}), {cfg['epochs']} epochs, "
-                     f"batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']} ({cfg['schedule']}), backend `{cfg['backend']}` "
-                     f"(per trial: see `trials/NAME/config.toml`).")
+        configs = [t["config"] for t in trials if t["config"] is not None]
+
+        def v(key: str, fmt: str = "{}") -> str:  # the shared value, or "swept" where the trials differ
+            return fmt.format(cfg[key]) if all(c[key] == cfg[key] for c in configs) else "swept"
+
+        lines.append(f"Shared settings: data `{v('data')}`, model `{v('model')}` (hidden {v('hidden')}), {v('epochs')} epochs, "
+                     f"batch {v('batch_size')}, optimizer {v('optimizer')} with lr {v('lr')} ({v('schedule')} schedule), "
+                     f"backend `{v('backend')}`; each trial's full config is `trials/NAME/config.toml`.")
     return lines
+
+
+def _tested(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["cmp"] is not None]
+
+
+def _comparison_text(rows: list[dict]) -> str:
+    """What the significance table holds, or why there is none."""
+    if not rows:
+        return "Only one setting: nothing to compare."
+    tested = _tested(rows)
+    skipped = len(rows) - len(tested)
+    skip = (f" {skipped} pair{'s' if skipped != 1 else ''} of settings not tested: fewer than 2 finished seeds on a side."
+            if skipped else "")
+    if not tested:
+        return "No pair of settings has 2 or more finished seeds on both sides: no tests." + skip
+    return _test_note(tested) + skip
 
 
 def _test_note(rows: list[dict]) -> str:
     ns = sorted({c.n_a for r in rows if (c := r["cmp"]) is not None and c.test == "paired"})
-    note = (f"Final test accuracy; two-sided tests. Paired tests use only the seeds both settings finished; "
-            f"Holm's adjustment is over the {len(rows)} comparison{'s' if len(rows) != 1 else ''} of this table.")
+    note = (f"Final test accuracy, two-sided tests; A − B is in percentage points. Paired tests use the seeds both settings "
+            f"finished; Holm's adjustment is over the {len(rows)} test{'s' if len(rows) != 1 else ''} of this table "
+            f"(no other correction).")
     if ns:
         note += (f" With {ns[0]} seeds the exact Wilcoxon test cannot give a p-value below {min_wilcoxon_p(ns[0]):.3g}: "
                  f"more seeds are needed before it can reject.")
@@ -329,8 +352,11 @@ def _plot_parallel(trials: list[dict], axes: list[str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(2.2 + 1.8 * len(names), 4.5))
     cmap = plt.get_cmap("viridis")
     lo, hi = min(acc), max(acc)
+    n = len(acc)
     for i, a in enumerate(acc):
-        ax.plot(range(len(names)), [c[0][i] for c in columns], color=cmap((a - lo) / (hi - lo) if hi > lo else 0.5), alpha=0.7)
+        spread = 0.04 * (i / (n - 1) - 0.5) if n > 1 else 0.0  # lines through one value stay apart
+        ys = [c[0][i] + spread for c in columns[:-1]] + [columns[-1][0][i]]
+        ax.plot(range(len(names)), ys, color=cmap((a - lo) / (hi - lo) if hi > lo else 0.5), alpha=0.7)
     for j, (_, ticks) in enumerate(columns):
         ax.axvline(j, color="0.6", lw=0.8)
         for p, lab in ticks:
@@ -358,7 +384,7 @@ def _plot_heatmap(trials: list[dict], kx: str, ky: str, path: Path) -> Path:
     grid = np.full((len(ys), len(xs)), np.nan)
     for (x, y), v in cells.items():
         grid[ys.index(y), xs.index(x)] = float(np.mean(v))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(xs), 1.4 + 0.6 * len(ys)))
+    fig, ax = plt.subplots(figsize=(3.0 + 1.1 * len(xs), 1.8 + 0.6 * len(ys)))
     im = ax.imshow(grid, cmap="viridis", aspect="auto")
     for i in range(len(ys)):
         for j in range(len(xs)):
@@ -383,10 +409,9 @@ def render_markdown(m: dict, rows: list[dict], comparisons: list[dict], figures:
              f"Over the finished seeds of each setting; {int(100 * LEVEL)}% interval of the mean from Student's t with n − 1 degrees of freedom.", ""]
     lines += _md_table(SETTING_HEADER, _setting_cells(rows))
     lines += ["", "## Significance between " + ("rules" if any(k == "rule" or k.startswith("rule.") for k in m.get("axes", [])) else "settings"), ""]
-    if comparisons:
-        lines += [_test_note(comparisons), ""] + _md_table(COMPARISON_HEADER, _comparison_cells(comparisons))
-    else:
-        lines += ["Only one setting: nothing to compare."]
+    lines += [_comparison_text(comparisons)]
+    if _tested(comparisons):
+        lines += [""] + _md_table(COMPARISON_HEADER, _comparison_cells(_tested(comparisons)))
     for name, title, caption in FIGURES:
         if name in figures:
             lines += ["", f"## {title}", "", caption, "", f"![{title}]({name})"]
@@ -398,8 +423,8 @@ def render_markdown(m: dict, rows: list[dict], comparisons: list[dict], figures:
 def render_html(m: dict, rows: list[dict], comparisons: list[dict], figures: list[str]) -> str:
     esc = html.escape
     desc = "".join(f"<p>{esc(line).replace('`', '')}</p>" for line in _description(m))
-    compare = (f"<p>{esc(_test_note(comparisons))}</p>" + _html_table(COMPARISON_HEADER, _comparison_cells(comparisons))
-               if comparisons else "<p>Only one setting: nothing to compare.</p>")
+    compare = f"<p>{esc(_comparison_text(comparisons))}</p>" + (
+        _html_table(COMPARISON_HEADER, _comparison_cells(_tested(comparisons))) if _tested(comparisons) else "")
     figs = "".join(f'<figure><h2>{esc(title)}</h2><img src="{esc(name)}" alt="{esc(title)}"><figcaption>{esc(caption)}</figcaption></figure>'
                    for name, title, caption in FIGURES if name in figures)
     return f"""<!DOCTYPE html>

@@ -19,6 +19,7 @@ from its latest checkpoint (:func:`neuroplastic.experiment.train_run` with ``res
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..config import RunConfig
 from ..experiment import load_run_data, train_run
@@ -67,13 +68,13 @@ def run_trial(config: dict, run_dir: str, data: Any, report: Callable | None = N
     cfg = RunConfig.from_dict(config)
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
-    resume = (d / "config.toml").is_file()
     callbacks = [report] if report is not None else []
-    with open(d / "log.txt", "a", encoding="utf-8") as log_file:
+    with open(d / "log.txt", "a", encoding="utf-8") as log_file, _run_folder_lock(d):
         def log(msg: str) -> None:
             log_file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
             log_file.flush()
 
+        resume = (d / "config.toml").is_file()
         log(f"trial on {platform.node()} pid {os.getpid()}" + (" (continuing)" if resume else ""))
         try:
             summary = train_run(cfg, d, progress=False, log=log, resume=resume, data=data, callbacks=callbacks)
@@ -81,6 +82,23 @@ def run_trial(config: dict, run_dir: str, data: Any, report: Callable | None = N
             log(f"failed: {err}")
             return {"status": "failed", "message": str(err), "host": platform.node()}
     return {**outcome_from_summary(summary), "status": "finished", "message": None, "host": platform.node(), "ray_node": _ray_node()}
+
+
+@contextlib.contextmanager
+def _run_folder_lock(d: Path) -> Iterator[None]:
+    """Hold ``d/.lock`` exclusively: a trial retried while the process of a killed driver's
+    attempt is still dying waits for it, instead of both writing the same run folder."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(d / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the holder closes it or dies
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _ray_node() -> str | None:
@@ -242,6 +260,20 @@ def thread_env(cpus: int) -> dict[str, str]:
     return env
 
 
+def limit_threads_here(cpus: int) -> bool:
+    """Give this process the thread limits of a trial (:func:`thread_env`) if no framework is loaded yet.
+
+    The in-process runner then computes with the thread counts a Ray worker uses, so both
+    give the same results.  ``False`` when torch or JAX is already imported (too late).
+    """
+    if any(m in sys.modules for m in ("torch", "jax", "jaxlib")):
+        return False
+    env = thread_env(cpus)
+    if os.environ.get("OMP_NUM_THREADS") != env["OMP_NUM_THREADS"] or "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ.update(env)
+    return True
+
+
 def trial_gpus(spec: SweepSpec, cfg: RunConfig) -> float:
     """GPUs a trial asks for: ``gpus_per_trial`` when set, else 1 for a ``cuda`` device and 0 otherwise."""
     if spec.gpus_per_trial is not None:
@@ -251,13 +283,15 @@ def trial_gpus(spec: SweepSpec, cfg: RunConfig) -> float:
 
 def run_sweep(sweep_file: str | Path, out: str | Path | None = None, resume: bool = False, address: str | None = None,
               workers: int | None = None, in_process: bool = False, log: Callable[[str], Any] = print,
-              notice: Callable[[str], Any] | None = None) -> SweepResult:
+              notice: Callable[[str], Any] | None = None, limit_threads: bool = False) -> SweepResult:
     """Run (or with ``resume``, continue) the sweep of ``sweep_file``, then write its report.
 
     ``address``: a Ray cluster (default ``$RAY_ADDRESS``; neither: a local Ray started here
     and stopped at the end).  ``workers``: trials at once (default: the CPUs here divided by
     ``cpus_per_trial``; on a cluster, as many as it schedules).  ``in_process``, or Ray not
-    installed: every trial in this process, in order (``notice`` says so, in one line).
+    installed: every trial in this process, in order (``notice`` says so, in one line);
+    ``limit_threads`` then gives this process a trial's thread limits first, as long as no
+    framework is loaded (what ``neuroplastic sweep`` does; it changes ``os.environ``).
     """
     if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         raise ValueError(f"--workers: expected a positive integer, got {workers!r}")
@@ -301,6 +335,9 @@ def run_sweep(sweep_file: str | Path, out: str | Path | None = None, resume: boo
     progress = _Progress(manifest, len(todo), log)
     if ray is None:
         engine = "in-process"
+        if todo and limit_threads and not limit_threads_here(spec.cpus_per_trial):
+            log(f"neuroplastic sweep: a framework is already loaded in this process; its thread pools keep their size "
+                f"(not cpus_per_trial = {spec.cpus_per_trial})")
         _run_in_process(todo, datasets, sweep_dir, progress)
     else:
         engine = _run_on_ray(ray, spec, todo, datasets, sweep_dir, progress, address, workers)
@@ -509,6 +546,6 @@ def _run_tune(spec: SweepSpec, todo: list[Trial], datasets: dict, sweep_dir: Pat
 
 __all__ = [
     "DONE", "MANIFEST", "Manifest", "SweepResult", "TRIALS", "completed_outcome", "data_key",
-    "default_sweep_dir", "open_manifest", "outcome_from_summary", "read_history", "run_sweep", "run_trial", "start_ray",
+    "default_sweep_dir", "limit_threads_here", "open_manifest", "outcome_from_summary", "read_history", "run_sweep", "run_trial", "start_ray",
     "thread_env", "trial_gpus",
 ]
