@@ -304,7 +304,7 @@ def loss_surface(
 
     The computation runs on ``backend`` (default: that of ``params``, or of the data when
     ``params`` are numpy); ``params``, directions and data are converted to it.
-    With ``vectorize`` (default: on for JAX) the grid points are evaluated ``chunk`` at a
+    With ``vectorize`` (default: on where the backend compiles, i.e. JAX) the grid points are evaluated ``chunk`` at a
     time by one ``jit``-compiled ``vmap`` over ``(a, b)`` (on torch, ``vectorize=True``
     uses ``torch.func.vmap``); otherwise one point at a time (still ``jit``-compiled on JAX).
 
@@ -324,10 +324,10 @@ def loss_surface(
         B = get_backend(backend)
     else:
         B = ops_for(tree_leaves(params)[0])
-        if B.name == "numpy":
+        if not B.differentiable:  # numpy parameters: run on the data's framework
             B = ops_for(batches[0][0])
     if vectorize is None:
-        vectorize = B.name == "jax"
+        vectorize = B.compiles
 
     conv = lambda t: tree_map(lambda a: B.stop_gradient(B.asarray(a)), t)  # noqa: E731
     p0, u, v = conv(params), conv(d1), conv(d2)
@@ -364,8 +364,9 @@ def loss_surface(
         fn = B.jit(point_loss)
         values = np.empty(n)
         for k in range(n):
-            a = B.asarray(np.asarray(a_flat[k])) if B.name == "jax" else float(a_flat[k])
-            b = B.asarray(np.asarray(b_flat[k])) if B.name == "jax" else float(b_flat[k])
+            # compiled functions take arrays (one compilation for every point); eager ones plain numbers
+            a = B.asarray(np.asarray(a_flat[k])) if B.compiles else float(a_flat[k])
+            b = B.asarray(np.asarray(b_flat[k])) if B.compiles else float(b_flat[k])
             values[k] = float(np.asarray(B.to_numpy(fn(a, b, p0, u, v, data))))
     return alphas, betas, values.reshape(n_a, n_b)
 

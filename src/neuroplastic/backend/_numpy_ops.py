@@ -14,6 +14,9 @@ class NumpyLikeOps:
     def float_dtype(self) -> Any:
         return getattr(self.xp, self.dtype_name)
 
+    def float_dtype_of(self, name: str) -> Any:
+        return getattr(self.xp, name)
+
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         arr = self.xp.asarray(x)
         if dtype is not None:

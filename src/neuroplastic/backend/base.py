@@ -360,6 +360,10 @@ class Backend:
     def tree_stop_gradient(self, tree: Any) -> Any:
         return tree_map(self.stop_gradient, tree)
 
+    def float_dtype_of(self, name: str) -> Any:
+        """The framework's float dtype called ``name`` (``"float32"``, ``"float64"``)."""
+        raise NotImplementedError
+
     def is_traced(self, x: Any) -> bool:
         """True when ``x`` is a placeholder inside a transform (``jit``/``vjp``/``vmap``) whose values are not known."""
         return False

@@ -111,6 +111,9 @@ class TorchBackend(Backend):
             torch._C._functorch.is_functorch_wrapped_tensor(x) or torch._C._functorch.maybe_current_level() is not None
         )
 
+    def float_dtype_of(self, name: str) -> Any:
+        return getattr(torch, name)
+
     def astype(self, x: torch.Tensor, dtype: Any) -> torch.Tensor:
         return x.to(dtype)
 

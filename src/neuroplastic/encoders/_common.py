@@ -29,11 +29,8 @@ def prepare(x: Any, encoder: str) -> tuple[Backend, Any]:
         raise ValueError(f"{encoder}: expected a numpy array, torch tensor or JAX array, got {type(x).__name__}") from None
     if "complex" in str(x.dtype):
         raise ValueError(f"{encoder}: expected an array of real numbers, got dtype {x.dtype}")
-    if B.name == "torch" and not x.is_floating_point():
-        x = x.float()
-        B = ops_for(x)
-    if B.name == "jax" and str(x.dtype) not in ("float32", "float64"):
-        x = x.astype("float32")
+    if str(x.dtype).replace("torch.", "") not in ("float32", "float64"):  # integers, booleans, half precision
+        x = B.astype(x, B.float_dtype_of("float32"))
         B = ops_for(x)
     return B, x
 
