@@ -577,6 +577,8 @@ def _cell(r: dict | None) -> str:
         return "–"
     if "unavailable" in r:
         return "unavailable"
+    if "skipped" in r:
+        return "not run"
     if "error" in r:
         return "failed"
     t = r["time"]
@@ -607,12 +609,15 @@ def _agreement(rows: Sequence[dict]) -> str:
 
 
 def _why_unavailable(rows: Sequence[dict]) -> str:
+    out = []
     for r in rows:
         if "unavailable" in r:
-            return "unavailable: " + r["unavailable"].replace("|", "/")
-        if "error" in r:
-            return "failed: " + r["error"].strip().splitlines()[-1].replace("|", "/")[:160]
-    return ""
+            return "unavailable: " + r["unavailable"]
+        if "skipped" in r:
+            out.append(f"H={r['hidden']} not run: " + r["skipped"])
+        elif "error" in r:
+            out.append(f"H={r['hidden']} failed: " + r["error"].strip().splitlines()[-1][:160])
+    return "; ".join(out)
 
 
 def fastest(results: Sequence[dict], H: int, kinds: Sequence[str]) -> dict | None:
@@ -683,7 +688,7 @@ def render_markdown(report: dict) -> str:
             agree = agree.replace("yes", "yes, with the reference of its semantics", 1)
         notes = "; ".join(x for x in (_why_unavailable(mine), ("differs: " + diff) if diff else "", impl.note) if x)
         kind = {"neuroplastic": "ours", "reference": "reference", "peer": "peer"}[impl.kind]
-        rows.append([impl.label, kind] + cells + [agree, notes.replace("|", "/")])
+        rows.append([impl.label, kind] + cells + [agree, notes.replace("|", "\\|")])
     lines.append(common.markdown_table(header, rows, align="ll" + "r" * len(sizes) + "ll"))
     lines += ["", "Ratios of the medians above (same run; < 1: neuroplastic is faster; the goal of issue 12 is <= 0.67 "
               "against the fastest peer, and torch / JAX <= 1.5):", "",

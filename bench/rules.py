@@ -1,10 +1,11 @@
 """Speed of the rule comparison itself: seconds per training epoch of each rule, torch and JAX.
 
-The main job's six rules (``neuroplastic.study.DEFAULT_RULES``: bptt, eprop-symmetric,
-eprop-random, eprop-adaptive, ostl, dfa) on the main job's network and data (the
-``StudyConfig`` defaults: recurrent LIF, hidden 128, tau_mem 1 step, rate regulariser,
-MNIST-1D, batch 64, Adam with a cosine schedule), built exactly as the main job builds them
-(``study_data`` and ``study_trainer``), plus the online rules in online mode (an update per
+The main job's six rules (the arms of ``StudyConfig.default()``, the study file
+``neuroplastic/studies/main.toml``: bptt, eprop-symmetric, eprop-random, eprop-adaptive,
+ostl, dfa) on the main job's network and data (recurrent LIF, hidden 128, tau_mem 1 step,
+rate regulariser, MNIST-1D, batch 64, Adam with a cosine schedule), each built as the main
+job builds an arm (``StudyConfig.run_config``, ``study_data``,
+``experiment.build_trainer``), plus the online rules in online mode (an update per
 time step, with the per-step loss ``ce_per_step`` and no regulariser, as the ``-online`` rows
 of ``examples/compare_rules_mnist1d.py``): ``rtrl`` on a small network (hidden
 ``rtrl_hidden``), ``ottt`` and ``otpe``.
@@ -46,9 +47,10 @@ DEFAULTS: dict = {
     "seed": 0,
 }
 
-#: online mode as the ``-online`` rows of examples/compare_rules_mnist1d.py run it: an update
-#: per time step needs a per-step loss, and takes no rate regulariser
-ONLINE: dict = {"mode": "online", "loss": "ce_per_step", "lr": 1e-4, "reg_rate_hz": None}
+#: run-config overrides of an online arm, as the ``-online`` rows of
+#: examples/compare_rules_mnist1d.py run it: an update per time step needs a per-step loss,
+#: and takes no rate regulariser
+ONLINE: dict = {"loss": "ce_per_step", "lr": 1e-4, "reg_rate_hz": None}
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,11 @@ class RuleCase:
 
 
 def default_cases(rtrl_hidden: int = DEFAULTS["rtrl_hidden"]) -> list[RuleCase]:
-    """The main job's rules offline, then rtrl (small network), ottt and otpe online."""
-    from neuroplastic.study import DEFAULT_RULES
+    """The main job's arms (``StudyConfig.default()``), then rtrl (small network), ottt and otpe online."""
+    from neuroplastic.study import StudyConfig
 
-    return [RuleCase(r) for r in DEFAULT_RULES] + [RuleCase("rtrl", "online", rtrl_hidden), RuleCase("ottt", "online"),
-                                                   RuleCase("otpe", "online")]
+    main = [RuleCase(a.rule, a.mode) for a in StudyConfig.default().arms]
+    return main + [RuleCase("rtrl", "online", rtrl_hidden), RuleCase("ottt", "online"), RuleCase("otpe", "online")]
 
 
 def parse_case(text: str) -> RuleCase:
@@ -96,32 +98,32 @@ def measure(config: dict) -> dict:
     from dataclasses import replace
 
     from neuroplastic.backend import get_backend
-    from neuroplastic.study import StudyConfig, run_config, study_data
     from neuroplastic.experiment import build_trainer
+    from neuroplastic.study import Arm, StudyConfig, study_data
 
     cfg = {**DEFAULTS, **config}
-    overrides = {"backend": cfg["backend"], "epochs": cfg["epochs"], "train_examples": cfg["train_examples"], "seed": cfg["seed"]}
+    main = StudyConfig.default()
+    study = replace(main, base=replace(main.base, backend=cfg["backend"], epochs=cfg["epochs"], seed=cfg["seed"]),
+                    train_examples=cfg["train_examples"])
+    overrides = dict(ONLINE) if cfg["mode"] == "online" else {}
     if cfg.get("hidden"):
         overrides["hidden"] = cfg["hidden"]
-    study = StudyConfig(**overrides)
+    run = study.run_config(Arm(cfg["rule"], mode=cfg["mode"], overrides=overrides))
     data = study_data(study)
     data = replace(data, x_test=data.x_test[:, : cfg["test_examples"]], y_test=data.y_test[: cfg["test_examples"]])
     B = get_backend(cfg["backend"])
-    run = run_config(study, cfg["rule"])
-    if cfg["mode"] == "online":
-        run = replace(run, **ONLINE)
     net, trainer = build_trainer(run, data, B)
-    params = net.init(study.seed, backend=B)
+    params = net.init(run.seed, backend=B)
     t0 = time.perf_counter()
-    _, history = trainer.fit(params, data, epochs=study.epochs, batch_size=study.batch_size, seed=study.seed)
+    _, history = trainer.fit(params, data, epochs=run.epochs, batch_size=run.batch_size, seed=run.seed)
     wall = time.perf_counter() - t0
     train = [h["train_time_s"] for h in history]
     epoch = [h["epoch_time_s"] for h in history]
     steady = train[1:] or train
     result = {
-        "rule": cfg["rule"], "mode": cfg["mode"], "backend": cfg["backend"], "hidden": study.hidden,
+        "rule": cfg["rule"], "mode": cfg["mode"], "backend": cfg["backend"], "hidden": run.hidden,
         "train_examples": int(data.x_train.shape[1]), "test_examples": int(data.x_test.shape[1]),
-        "T": int(data.x_train.shape[0]), "batch": study.batch_size, "epochs": len(history),
+        "T": int(data.x_train.shape[0]), "batch": run.batch_size, "epochs": len(history),
         "first_epoch_train_s": train[0], "train_s": train, "epoch_s": epoch,
         "train_s_per_epoch": statistics.median(steady), "epoch_s_per_epoch": statistics.median(epoch[1:] or epoch),
         "epochs_per_s": 1.0 / statistics.median(steady), "fit_wall_s": wall,
