@@ -186,18 +186,22 @@ def config_to_dict(cfg: RunConfig) -> dict:
     return out
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a TOML run configuration."""
+def read_toml(path: str | Path) -> dict:
+    """The table of the TOML file ``path``, or a ``ValueError`` naming the file (unreadable, not TOML)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ValueError(f"config: cannot read {p} ({err.strerror or err})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"config: cannot read {p} ({getattr(err, 'strerror', None) or err})") from None
     try:
-        d = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"config: {p} is not valid TOML ({err})") from None
-    return config_from_dict(d)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML run configuration."""
+    return config_from_dict(read_toml(path))
 
 
 def loads_config(text: str) -> RunConfig:

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,13 +64,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import get_backend
-from .config import SECTIONS, RunConfig, _did_you_mean, _show, config_from_dict, config_to_toml
+from .config import SECTIONS, RunConfig, _did_you_mean, _show, config_from_dict, config_to_toml, read_toml
 from .losses import Objective
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: the main job's study file, shipped with the package
 MAIN_STUDY = Path(__file__).resolve().parent / "studies" / "main.toml"
@@ -234,16 +228,7 @@ def study_from_dict(d: dict, source: str = "study") -> StudyConfig:
 
 def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study TOML file (see the module docstring)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ValueError(f"config: cannot read {p} ({err.strerror or err})") from None
-    try:
-        d = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"config: {p} is not valid TOML ({err})") from None
-    return study_from_dict(d, str(p))
+    return study_from_dict(read_toml(path), str(path))
 
 
 def study_to_toml(cfg: StudyConfig) -> str:

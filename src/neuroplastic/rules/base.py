@@ -161,6 +161,24 @@ def forward_loss(network: Network, params: dict, batch: tuple, objective: Object
 
 
 
+def key_rng(B: Any, key: Any) -> Any:
+    """A numpy generator seeded from the backend key ``key`` (``0`` without one): rule states drawn
+    in numpy are then the same on every backend for the same seed."""
+    import numpy as np
+
+    return np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
+
+
+def random_block_matrices(network: Network, params: Any, key: Any, scale: float) -> list:
+    """One fixed random matrix ``(n_l, n_out)`` per hidden block, ``N(0, scale^2 / n_l)``: the feedback
+    (e-prop, DFA, SuperSpike) or local readout (DCLL) weights of the rules that broadcast the output error."""
+    import math
+
+    B = backend_of(params)
+    rng = key_rng(B, key)
+    return [B.asarray(rng.normal(0.0, scale / math.sqrt(blk.size), (blk.size, network.n_out))) for blk in network.blocks[:-1]]
+
+
 def backend_of(params: Any) -> Any:
     """The backend that owns ``params`` (from its first array leaf)."""
     return ops_for(tree_leaves(params)[0])

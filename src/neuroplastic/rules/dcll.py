@@ -33,12 +33,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 
 from ..backend import ops_for
 from ..losses import Objective
 from ..network import Network
-from .base import StepLoss, backend_of, no_regularizer, recorded_errors
+from .base import StepLoss, no_regularizer, random_block_matrices, recorded_errors
 from .ottt import OTTT
 
 
@@ -59,14 +58,7 @@ class DCLL(OTTT):
     def init(self, network: Network, params: dict, key: Any = None) -> dict:
         """``{"readouts": [G^l for each hidden block]}``, seeded from ``key``."""
         self._check(network)
-        B = backend_of(params)
-        rng = np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
-        n_out = network.n_out
-        readouts = [
-            B.asarray(rng.normal(0.0, self.readout_scale / math.sqrt(blk.size), (blk.size, n_out)))
-            for blk in network.blocks[:-1]
-        ]
-        return {"readouts": readouts}
+        return {"readouts": random_block_matrices(network, params, key, self.readout_scale)}
 
     @staticmethod
     def _readouts(network: Network, rule_state: Any) -> list:

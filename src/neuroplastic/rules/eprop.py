@@ -48,15 +48,13 @@ from __future__ import annotations
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
 
 from ..losses import Objective
 from ..network import Connection, Network
 from ..protocols import require_network
-from .base import OnlineRule, backend_of
+from .base import OnlineRule, backend_of, random_block_matrices
 from .traces import adjoint_trace_sum, init_eligibility, single_decay, trace_step
 
 FEEDBACK = ("symmetric", "random", "adaptive")
@@ -74,10 +72,28 @@ def readout_connections(network: Network) -> dict[int, Connection]:
     return src
 
 
-def readout_error(network: Network, params: dict, rec: dict, pres: list, xs: Any, targets: Any, objective: Objective):
-    """``(loss, delta, readout gradient pieces)``: ``delta_t = dE/dI^out_t`` by autodiff through the readout
-    block alone (any loss), and the readout's exact gradient ``sum_t p^out_t delta_t^T`` (+ its cell's)."""
+class ReadoutPass(NamedTuple):
+    """The first pass of the offline trace rules: the recorded run and the error at the readout."""
+
+    ys: Any  # outputs (T, B, n_out)
+    rec: dict  # the run's record (outputs, cell states, currents)
+    pres: list  # every connection's presynaptic sequence
+    loss: Any  # the objective (regulariser included)
+    delta: Any  # dE/dI^out_t (T, B, n_out): the error at the readout's input current
+    pieces: dict  # the readout's exact gradient, as connection pieces
+    readout_cell: dict  # the gradient of the readout cell's own parameters
+    reg: list | None  # dR/dz^l_t of the rate regulariser, per block (None without one)
+
+
+def readout_pass(network: Network, params: dict, batch: tuple, objective: Objective) -> ReadoutPass:
+    """Run the network recording states and currents; ``delta_t = dE/dI^out_t`` by autodiff through the
+    readout block alone (any loss), the readout's exact gradient ``sum_t p^out_t delta_t^T`` (and its
+    cell's), and the regulariser's direct term on each block's output."""
+    xs, targets = batch
     B = backend_of(params)
+    ys, _, rec = network.run(params, xs, record=("state", "current"))
+    outs = [B.stop_gradient(o) for o in rec["out"]]
+    pres = network.presynaptic_sequences(xs, outs)
     r = len(network.blocks) - 1
     current_r = B.stop_gradient(rec["current"][r])
 
@@ -86,10 +102,12 @@ def readout_error(network: Network, params: dict, rec: dict, pres: list, xs: Any
         return objective.loss(y, targets, None)
 
     loss, g = B.value_and_grad(readout_loss)({"I": current_r, "cell": network.cell_params(params, r)})
-    delta = g["I"]
-    pre_r = network.stacked_presynaptic(r, pres, like=xs)
-    pieces = network.split_stacked(r, B.einsum("tbp,tbo->po", pre_r, delta))
-    return loss, delta, pieces, g["cell"]
+    pieces = network.split_stacked(r, B.einsum("tbp,tbo->po", network.stacked_presynaptic(r, pres, like=xs), g["I"]))
+    reg = None
+    if objective.regularizer is not None:
+        reg_value, reg = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
+        loss = loss + reg_value
+    return ReadoutPass(ys, rec, pres, loss, g["I"], pieces, g["cell"], reg)
 
 
 def block_trace_gradient(network: Network, params: dict, l: int, rec: dict, pres: list, xs: Any, signal: Any) -> tuple[dict, Any]:
@@ -149,14 +167,7 @@ class EProp(OnlineRule):
                 )
         if self.feedback == "symmetric":
             return {}
-        B = backend_of(params)
-        rng = np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
-        n_out = network.n_out
-        fb = [
-            B.asarray(rng.normal(0.0, self.feedback_scale / math.sqrt(blk.size), (blk.size, n_out)))
-            for blk in network.blocks[:-1]
-        ]
-        return {"feedback": fb}
+        return {"feedback": random_block_matrices(network, params, key, self.feedback_scale)}
 
     def feedback_matrices(self, network: Network, params: dict, rule_state: dict) -> list:
         """``F^l`` of shape ``(n_l, n_out)`` for every hidden block."""
@@ -168,26 +179,18 @@ class EProp(OnlineRule):
     # ------------------------------------------------------------------ offline
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
         network = self._check(network)
-        xs, targets = batch
         B = backend_of(params)
-        ys, _, rec = network.run(params, xs, record=("state", "current"))
-        outs = [B.stop_gradient(o) for o in rec["out"]]
-        pres = network.presynaptic_sequences(xs, outs)
-        loss, delta, pieces, readout_cell = readout_error(network, params, rec, pres, xs, targets, objective)
-        # the regulariser's direct effect on each block's spikes joins the learning signal
-        reg_grads = None
-        if objective.regularizer is not None:
-            reg_value, reg_grads = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
-            loss = loss + reg_value
+        first = readout_pass(network, params, batch, objective)
+        pieces = first.pieces
         for l, F in enumerate(self.feedback_matrices(network, params, rule_state)):
-            signal = B.matmul(delta, B.transpose(F, (1, 0)))
-            if reg_grads is not None:
-                signal = signal + reg_grads[l]
-            pieces = add_pieces(pieces, block_trace_gradient(network, params, l, rec, pres, xs, signal)[0])
+            signal = B.matmul(first.delta, B.transpose(F, (1, 0)))
+            if first.reg is not None:  # the regulariser's direct effect on the block's spikes joins the signal
+                signal = signal + first.reg[l]
+            pieces = add_pieces(pieces, block_trace_gradient(network, params, l, first.rec, first.pres, batch[0], signal)[0])
         rule_state = self._adapt_feedback(network, rule_state, pieces)
         pieces = self._decay_readout(network, params, pieces, 1.0)
-        grads = network.gradient_tree(params, pieces, {len(network.blocks) - 1: readout_cell})
-        return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
+        grads = network.gradient_tree(params, pieces, {len(network.blocks) - 1: first.readout_cell})
+        return grads, rule_state, {"loss": first.loss, "outputs": first.ys, "spikes": first.rec["out"]}
 
     def _decay_readout(self, network: Network, params: dict, pieces: dict, share: Any) -> dict:
         """Adaptive feedback: add ``share * weight_decay * W_out`` to the readout weights' gradient."""

@@ -57,7 +57,7 @@ from ..losses import Objective
 from ..network import Connection, Hooks, Network
 from ..protocols import require_network
 from ..tree import tree_map
-from .base import Rule, backend_of
+from .base import Rule, backend_of, key_rng, random_block_matrices
 
 
 def fa_apply(c: Connection, p: dict, x: Any, f: dict) -> Any:
@@ -98,7 +98,7 @@ class FeedbackAlignment(Rule):
         """``{"feedback": F}`` with ``F`` laid out as the parameters (only where an ``F`` is needed)."""
         network = require_network(network, "feedback alignment")
         B = backend_of(params)
-        rng = np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
+        rng = key_rng(B, key)
         pieces = {}
         for c in self.feedback_connections(network):
             w = network.connection_params(params, c)["w"]
@@ -159,12 +159,7 @@ class DirectFeedbackAlignment(Rule):
         network = require_network(network, "DFA")
         if len(network.blocks) < 2:
             raise ValueError("network: DFA needs at least one hidden block before the readout block")
-        B = backend_of(params)
-        rng = np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
-        fb = [
-            B.asarray(rng.normal(0.0, self.feedback_scale / math.sqrt(blk.size), (blk.size, network.n_out)))
-            for blk in network.blocks[:-1]
-        ]
+        fb = random_block_matrices(network, params, key, self.feedback_scale)
         return {"feedback": fb}
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):

@@ -30,8 +30,8 @@ from typing import Any
 from ..losses import Objective
 from ..network import Network
 from ..protocols import require_network
-from .base import OnlineRule, backend_of
-from .eprop import EProp, add_pieces, block_trace_gradient, readout_error
+from .base import OnlineRule
+from .eprop import EProp, add_pieces, block_trace_gradient, readout_pass
 
 
 class OSTL(OnlineRule):
@@ -58,30 +58,22 @@ class OSTL(OnlineRule):
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
         network = self._check(network)
-        xs, targets = batch
-        B = backend_of(params)
-        ys, _, rec = network.run(params, xs, record=("state", "current"))
-        outs = [B.stop_gradient(o) for o in rec["out"]]
-        pres = network.presynaptic_sequences(xs, outs)
-        loss, delta, pieces, readout_cell = readout_error(network, params, rec, pres, xs, targets, objective)
-        reg_grads = None
-        if objective.regularizer is not None:
-            reg_value, reg_grads = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
-            loss = loss + reg_value
+        first = readout_pass(network, params, batch, objective)
+        pieces = first.pieces
         r = len(network.blocks) - 1
         # L^{r-1}_t = delta_t W_out^T, then down through the chain within each step
         up = network.feed_connection(r)
-        signal = up.synapse.transpose(network.connection_params(params, up), delta)
+        signal = up.synapse.transpose(network.connection_params(params, up), first.delta)
         for l in range(r - 1, -1, -1):
-            if reg_grads is not None:
-                signal = signal + reg_grads[l]
-            block, z_I = block_trace_gradient(network, params, l, rec, pres, xs, signal)
+            if first.reg is not None:
+                signal = signal + first.reg[l]
+            block, z_I = block_trace_gradient(network, params, l, first.rec, first.pres, batch[0], signal)
             pieces = add_pieces(pieces, block)
             if l > 0:
                 c = network.feed_connection(l)
                 signal = c.synapse.transpose(network.connection_params(params, c), signal * z_I)
-        grads = network.gradient_tree(params, pieces, {r: readout_cell})
-        return grads, rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
+        grads = network.gradient_tree(params, pieces, {r: first.readout_cell})
+        return grads, rule_state, {"loss": first.loss, "outputs": first.ys, "spikes": first.rec["out"]}
 
     # online, one hidden block: the spatial signal is the readout's, so OSTL is symmetric e-prop
     def _online(self, network: Any) -> EProp:

@@ -36,12 +36,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 
 from ..losses import Objective, VanRossum
 from ..network import Network
 from ..protocols import require_network
-from .base import OnlineRule, backend_of
+from .base import OnlineRule, backend_of, random_block_matrices
 from .eprop import add_pieces
 from .traces import psp_init, psp_step
 
@@ -94,12 +93,7 @@ class SuperSpike(OnlineRule):
         self._check(network)
         if self.feedback == "symmetric":
             return {}
-        B = backend_of(params)
-        rng = np.random.default_rng(B.seed_from_key(key) if key is not None else 0)
-        fb = [
-            B.asarray(rng.normal(0.0, self.feedback_scale / math.sqrt(blk.size), (blk.size, network.n_out)))
-            for blk in network.blocks[:-1]
-        ]
+        fb = random_block_matrices(network, params, key, self.feedback_scale)
         return {"feedback": fb}
 
     def feedback_matrices(self, network: Network, params: dict, rule_state: Any) -> list:
