@@ -237,7 +237,8 @@ def render_markdown(reports: dict[str, dict]) -> str:
                      f"each (rule, backend) in its own process; the suite took {rep['wall_s'] / 60:.1f} min. {m['cpu']}, "
                      f"{m['cores']} cores; torch {v.get('torch')}, jax {v.get('jax')}; {common.describe_git(rep.get('git'))}. "
                      f"Load average before / after: "
-                     f"{la(rep.get('load_average_before'))} / {la(rep.get('load_average_after'))}.")
+                     f"{la(rep.get('load_average_before'))} / {la(rep.get('load_average_after'))}."
+                     + (f" Note: {rep['merged']}." if rep.get("merged") else ""))
         lines.append("")
     cases: list[str] = []
     for column in COLUMNS:

@@ -307,7 +307,7 @@ def test_rules_suite_end_to_end(tmp_path):
     docs.write_text("# Benchmarks\n")
     out = tmp_path / "rules-after.json"
     cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--suite", "rules", "--rules", "bptt,ottt:online", "--backends", "torch,jax",
-           "--epochs", "2", "--train-examples", "32", "--test-examples", "16", "--column", "after", "--json", str(out), "--docs", str(docs)]
+           "--epochs", "2", "--train-examples", "64", "--test-examples", "32", "--column", "after", "--json", str(out), "--docs", str(docs)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
@@ -316,7 +316,7 @@ def test_rules_suite_end_to_end(tmp_path):
     assert set(cell) == {("bptt", "torch"), ("bptt", "jax"), ("ottt (online)", "torch"), ("ottt (online)", "jax")}
     for r in cell.values():
         assert "error" not in r, r.get("error")
-        assert r["epochs"] == 2 and len(r["train_s"]) == 2 and r["train_examples"] == 32 and r["test_examples"] == 16
+        assert r["epochs"] == 2 and len(r["train_s"]) == 2 and r["train_examples"] == 64 and r["test_examples"] == 32
         assert r["train_s_per_epoch"] == r["train_s"][1] and r["epochs_per_s"] == pytest.approx(1 / r["train_s"][1])
         assert r["hidden"] == 128 and r["T"] == 40 and np.isfinite(r["final_train_loss"])
     assert cell[("ottt (online)", "jax")]["mode"] == "online" and cell[("bptt", "jax")]["mode"] == "offline"
