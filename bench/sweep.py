@@ -156,8 +156,10 @@ def render(report: dict) -> str:
         "",
         "*Trial phase*: from submitting the first trial to the last result; *whole sweep*: the command from start to end "
         "(Ray start-up, trials, report, shutdown). Ray's overhead per trial is its 1-worker trial phase minus the in-process one, "
-        "over the trials: it includes starting a worker process and importing JAX there, once per worker. "
-        "The machine is shared, so these numbers move from run to run.",
+        "over the trials: it includes starting a worker process and importing JAX there, once per worker; where it is negative "
+        "it is below this machine's noise, and Ray's cost is its start-up. Every trial runs with one CPU's thread limits, in "
+        "process too. The machine is shared (see the load average), so these numbers move from run to run, and a second worker "
+        "helps only when a second core is free; see docs/sweeps.md.",
     ])
 
 
@@ -166,11 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=8, help="trials per configuration (default 8)")
     p.add_argument("--json", default=str(common.REPO / "bench" / "results" / "sweep.json"), help="where the JSON report goes")
     p.add_argument("--docs", default=str(common.REPO / "docs" / "benchmarks.md"), help="the markdown file whose sweep section is rewritten")
+    p.add_argument("--from-json", default=None, metavar="IN", help="run nothing: rewrite the docs section from saved results")
     args = p.parse_args(argv)
     if args.trials < 1:
         p.error(f"--trials must be a positive integer, got {args.trials}")
-    report = run(args.trials)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.from_json:
+        report = json.loads(Path(args.from_json).read_text())
+    else:
+        report = run(args.trials)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     common.update_docs(args.docs, NAME, render(report), heading=HEADING)
     print(render(report))
     return 0

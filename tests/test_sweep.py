@@ -334,6 +334,16 @@ def test_in_process_resume_continues_an_interrupted_trial_from_its_checkpoint(tm
     assert Manifest.load(cut).trials[0]["attempts"] == 1
 
 
+@pytest.mark.timeout(120)
+def test_a_diverging_trial_is_recorded_failed_with_the_trainers_message(tmp_path):
+    sweep = write_sweep(tmp_path, '"trainer.lr" = [1e38]\n', base=TINY_BASE + 'optimizer = "sgd"\n')
+    result = run_sweep(sweep, out=tmp_path / "s", in_process=True, log=lambda msg: None)
+    assert result.counts == {"failed": 1}
+    rec = Manifest.load(tmp_path / "s").trials[0]
+    assert rec["message"].startswith("training diverged: non-finite")
+    assert not (tmp_path / "s" / TRIALS / rec["name"] / "summary.json").exists()
+
+
 def test_cli_sweep_errors_exit_2_with_the_named_key(tmp_path, capsys):
     sweep = write_sweep(tmp_path, '"trainer.lrr" = [1]\n')
     assert main(["sweep", str(sweep), "--out", str(tmp_path / "s"), "--in-process"]) == 2

@@ -25,7 +25,6 @@ import pytest
 
 pytest.importorskip("ray")
 
-from neuroplastic.sweep import run_sweep  # noqa: E402
 from neuroplastic.sweep.runner import TRIALS, Manifest  # noqa: E402
 
 from .test_sweep import TINY_BASE, assert_same_trials, metrics_without_times, write_sweep  # noqa: E402
@@ -96,16 +95,20 @@ def test_two_node_cluster_sweep_equals_the_in_process_runner_bit_for_bit(ray_clu
     address, env = ray_cluster
     sweep = write_sweep(tmp_path, 'rule = ["bptt", "eprop-symmetric"]\nseed = [0, 1]\n')
     t0 = time.perf_counter()
-    driver = subprocess.Popen(_sweep_cmd(sweep, tmp_path / "ray", address), env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # both drivers are fresh `neuroplastic sweep` processes (the in-process one with a trial's thread limits),
+    # so nothing this test process has loaded or configured can tell them apart
+    drivers = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for cmd in (_sweep_cmd(sweep, tmp_path / "ray", address),
+                           [*NEUROPLASTIC, "sweep", str(sweep), "--out", str(tmp_path / "local"), "--in-process"])]
     try:
-        local = run_sweep(sweep, out=tmp_path / "local", in_process=True, log=lambda msg: None)  # meanwhile, here
-        output, _ = driver.communicate(timeout=240)
+        outputs = [d.communicate(timeout=240)[0] for d in drivers]
     finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 0, output
-    assert local.counts == {"finished": 4}
+        for d in drivers:
+            if d.poll() is None:
+                d.kill()
+    assert [d.returncode for d in drivers] == [0, 0], outputs
+    assert [t["status"] for t in Manifest.load(tmp_path / "local").trials] == ["finished"] * 4
+    assert Manifest.load(tmp_path / "local").data["engine"] == "in-process"
     m = Manifest.load(tmp_path / "ray")
     assert m.data["engine"] == f"ray (cluster {address})"
     assert [t["status"] for t in m.trials] == ["finished"] * 4

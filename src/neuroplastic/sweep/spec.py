@@ -31,6 +31,7 @@ known key); :func:`expand_trials` lists the trials, each with its validated
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import json
 import math
@@ -221,8 +222,9 @@ def _search_settings(t: Any) -> SearchSettings:
             raise ValueError(f"sweep.search.{k}: unknown key{_did_you_mean(k, SEARCH_SETTINGS)}")
     s = SearchSettings(**t)
     if s.metric not in SEARCH_METRICS:
+        close = difflib.get_close_matches(s.metric, SEARCH_METRICS, n=1) if isinstance(s.metric, str) else []
         raise ValueError(f"sweep.search.metric: expected one of {list(SEARCH_METRICS)}, got {_show(s.metric)}"
-                         f"{_did_you_mean(s.metric, SEARCH_METRICS) if isinstance(s.metric, str) else ''}")
+                         + (f"; did you mean {close[0]!r}?" if close else ""))
     if s.mode not in ("max", "min"):
         raise ValueError(f"sweep.search.mode: expected 'max' or 'min', got {_show(s.mode)}")
     if s.scheduler not in SCHEDULERS:
