@@ -40,6 +40,7 @@ that come from other blocks, and a replacement for a synapse's product (feedback
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -156,7 +157,12 @@ class StepRecord(NamedTuple):
 class Network:
     """A stack of blocks with optional links; see the module docstring."""
 
-    def __init__(self, n_in: int | Sequence[int], layers: Sequence[Any], links: Sequence[Link] = ()) -> None:
+    def __init__(self, n_in: int | Sequence[int], layers: Sequence[Any], links: Sequence[Link] = (), fused: bool = True) -> None:
+        """``fused=False`` keeps every block on the reference path (a scan of ``cell.step``), for checking
+        the fused kernels that :meth:`run_block` selects by itself (see there)."""
+        if not isinstance(fused, bool):
+            raise ValueError(f"fused: expected True or False, got {fused!r}")
+        self.fused = fused
         self.in_shape = _check_in_shape(n_in)
         self.n_in = int(np.prod(self.in_shape))
         self.blocks: tuple[Block, ...] = _group(layers, self.in_shape)
@@ -510,6 +516,11 @@ class Network:
         This is the layer-wise fast path's scan; it needs every delayed connection into ``l``
         to be a self-loop.  ``cell_params`` replaces the cell's parameters of ``params`` (a
         rule differentiating through one block).
+
+        The block's whole recurrence runs as one fused kernel (:meth:`Backend.lif_sequence`:
+        the same forward bit for bit, the same gradients to round-off) when
+        :meth:`fused_block` says it may and ``ext`` is not being differentiated in forward
+        mode; otherwise as a scan of ``cell.step``.
         """
         B = ops_for(ext)
         if any(c.delay and c.src != l for c in self._into[l]):
@@ -522,6 +533,12 @@ class Network:
         wanted = _record_names(record)
         cell = self.blocks[l].cell
         cp = self.cell_params(params, l) if cell_params is None else cell_params
+        if (truncate is None and "state" not in wanted and self.fused_block(l) and not cp
+                and not B.in_forward_mode(ext) and not B.in_forward_mode(state["cell"]["v"])):
+            spikes, v_last = B.lif_sequence(ext, state["cell"]["v"], cell.alpha, cell.threshold, cell.reset,
+                                            cell.detach_reset, cell.surrogate)
+            final = {"cell": {"v": v_last}, "out": spikes[-1]}
+            return final, (spikes, None, ext if "current" in wanted else None)
 
         def body(carry, inp):
             ext_t, t = inp
@@ -531,6 +548,20 @@ class Network:
             return {"cell": cs, "out": out}, (out, cs if "state" in wanted else None, current if "current" in wanted else None)
 
         return B.scan(body, state, (ext, ts))
+
+    def fused_block(self, l: int) -> bool:
+        """Whether block ``l`` may run its recurrence as a fused kernel: the network allows it
+        (``fused=True``), the block has no delayed connection, and its cell is a voltage-based
+        :class:`~neuroplastic.cells.LIF` with a fixed decay and every other setting at its default.
+
+        The settings are whitelisted (decay, threshold, reset, surrogate), so a field added to
+        ``LIF`` later keeps the reference path until the kernel implements it.  A run with
+        ``truncate``, a ``"state"`` record or forward-mode differentiation also keeps the
+        reference path (:meth:`run_block` checks those per call).
+        """
+        if not self.fused or any(c.delay for c in self._into[l]):
+            return False
+        return _fused_lif(self.blocks[l].cell)
 
     # ------------------------------------------------------------------ derived records
     def presynaptic_sequences(self, xs: Any, outs: Sequence[Any], initial_outs: Sequence[Any] | None = None) -> list:
@@ -573,6 +604,30 @@ class Network:
         flat = lambda x: B.reshape(x, (T * batch, n))  # noqa: E731
         _, _, J = step_with_jacobians(self.blocks[l].cell, self.cell_params(params, l), {k: flat(v) for k, v in h_prev.items()}, flat(cur))
         return reshape_jacobians(J, (T, batch, n))
+
+
+#: LIF fields the fused kernel implements; every other field must keep its default value
+_FUSED_LIF_FIELDS = ("tau_mem", "decay", "dt", "threshold", "reset", "detach_reset", "surrogate")
+
+
+def _fused_lif(cell: Cell) -> bool:
+    """True for a voltage-based LIF (the class itself) with fixed decay and defaults elsewhere."""
+    from .cells.lif import LIF
+
+    if type(cell) is not LIF or cell.current_based or cell.train_decay:
+        return False
+    for f in dataclasses.fields(cell):
+        if not f.init or f.name in _FUSED_LIF_FIELDS:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            return False
+        if getattr(cell, f.name) != default:
+            return False
+    return True
 
 
 def _record_names(record: Any) -> tuple:

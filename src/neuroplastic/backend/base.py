@@ -435,6 +435,35 @@ class Backend:
         """Heaviside ``H(x)`` forward; ``surrogate.derivative(x)`` in forward and reverse mode."""
         raise NotImplementedError
 
+    # ---------------------------------------------------------------- fused neuron kernels
+    def lif_sequence(self, currents: Array, v0: Array, alpha: float, threshold: float, reset: str,
+                     detach_reset: bool, surrogate: Any) -> tuple[Array, Array]:
+        """A voltage-based LIF layer over a whole sequence: ``(spikes (T, B, N), last membrane (B, N))``.
+
+        ``currents`` ``(T, B, N)`` is the input current, ``v0`` ``(B, N)`` the membrane before
+        the first step; per step, exactly :meth:`neuroplastic.cells.LIF.step`'s arithmetic::
+
+            u = alpha * v + I_t;  z = spike(u - threshold);  v = reset_membrane(u, z, ...)
+
+        This is the reference (a :meth:`scan` of that step, bit-identical to running the cell
+        step by step, differentiable in both modes); backends override it with fused kernels
+        that give the same forward bit for bit and the same gradients to round-off.
+        """
+        from ..cells.lif import reset_membrane  # cells import the backend package: import here
+
+        def body(v: Array, current: Array) -> tuple[Array, Array]:
+            u = alpha * v + current
+            z = self.spike(u - threshold, surrogate)
+            return reset_membrane(self, u, z, threshold, reset, detach_reset), z
+
+        v_last, spikes = self.scan(body, v0, currents)
+        return spikes, v_last
+
+    def in_forward_mode(self, x: Array) -> bool:
+        """True when ``x`` is being differentiated in forward mode (a ``jvp``), where fused kernels with a
+        hand-written backward cannot run and callers use the reference path."""
+        return False
+
     # ---------------------------------------------------------------- random keys
     def key(self, seed: int) -> Any:
         raise NotImplementedError

@@ -1,0 +1,145 @@
+"""Fused LIF kernels (issue 12): the fast path equals the reference path, and is selected only where it applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import rel_err
+from neuroplastic import network as network_module
+from neuroplastic.backend import get_backend
+from neuroplastic.backend.base import Backend
+from neuroplastic.cells import ALIF, LIF
+from neuroplastic.layers import Dense, RecurrentDense
+from neuroplastic.losses import Objective, make_loss
+from neuroplastic.network import Network
+from neuroplastic.rules.bptt import BPTT
+from neuroplastic.surrogates import FastSigmoid, Triangle
+from neuroplastic.tree import tree_leaves
+
+T, BATCH = 30, 4
+RESETS = [("subtract", True), ("subtract", False), ("zero", True), ("zero", False), ("none", True)]
+
+
+def _kernel_inputs(seed: int = 0, n: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    currents = rng.normal(0.3, 0.8, (T, BATCH, n))
+    v0 = rng.normal(0.0, 0.5, (BATCH, n))
+    g_spikes = rng.normal(0.0, 1.0, (T, BATCH, n))
+    return currents, v0, g_spikes
+
+
+def _kernel_value_and_grads(B: Backend, fn, currents, v0, g_spikes, g_v):
+    """Spikes, last membrane, and the gradient of ``<g_spikes, spikes> + <g_v, v_last>`` w.r.t. currents and v0."""
+    def scalar(args: dict):
+        spikes, v_last = fn(args["I"], args["v0"])
+        return B.sum(spikes * g_spikes) + B.sum(v_last * g_v), (spikes, v_last)
+
+    (_, (spikes, v_last)), grads = B.value_and_grad(scalar, has_aux=True)({"I": currents, "v0": v0})
+    return B.to_numpy(spikes), B.to_numpy(v_last), B.to_numpy(grads["I"]), B.to_numpy(grads["v0"])
+
+
+@pytest.mark.parametrize("reset,detach", RESETS)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_kernel_equals_reference(backend_name, reset, detach, dtype, tol):
+    B = get_backend(backend_name, dtype=dtype)
+    currents, v0, g_spikes = _kernel_inputs()
+    g_v = np.linspace(-1.0, 1.0, v0.size).reshape(v0.shape)
+    args = [B.asarray(a) for a in (currents, v0, g_spikes, g_v)]
+    cfg = (0.9, 1.0, reset, detach, Triangle(beta=1.0, gamma=0.5))
+    fast = _kernel_value_and_grads(B, lambda I, v: B.lif_sequence(I, v, *cfg), *args)
+    ref = _kernel_value_and_grads(B, lambda I, v: Backend.lif_sequence(B, I, v, *cfg), *args)
+    assert fast[0].sum() > 0 and fast[0].sum() < fast[0].size  # some spikes, not all
+    np.testing.assert_array_equal(fast[0], ref[0])  # forward bit-identical
+    np.testing.assert_array_equal(fast[1], ref[1])
+    for got, want in zip(fast[2:], ref[2:]):
+        assert rel_err(got, want) <= tol
+
+
+def _net(fused: bool = True, layers=None, **kw) -> Network:
+    cell = dict(decay=0.9, surrogate=FastSigmoid(beta=25.0))
+    layers = layers or [Dense(12, bias=True), LIF(**cell), Dense(12), LIF(**cell), Dense(3), LIF(**cell)]
+    return Network(5, layers, fused=fused, **kw)
+
+
+def _batch(B: Backend, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    xs = (rng.random((T, BATCH, 5)) < 0.3).astype(np.float64)
+    return B.asarray(xs), B.asarray(rng.integers(0, 3, BATCH))
+
+
+def _bptt(net: Network, params: dict, batch) -> tuple:
+    grads, _, aux = BPTT().gradients(net, params, {}, batch, Objective(make_loss("ce_sum")))
+    return aux["loss"], grads
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_network_fused_equals_reference(backend_name, dtype, tol):
+    B = get_backend(backend_name, dtype=dtype)
+    fast, ref = _net(True), _net(False)
+    params = ref.init(0, backend=B, dtype=dtype)
+    params["layers"][0]["w"] = params["layers"][0]["w"] * 3.0  # enough input to make every layer fire
+    xs, labels = _batch(B)
+    ys_f, final_f, rec_f = fast.run(params, xs, record="current")
+    ys_r, final_r, rec_r = ref.run(params, xs, record="current")
+    assert 0 < float(B.to_numpy(rec_f["out"][1]).mean()) < 1
+    for a, b in zip(tree_leaves((ys_f, final_f, rec_f)), tree_leaves((ys_r, final_r, rec_r))):
+        np.testing.assert_array_equal(B.to_numpy(a), B.to_numpy(b))
+    run = B.jit(_bptt, static_argnums=(0,)) if B.compiles else _bptt
+    loss_f, g_f = run(fast, params, (xs, labels))
+    loss_r, g_r = run(ref, params, (xs, labels))
+    assert float(B.to_numpy(loss_f)) == float(B.to_numpy(loss_r))
+    for a, b in zip(tree_leaves(g_f), tree_leaves(g_r)):
+        assert rel_err(B.to_numpy(a), B.to_numpy(b)) <= tol
+
+
+def test_fused_block_selection():
+    lif = LIF(decay=0.9)
+    assert all(_net().fused_block(l) for l in range(3))
+    assert not any(_net(False).fused_block(l) for l in range(3))
+    assert not _net(layers=[RecurrentDense(4), lif, Dense(3), lif]).fused_block(0)
+    assert _net(layers=[RecurrentDense(4), lif, Dense(3), lif]).fused_block(1)
+    assert not _net(layers=[Dense(4), ALIF(), Dense(3), lif]).fused_block(0)
+    assert not _net(layers=[Dense(4), LIF(tau_syn=5.0), Dense(3), lif]).fused_block(0)
+    assert not _net(layers=[Dense(4), LIF(train_decay=True), Dense(3), lif]).fused_block(0)
+    with pytest.raises(ValueError, match="fused"):
+        Network(5, [Dense(3), lif], fused=1)
+
+
+def test_fused_block_whitelists_fields(monkeypatch):
+    """A LIF field outside the kernel's list must hold its default, or the block keeps the reference path."""
+    monkeypatch.setattr(network_module, "_FUSED_LIF_FIELDS", ("tau_mem", "decay", "dt", "reset", "detach_reset", "surrogate"))
+    assert _net(layers=[Dense(4), LIF(threshold=1.0), Dense(3), LIF()]).fused_block(0)
+    assert not _net(layers=[Dense(4), LIF(threshold=2.0), Dense(3), LIF()]).fused_block(0)
+
+
+def test_per_call_conditions_keep_the_reference(backend_name, monkeypatch):
+    """truncate, a 'state' record and forward-mode differentiation never reach the kernel."""
+    B = get_backend(backend_name, dtype="float64")
+    calls = []
+    original = type(B).lif_sequence
+
+    def counting(self, *args, **kw):
+        calls.append(1)
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(type(B), "lif_sequence", counting)
+    net, ref = _net(), _net(False)
+    params = net.init(0, backend=B, dtype="float64")
+    xs, _ = _batch(B)
+    net.run(params, xs)
+    assert len(calls) == 3
+    calls.clear()
+    net.run(params, xs, truncate=5)
+    net.run(params, xs, record="state")
+    net.run(params, xs, record=True)
+    assert not calls
+    # forward mode: the tangent of the output spikes' membrane path through the reference
+    def last_block_input(x):
+        return net.run(params, x)[2]["out"][1]
+
+    _, tangent = B.jvp(last_block_input, (xs,), (B.ones_like(xs),))
+    if backend_name == "jax":
+        assert not calls
+    _, tangent_ref = B.jvp(lambda x: ref.run(params, x)[2]["out"][1], (xs,), (B.ones_like(xs),))
+    np.testing.assert_array_equal(B.to_numpy(tangent), B.to_numpy(tangent_ref))
