@@ -78,6 +78,18 @@ class JaxBackend(NumpyLikeOps, Backend):
     def spike(self, x: Any, surrogate: Any) -> Any:
         return _spike(x, surrogate)
 
+    def lif_sequence(self, currents: Any, v0: Any, alpha: float, threshold: float, reset: str,
+                     detach_reset: bool, surrogate: Any) -> tuple[Any, Any]:
+        """The fused kernel :func:`~neuroplastic.backend.kernels_jax.lif_sequence` (reverse mode only)."""
+        from . import kernels_jax
+
+        return kernels_jax.lif_sequence(currents, v0, float(alpha), float(threshold), reset, bool(detach_reset), surrogate)
+
+    def in_forward_mode(self, x: Any) -> bool:
+        from . import kernels_jax
+
+        return kernels_jax.in_forward_mode(x)
+
     # transforms
     def value_and_grad(self, fn: Callable, has_aux: bool = False) -> Callable:
         return jax.value_and_grad(fn, has_aux=has_aux)

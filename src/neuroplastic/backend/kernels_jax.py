@@ -1,0 +1,96 @@
+"""Fused JAX kernels: a whole LIF layer's recurrence as one ``custom_vjp`` primitive.
+
+:meth:`Backend.lif_sequence`'s reference is a ``lax.scan`` of the cell step, differentiated
+by JAX: its backward scan carries the cotangents of every step's ``u``, spike and reset
+through the surrogate's ``custom_jvp`` rule.  :func:`lif_sequence` runs the same forward
+arithmetic (so its spikes and last membrane are bit-identical) but keeps only the
+pre-reset membrane ``u_t`` for the backward, a hand-written reverse scan::
+
+    g_u = g_z * s'(u - thr) + g_v * dv/du          (dv/du: 1 for a detached subtractive reset,
+    g_I_t = g_u,  g_v <- alpha * g_u                 1 - z for a detached zeroing reset, ...)
+
+Both scans are partially unrolled (:data:`UNROLL` steps per loop iteration), which removes
+most of XLA's per-iteration overhead at small layer sizes.  The kernel cannot be
+differentiated in forward mode (``custom_vjp``); :meth:`JaxBackend.in_forward_mode` lets
+callers fall back to the reference there.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+#: time steps per loop iteration of the forward and backward scans (measured: see docs/benchmarks.md)
+UNROLL = 8
+
+
+def _membrane_after(u: jax.Array, z: jax.Array, threshold: float, reset: str) -> jax.Array:
+    """The membrane after the reset, with :func:`neuroplastic.cells.lif.reset_membrane`'s arithmetic."""
+    if reset == "subtract":
+        return u - z * threshold
+    if reset == "zero":
+        return u * (1.0 - z)
+    return u
+
+
+def _forward(currents: jax.Array, v0: jax.Array, alpha: float, threshold: float, reset: str) -> tuple:
+    def body(v: jax.Array, current: jax.Array) -> tuple:
+        u = alpha * v + current
+        z = (u - threshold > 0).astype(u.dtype)
+        return _membrane_after(u, z, threshold, reset), (z, u)
+
+    v_last, (spikes, us) = jax.lax.scan(body, v0, currents, unroll=UNROLL)
+    return spikes, v_last, us
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def lif_sequence(currents: jax.Array, v0: jax.Array, alpha: float, threshold: float, reset: str,
+                 detach_reset: bool, surrogate: Any) -> tuple[jax.Array, jax.Array]:
+    """``(spikes (T, B, N), last membrane (B, N))`` of a voltage-based LIF; see the module docstring."""
+    spikes, v_last, _ = _forward(currents, v0, alpha, threshold, reset)
+    return spikes, v_last
+
+
+def _lif_fwd(currents, v0, alpha, threshold, reset, detach_reset, surrogate):
+    spikes, v_last, us = _forward(currents, v0, alpha, threshold, reset)
+    return (spikes, v_last), us
+
+
+def _lif_bwd(alpha, threshold, reset, detach_reset, surrogate, us, cotangents):
+    g_spikes, g_v_last = cotangents
+
+    def body(g_v: jax.Array, step: tuple) -> tuple:
+        u, g_z = step
+        x = u - threshold
+        ds = surrogate.derivative(x)
+        if reset == "subtract":
+            g_u = g_v if detach_reset else g_v - g_v * threshold * ds
+        elif reset == "zero":
+            z = (x > 0).astype(u.dtype)
+            g_u = g_v * (1.0 - z) if detach_reset else g_v * (1.0 - z) - g_v * u * ds
+        else:
+            g_u = g_v
+        g_u = g_u + g_z * ds
+        return alpha * g_u, g_u
+
+    g_v0, g_currents = jax.lax.scan(body, g_v_last, (us, g_spikes), reverse=True, unroll=UNROLL)
+    return g_currents, g_v0
+
+
+lif_sequence.defvjp(_lif_fwd, _lif_bwd)
+
+
+def in_forward_mode(x: Any) -> bool:
+    """Whether ``x`` carries a forward-mode tangent (a ``JVPTracer``), possibly under ``vmap`` or reverse mode."""
+    from jax._src.interpreters import ad
+
+    seen = 0
+    while isinstance(x, jax.core.Tracer) and seen < 64:
+        if isinstance(x, ad.JVPTracer):
+            return True
+        x = getattr(x, "val", None) if hasattr(x, "val") else getattr(x, "primal", None)
+        seen += 1
+    return False
