@@ -31,6 +31,7 @@ RULES: dict[str, tuple[str, str, dict]] = {
     "mala": ("langevin", "MALA", {}),
     "hmc": ("langevin", "HMC", {}),
     "spike_time": ("spike_time", "SpikeTime", {}),
+    "eventprop": ("eventprop", "EventProp", {}),
 }
 
 
