@@ -107,7 +107,7 @@ class RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         for k in d:
             if k not in names:
-                raise ValueError(f"{k}: unknown key{_did_you_mean(k, names)}")
+                raise ValueError(f"{k}: unknown key{did_you_mean(k, names)}")
         cfg = cls(**d)
         cfg.validate()
         return cfg
@@ -149,7 +149,7 @@ def config_from_dict(d: dict, source: str = "config") -> RunConfig:
                 raise ValueError(f"{key}: expected a [{key}] section, got {_show(val)}")
             values.update(_read_section(key, val))
         else:
-            raise ValueError(f"{key}: unknown key{_did_you_mean(key, [*TOP_LEVEL, *SECTIONS])}")
+            raise ValueError(f"{key}: unknown key{did_you_mean(key, [*TOP_LEVEL, *SECTIONS])}")
     if "encoder_options" in values and "encoder" not in values:
         raise ValueError("encoder.name: the [encoder] section has options but no name")
     cfg = RunConfig(**values)
@@ -167,7 +167,7 @@ def _read_section(section: str, table: dict) -> dict:
         elif section in OPTIONS_FIELD:
             options[k] = v
         else:
-            raise ValueError(f"{section}.{k}: unknown key{_did_you_mean(k, keys)}")
+            raise ValueError(f"{section}.{k}: unknown key{did_you_mean(k, keys)}")
     if options:
         out[OPTIONS_FIELD[section]] = options
     return out
@@ -268,7 +268,9 @@ def _toml_value(v: Any, key: str) -> str:
 
 
 # ---------------------------------------------------------------------------- validation
-def _did_you_mean(k: str, names: Any) -> str:
+def did_you_mean(k: str, names: Any) -> str:
+    """``"; did you mean 'x'?"`` for the name in ``names`` closest to ``k`` (``""`` when none is close):
+    the one suggestion used by config keys, rule names, loader options and CLI values."""
     names = [str(n) for n in names]
     close = difflib.get_close_matches(str(k), names, n=1)
     if close:
@@ -319,7 +321,7 @@ def _check_options(section: str, options: Any, target: Any, skip: int = 0) -> No
     accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for k in options:
         if k == "name" or k not in accepted:
-            raise ValueError(f"{section}.{k}: unknown option{_did_you_mean(k, accepted or ['(none)'])}")
+            raise ValueError(f"{section}.{k}: unknown option{did_you_mean(k, accepted or ['(none)'])}")
 
 
 def _validate(cfg: RunConfig) -> None:
@@ -368,7 +370,7 @@ def _validate(cfg: RunConfig) -> None:
     if not isinstance(cfg.rule, str):
         raise ValueError(f"rule.name: expected a string, got {_show(cfg.rule)}")
     if cfg.rule not in RULES:
-        raise ValueError(f"rule: unknown rule {cfg.rule!r}{_did_you_mean(cfg.rule, RULES)}")
+        raise ValueError(f"rule: unknown rule {cfg.rule!r}{did_you_mean(cfg.rule, RULES)}")
     rmod, rcls, _ = RULES[cfg.rule]
     _check_options("rule", cfg.rule_options, getattr(importlib.import_module(f"neuroplastic.rules.{rmod}"), rcls))
     # [trainer]

@@ -64,7 +64,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import get_backend
-from .config import SECTIONS, RunConfig, _did_you_mean, _show, config_from_dict, config_to_toml, read_toml
+from .config import SECTIONS, RunConfig, _show, did_you_mean, config_from_dict, config_to_toml, read_toml
 from .losses import Objective
 
 #: the main job's study file, shipped with the package
@@ -159,7 +159,7 @@ class StudyConfig:
         if dup:
             raise ValueError(f"rules: two arms share the label {dup[0]!r}; give one a label")
         if self.reference not in labels:
-            raise ValueError(f"reference: {self.reference!r} must be one of the compared rules {labels}{_did_you_mean(self.reference, labels)}")
+            raise ValueError(f"reference: {self.reference!r} must be one of the compared rules {labels}{did_you_mean(self.reference, labels)}")
         for name in ("seeds", "compare_steps", "compare_every", "landscape_grid", "landscape_batches"):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
@@ -189,7 +189,7 @@ def check_rule_name(name: Any, where: str) -> str:
     from .rules import RULES
 
     if not isinstance(name, str) or name not in RULES:
-        raise ValueError(f"{where}: unknown rule {name!r}{_did_you_mean(str(name), RULES)}")
+        raise ValueError(f"{where}: unknown rule {name!r}{did_you_mean(str(name), RULES)}")
     return name
 
 
@@ -219,7 +219,7 @@ def study_from_dict(d: dict, source: str = "study") -> StudyConfig:
         arms.append(Arm(name, label, options, mode, overrides))
     for k in study:
         if k not in STUDY_KEYS:
-            raise ValueError(f"study.{k}: unknown key{_did_you_mean(k, STUDY_KEYS)}")
+            raise ValueError(f"study.{k}: unknown key{did_you_mean(k, STUDY_KEYS)}")
     reference = study.get("reference", arms[0].name)
     cfg = StudyConfig(base=base, arms=tuple(arms), **{k: v for k, v in study.items() if k != "reference"}, reference=reference)
     cfg.validate()

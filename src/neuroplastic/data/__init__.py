@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..config import _did_you_mean
+from ..config import did_you_mean
 from ._common import MissingDataError, MissingPackageError, OptionTypeError, check_options
 from .arrays import Dataset, batches, check_arrays, check_labels, from_arrays
+from .stream import BatchStream, StreamingData, npz_batches
 
 # name -> (module, function); modules are imported on first use.  Each loader's options
 # are its keyword arguments (see docs/data.md).
@@ -36,7 +37,7 @@ def load_dataset(name: str, **options: Any) -> Dataset:
     (``randman: unknown option 'nunits'; did you mean 'n_units'?``).
     """
     if name not in LOADERS:
-        raise ValueError(f"data: unknown dataset {name!r}{_did_you_mean(name, sorted(LOADERS))}")
+        raise ValueError(f"data: unknown dataset {name!r}{did_you_mean(name, sorted(LOADERS))}")
     module, fn = LOADERS[name]
     loader = getattr(importlib.import_module(f"{__name__}.{module}"), fn)
     check_options(name, loader, options)
@@ -44,6 +45,6 @@ def load_dataset(name: str, **options: Any) -> Dataset:
 
 
 __all__ = [
-    "Dataset", "LOADERS", "MissingDataError", "MissingPackageError", "OptionTypeError", "batches", "check_arrays",
+    "BatchStream", "Dataset", "StreamingData", "npz_batches", "LOADERS", "MissingDataError", "MissingPackageError", "OptionTypeError", "batches", "check_arrays",
     "check_labels", "from_arrays", "load_dataset",
 ]

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import _did_you_mean  # one "did you mean" for config keys and loader options
+from ..config import did_you_mean  # one "did you mean" for config keys and loader options
 
 
 class MissingDataError(FileNotFoundError, ValueError):
@@ -66,7 +66,7 @@ def check_options(dataset: str, loader: Callable[..., Any], options: dict[str, A
     accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     for k in options:
         if k not in accepted:
-            raise ValueError(f"{dataset}: unknown option {k!r}{_did_you_mean(k, accepted or ['(none)'])}")
+            raise ValueError(f"{dataset}: unknown option {k!r}{did_you_mean(k, accepted or ['(none)'])}")
 
 
 def _is_int(v: Any) -> bool:

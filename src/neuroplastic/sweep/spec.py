@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import OPTIONS_FIELD, SECTIONS, TOP_LEVEL, RunConfig, _did_you_mean, _read_section, _show, config_from_dict
+from ..config import OPTIONS_FIELD, SECTIONS, TOP_LEVEL, RunConfig, did_you_mean, _read_section, _show, config_from_dict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -201,7 +201,7 @@ def _check_base(d: dict) -> None:
         if key in TOP_LEVEL:
             continue
         if key not in SECTIONS:
-            raise ValueError(f"{key}: unknown key{_did_you_mean(key, [*TOP_LEVEL, *SECTIONS, 'sweep'])}")
+            raise ValueError(f"{key}: unknown key{did_you_mean(key, [*TOP_LEVEL, *SECTIONS, 'sweep'])}")
         if not isinstance(val, dict):
             raise ValueError(f"{key}: expected a [{key}] section, got {_show(val)}")
         _read_section(key, val)
@@ -219,7 +219,7 @@ def _search_settings(t: Any) -> SearchSettings:
         raise ValueError(f"sweep.search: expected a [sweep.search] table, got {_show(t)}")
     for k in t:
         if k not in SEARCH_SETTINGS:
-            raise ValueError(f"sweep.search.{k}: unknown key{_did_you_mean(k, SEARCH_SETTINGS)}")
+            raise ValueError(f"sweep.search.{k}: unknown key{did_you_mean(k, SEARCH_SETTINGS)}")
     s = SearchSettings(**t)
     if s.metric not in SEARCH_METRICS:
         close = difflib.get_close_matches(s.metric, SEARCH_METRICS, n=1) if isinstance(s.metric, str) else []
@@ -244,7 +244,7 @@ def _check_axis_key(key: str) -> None:
     section, dot, name = key.partition(".")
     if dot and section in SECTIONS and "." not in name and name and (name in SECTIONS[section] or section in OPTIONS_FIELD):
         return
-    raise ValueError(f"sweep.{key}: unknown run-config key{_did_you_mean(key, AXIS_KEYS + list(SWEEP_SETTINGS))}")
+    raise ValueError(f"sweep.{key}: unknown run-config key{did_you_mean(key, AXIS_KEYS + list(SWEEP_SETTINGS))}")
 
 
 def _axis(key: str, value: Any, mode: str) -> Axis:
@@ -264,7 +264,7 @@ def _axis(key: str, value: Any, mode: str) -> Axis:
     if isinstance(value, dict):
         if len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
             names = list(value)
-            hint = _did_you_mean(names[0], DISTRIBUTIONS) if len(names) == 1 else f"; use one of {list(DISTRIBUTIONS)}"
+            hint = did_you_mean(names[0], DISTRIBUTIONS) if len(names) == 1 else f"; use one of {list(DISTRIBUTIONS)}"
             raise ValueError(f"sweep.{key}: a distribution table has one key, the distribution's name; got {names}{hint}")
         if mode == "grid":
             raise ValueError(f"sweep.{key}: a distribution needs mode = 'random' or 'search'; grid mode takes a list of values")
@@ -302,7 +302,7 @@ def _check_section_entry(section: str, entry: Any, where: str) -> None:
     allowed = ["name", "options"] + (["mode"] if section == "rule" else [])
     for k in entry:
         if k not in allowed:
-            raise ValueError(f"{where}.{k}: unknown key{_did_you_mean(k, allowed)}")
+            raise ValueError(f"{where}.{k}: unknown key{did_you_mean(k, allowed)}")
     if not isinstance(entry.get("name"), str):
         raise ValueError(f"{where}.name: expected the {section}'s name, got {_show(entry.get('name'))}")
     if not isinstance(entry.get("options", {}), dict):

@@ -46,6 +46,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend
 from ..data.arrays import Dataset, batches, check_labels
+from ..data.stream import StreamingData, training_batches
 from ..losses import Loss, Objective, RateRegularizer, make_loss
 from ..metrics import correct_array, spikes_per_step_array
 from ..protocols import Model
@@ -62,9 +63,23 @@ GUARDS = ("raise", "skip", "warn")
 GUARDED = ("loss", "gradient", "parameters")
 
 
-def epoch_batches(data: Dataset, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The training batches of ``epoch``: shuffled by ``numpy.random.default_rng([seed, epoch])``."""
-    return batches(data.x_train, data.y_train, batch_size, np.random.default_rng([seed, epoch]))
+def epoch_batches(data: Dataset | StreamingData, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The training batches of ``epoch``: in-memory data shuffled by ``numpy.random.default_rng([seed, epoch])``;
+    a stream's batches as its source gives them (see :mod:`neuroplastic.data.stream`)."""
+    return training_batches(data, batch_size, seed, epoch)
+
+
+def _with_last(items: Iterator[Any]) -> Iterator[tuple[Any, bool]]:
+    """``(item, is_last)`` for each item: one item of look-ahead, so a stream of unknown length ends epochs."""
+    it = iter(items)
+    try:
+        current = next(it)
+    except StopIteration:
+        return
+    for nxt in it:
+        yield current, False
+        current = nxt
+    yield current, True
 
 
 @dataclass
@@ -79,6 +94,8 @@ class StepResult:
     rule_state: Any
     summary: dict
     skipped: bool = False
+    size: int = 0  # examples in the batch
+    last: bool = False  # the epoch's last batch
 
 
 class Trainer:
@@ -193,10 +210,18 @@ class Trainer:
         elif y.ndim != 3:
             raise ValueError(f"{name}: the loss {loss.name!r} needs targets (T, N, K), got shape {y.shape} (class labels?)")
 
-    def check_data(self, data: Dataset) -> None:
-        """Raise a ``ValueError`` naming the problem unless ``data`` fits the network and the loss."""
-        if not isinstance(data, Dataset):
-            raise ValueError(f"data: expected a neuroplastic Dataset (see neuroplastic.data.from_arrays), got {type(data).__name__}")
+    def check_data(self, data: Dataset | StreamingData) -> None:
+        """Raise a ``ValueError`` naming the problem unless ``data`` fits the network and the loss (a stream's
+        batches are checked as they arrive, by :meth:`check_batch`)."""
+        if not isinstance(data, (Dataset, StreamingData)):
+            raise ValueError(f"data: expected a neuroplastic Dataset (see neuroplastic.data.from_arrays) or StreamingData "
+                             f"(neuroplastic.data.stream), got {type(data).__name__}")
+        if isinstance(data, StreamingData):
+            n_out = self.n_outputs
+            if self.objective.loss.classification and data.n_classes is not None and n_out is not None and data.n_classes > n_out:
+                raise ValueError(f"network: its output has {n_out} units but {data.name} has {data.n_classes} classes; "
+                                 f"build the network with n_out >= {data.n_classes}")
+            return
         if data.n_features != self.network.n_in:
             raise ValueError(f"data: {data.name} has {data.n_features} features but the network expects n_in={self.network.n_in}")
         n_out = self.n_outputs
@@ -206,6 +231,15 @@ class Trainer:
             )
         self.check_targets(data.y_train, "y_train")
         self.check_targets(data.y_test, "y_test")
+
+    def check_batch(self, data: StreamingData, x: np.ndarray, y: np.ndarray, where: str) -> None:
+        """One streamed batch against the network's input, the loss and the stream's classes; errors name ``where``."""
+        try:
+            self.network.check_input(x, "x")
+            self.check_targets(y, "y")
+            data.check_labels(y, self.n_outputs, "y")
+        except ValueError as err:
+            raise ValueError(f"{data.name} {where}: {err}") from None
 
     def check_params(self, params: Any, what: str = "params") -> None:
         """Refuse (by name) parameters with NaN or infinite values: training never starts from them."""
@@ -226,6 +260,30 @@ class Trainer:
         if np.asarray(y).shape[0 if np.asarray(y).ndim == 1 else 1] != x.shape[1]:
             raise ValueError(f"y: expected {x.shape[1]} labels or targets for x of shape {x.shape}, got shape {np.asarray(y).shape}")
         return self._reduce([self._eval_step(params, *self._put(xb, yb)) for xb, yb in batches(x, y, batch_size)], x.shape[1])
+
+    def evaluate_batches(self, params: Any, batches_: Any) -> dict:
+        """Loss, accuracy and firing rates over batches: a :class:`~neuroplastic.data.stream.BatchStream`,
+        :class:`~neuroplastic.data.stream.StreamingData` (its test split), or any iterable of ``(x, y)``."""
+        from ..data.stream import BatchStream
+
+        if isinstance(batches_, StreamingData):
+            if batches_.test is None:
+                raise ValueError(f"data: {batches_.name} has no test split to evaluate")
+            stream = batches_.test
+        else:
+            stream = batches_ if isinstance(batches_, BatchStream) else BatchStream(batches_, name="batches")
+        summaries, n = [], 0
+        for i, (xb, yb) in enumerate(stream.epoch(0, 0)):
+            try:
+                self.network.check_input(xb, "x")
+                self.check_targets(yb, "y")
+            except ValueError as err:
+                raise ValueError(f"{stream.name} batch {i}: {err}") from None
+            summaries.append(self._eval_step(params, *self._put(xb, yb)))
+            n += xb.shape[1]
+        if not summaries:
+            raise ValueError(f"{stream.name}: no batches to evaluate")
+        return self._reduce(summaries, n)
 
     def steps(
         self,
@@ -257,8 +315,13 @@ class Trainer:
         opt_state, rule_state = state if state is not None else self.init_state(params, seed)
         count, last_loss = 0, None
         snapshot = self.on_nonfinite == "skip" and not self.B.compiles
+        stream = isinstance(data, StreamingData)
         for epoch in range(start_epoch, start_epoch + epochs):
-            for index, (xb, yb) in enumerate(epoch_batches(data, batch_size, seed, epoch)):
+            n_seen = 0
+            for index, ((xb, yb), last) in enumerate(_with_last(epoch_batches(data, batch_size, seed, epoch))):
+                if stream:
+                    self.check_batch(data, xb, yb, f"train batch {index} of epoch {epoch + 1}")
+                n_seen += 1
                 xs, ys = self._put(xb, yb)
                 saved = (self.B.tree_copy(params), self.optimizer.snapshot(opt_state), rule_state) if snapshot else None
                 new_params, new_opt, new_rule, summary = step_fn(params, opt_state, rule_state, xs, ys)
@@ -283,10 +346,12 @@ class Trainer:
                 elif "loss" in summary:
                     last_loss = float(self.B.to_numpy(summary["loss"]))
                 params, opt_state, rule_state = new_params, new_opt, new_rule
-                yield StepResult(epoch, index, count, params, opt_state, rule_state, summary, skipped)
+                yield StepResult(epoch, index, count, params, opt_state, rule_state, summary, skipped, int(xb.shape[1]), last)
                 count += 1
                 if max_steps is not None and count >= max_steps:
                     return
+            if n_seen == 0:
+                raise ValueError(f"data: epoch {epoch + 1} has no training batches (an empty stream, or a generator already used)")
 
     def _nonfinite(self, summary: dict) -> str | None:
         flags = summary.get("finite")
@@ -300,7 +365,7 @@ class Trainer:
     def fit(
         self,
         params: Any,
-        data: Dataset,
+        data: Dataset | StreamingData,
         epochs: int = 1,
         batch_size: int = 64,
         seed: int = 0,
@@ -319,7 +384,9 @@ class Trainer:
         are then numbered ``start_epoch + 1 ...``).  ``checkpoint_dir`` saves a checkpoint
         (with ``checkpoint_meta`` in its sidecar) every ``checkpoint_every`` epochs and after
         the last epoch.  ``callbacks(trainer, record, params)`` run after each epoch; one
-        returning true stops training.
+        returning true stops training.  ``data`` is an in-memory :class:`Dataset` or a
+        :class:`~neuroplastic.data.stream.StreamingData` (any iterable of batches; ``batch_size``
+        then comes from the stream).
         """
         if not (isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool) and epochs >= 0):
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -333,7 +400,7 @@ class Trainer:
         log = Path(log_path) if log_path is not None else None
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-        n_batches = -(-data.x_train.shape[1] // batch_size)
+        n_batches = -(-data.x_train.shape[1] // batch_size) if isinstance(data, Dataset) else data.train.length()
         last = start_epoch + epochs
         summaries: list = []
         seen = skipped = 0
@@ -347,12 +414,12 @@ class Trainer:
                 skipped += 1
             else:
                 summaries.append(r.summary)
-                seen += min(batch_size, data.x_train.shape[1] - r.index * batch_size)
+                seen += r.size
             if bar is not None:
                 bar.update(1)
                 if len(summaries) % 10 == 0 and summaries:
                     bar.set_postfix(loss=f"{float(self.B.to_numpy(r.summary['loss'])):.4f}")
-            if r.index + 1 < n_batches:
+            if not r.last:
                 continue
             # end of an epoch
             record = self._epoch_record(r.epoch, params, data, summaries, seen, skipped, t0, eval_batch_size)
@@ -379,7 +446,12 @@ class Trainer:
                       eval_batch_size: int) -> dict:
         train = self._reduce(summaries, seen) if summaries else {"loss": math.nan, "acc": None, "spikes_per_step": []}
         train_time = time.perf_counter() - t0
-        test = self.evaluate(params, data.x_test, data.y_test, eval_batch_size)
+        if isinstance(data, Dataset):
+            test = self.evaluate(params, data.x_test, data.y_test, eval_batch_size)
+        elif data.test is not None:
+            test = self.evaluate_batches(params, data.test)
+        else:
+            test = {"loss": None, "acc": None, "spikes_per_step": [None] * len(self.network.spiking)}
         spiking = self.network.spiking
         return {
             "epoch": epoch + 1,
@@ -387,7 +459,7 @@ class Trainer:
             "test_loss": test["loss"], "test_acc": test.get("acc"),
             # per block; None for blocks whose cell does not spike
             "spikes_per_step": [r if s else None for r, s in zip(test["spikes_per_step"], spiking)],
-            "rate_hz": [r * 1000.0 / self.dt if s else None for r, s in zip(test["spikes_per_step"], spiking)],
+            "rate_hz": [r * 1000.0 / self.dt if s and r is not None else None for r, s in zip(test["spikes_per_step"], spiking)],
             "train_time_s": train_time,
             "epoch_time_s": time.perf_counter() - t0,
             "skipped_steps": skipped,
