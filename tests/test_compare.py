@@ -74,3 +74,24 @@ def test_only_primary_update_is_applied_and_updates_use_the_shared_state(backend
     np.testing.assert_allclose(B.to_numpy(p_cmp["layers"][0]["w"]), B.to_numpy(p["layers"][0]["w"]), rtol=1e-5, atol=1e-7)
     upd = [r for r in records if r["kind"] == "update" and r["rule"] == "bptt" and r["layer"] == "all"]
     assert upd and all(r["cosine"] == 1.0 for r in upd)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_progress_of_the_comparison_goes_to_stderr_only_when_asked(backend, capsys):
+    from neuroplastic.progress import progress_enabled
+
+    net = Network(3, [Dense(6), LIF(), Dense(3), LeakyReadout()])
+    cmp = GradientComparison(net, ["bptt", "eprop-symmetric"], backend=backend)
+    p0 = net.init(0, backend=backend)
+    cmp.run(p0, tiny_data(), epochs=1, batch_size=16, max_steps=2)  # default: the session's setting, off
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and quiet.out == ""
+    with progress_enabled(True):
+        cmp.run(p0, tiny_data(), epochs=1, batch_size=16, max_steps=2)
+    shown = capsys.readouterr()
+    assert shown.out == ""
+    assert "gradient comparison (bptt, eprop-symmetric)" in shown.err and "2/2" in shown.err
+    # one "compiling" line before the first step where the backend compiles, none where it does not
+    assert shown.err.count("compiling") == (1 if backend == "jax" else 0)
+    cmp.run(p0, tiny_data(), epochs=1, batch_size=16, max_steps=2, progress=False)
+    assert capsys.readouterr().err == ""

@@ -241,3 +241,20 @@ def test_auto_span_covers_the_trajectories():
         L.auto_span(np.zeros((0, 2)))
     with pytest.raises(ValueError, match="margin"):
         L.auto_span(np.ones((1, 2)), margin=-0.1)
+
+
+def test_landscape_grid_progress_on_stderr(backend_name, capsys):
+    from neuroplastic.progress import progress_enabled
+
+    net = small_snn()
+    B = get_backend(backend_name)
+    params = net.init(0, backend=B)
+    batches = [(B.asarray(x), B.asarray(y)) for x, y in data(np.random.default_rng(1), n_batches=1)]
+    d1, d2 = L.random_directions(params, seed=2)
+    L.loss_surface(net, Objective(make_loss("ce_mean")), params, d1, d2, batches, grid=3, span=0.5)
+    assert capsys.readouterr().err == ""  # silent by default (tests, logs)
+    with progress_enabled(True):
+        L.loss_surface(net, Objective(make_loss("ce_mean")), params, d1, d2, batches, grid=3, span=0.5, chunk=4)
+    err = capsys.readouterr().err
+    assert "loss landscape (3 x 3 points)" in err and "9/9" in err
+    assert err.count("compiling") == (1 if B.compiles else 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,61 @@ def test_landscape_plot(tmp_path):
         plot_landscape(a, b, Z.T, None, tmp_path / "x.png")
     with pytest.raises(ValueError, match="trajectories"):
         plot_landscape(a, b, Z, {"x": np.zeros(3)}, tmp_path / "x.png")
+
+
+def test_one_colour_per_rule_in_every_plot(tmp_path, monkeypatch):
+    """A rule has the same colour in the alignment curves, the deviation violins, the landscape and the accuracy
+    curves, whichever other rules a figure shows (the reference is absent from the alignment plots)."""
+    from matplotlib.colors import to_hex
+
+    drawn: dict[str, dict] = {}
+    original = P._save
+
+    def spy(fig, path):
+        seen = {}
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                if not line.get_label().startswith("_"):
+                    seen.setdefault(line.get_label(), set()).add(to_hex(line.get_color()))
+            for coll in ax.collections:
+                gid = coll.get_gid() or ""
+                if gid.startswith("rule:"):
+                    seen.setdefault(gid[5:], set()).add(to_hex(coll.get_facecolor()[0]))
+        drawn[Path(path).stem] = seen
+        return original(fig, path)
+
+    monkeypatch.setattr(P, "_save", spy)
+    recs = [dict(r, rule=name) for name in ("eprop-random", "dfa") for r in _records() if r["rule"] == _records()[0]["rule"]]
+    P.plot_alignment_curves(recs, tmp_path / "align.png")
+    P.plot_deviation_violins({(r, "all"): RNG.normal(0, 1, 50) for r in ("eprop-random", "dfa")}, tmp_path / "viol.png", step=2)
+    a, b = np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)
+    traj = {name: np.array([[0.1 * i, 0.0], [0.0, 0.1 * i]]) for i, name in enumerate(("bptt", "dfa", "eprop-random"))}
+    plot_landscape(a, b, a[:, None] ** 2 + b[None, :] ** 2 + 0.1, traj, tmp_path / "land.png")
+    hist = [{"epoch": 1, "test_acc": 0.2}, {"epoch": 2, "test_acc": 0.4}]
+    P.plot_accuracy_curves({"dfa": [hist], "bptt": [hist, hist], "eprop-random": [hist]}, tmp_path / "acc.png")
+    for plot in ("align", "viol", "land", "acc"):
+        for rule in ("dfa", "eprop-random"):
+            assert drawn[plot][rule] == {P.rule_color(rule)}, (plot, rule, drawn[plot])
+    assert drawn["land"]["bptt"] == drawn["acc"]["bptt"] == {P.rule_color("bptt")}
+    # the main job's six rules get six different colours; any label gets one, always the same
+    six = ["bptt", "eprop-symmetric", "eprop-random", "eprop-adaptive", "ostl", "dfa"]
+    assert len({P.rule_color(r) for r in six}) == 6
+    assert P.rule_color("tbptt-10") == P.rule_color("tbptt-10") in P.RULE_PALETTE
+    with pytest.raises(TypeError, match="label"):
+        P.rule_color(3)
+
+
+def test_epoch_axes_have_whole_number_ticks(tmp_path, monkeypatch):
+    ticks = {}
+    original = P._save
+
+    def spy(fig, path):
+        ticks[Path(path).stem] = [t for ax in fig.axes for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        return original(fig, path)
+
+    monkeypatch.setattr(P, "_save", spy)
+    hist = [{"epoch": e, "train_loss": 1.0 / e, "test_loss": 1.1 / e, "train_acc": 0.1 * e, "test_acc": 0.1 * e} for e in (1, 2, 3)]
+    P.plot_learning_curves(hist, tmp_path / "lc.png")
+    P.plot_accuracy_curves({"bptt": [hist]}, tmp_path / "acc.png")
+    for name in ("lc", "acc"):
+        assert ticks[name] and all(float(t).is_integer() for t in ticks[name]), (name, ticks[name])

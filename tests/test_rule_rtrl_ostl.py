@@ -78,13 +78,6 @@ def test_ostl_deep_spatial_signal_beats_random_feedback(B64):
     assert cosine(low(g_o), low(g_b)) > max(0.5, cosine(low(g_r), low(g_b)))
 
 
-def test_ostl_online_needs_one_hidden_block():
-    net = Network(3, [Dense(4), LIF(), Dense(4), LIF(), Dense(2), LeakyReadout()])
-    rule = make_rule("ostl")
-    with pytest.raises(ValueError, match="online OSTL is implemented for one hidden block"):
-        rule.online_init(net, net.init(0, backend="jax"), {}, 2)
-
-
 @pytest.mark.slow
 def test_ostl_beats_50_percent_on_mnist1d():
     """The rule comparison's row (``docs/rules-mnist1d.md``)."""

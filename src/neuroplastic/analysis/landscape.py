@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..backend import Backend, get_backend, ops_for
+from ..progress import compiling_note, progress_bar
 from ..tree import tree_leaves, tree_map, tree_paths, tree_unflatten_like
 
 PyTree = Any
@@ -291,6 +292,7 @@ def loss_surface(
     chunk: int = 64,
     vectorize: bool | None = None,
     backend: str | Backend | None = None,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Loss on the plane ``params + a d1 + b d2``.
 
@@ -307,6 +309,8 @@ def loss_surface(
     With ``vectorize`` (default: on where the backend compiles, i.e. JAX) the grid points are evaluated ``chunk`` at a
     time by one ``jit``-compiled ``vmap`` over ``(a, b)`` (on torch, ``vectorize=True``
     uses ``torch.func.vmap``); otherwise one point at a time (still ``jit``-compiled on JAX).
+    ``progress`` (default: the session's setting, :mod:`neuroplastic.progress`) shows a bar
+    over the grid points on stderr, after a "compiling" line on JAX.
 
     Returns ``(alphas (n_a,), betas (n_b,), losses (n_a, n_b))`` as numpy float64, with
     ``losses[i, j]`` the loss at ``(alphas[i], betas[j])``.
@@ -349,6 +353,8 @@ def loss_surface(
     A, Bt = np.meshgrid(alphas, betas, indexing="ij")
     a_flat, b_flat = A.ravel(), Bt.ravel()
     n = a_flat.size
+    compiling_note(B, "the loss of the landscape grid", progress)
+    bar = progress_bar(n, f"loss landscape ({n_a} x {n_b} points)", progress)
     if vectorize:
         size = min(int(chunk), n)
         fn = B.jit(B.vmap(point_loss, in_axes=(0, 0, None, None, None, None)))
@@ -359,6 +365,8 @@ def loss_surface(
         for s in range(0, n + pad, size):
             vals = fn(B.asarray(a_pad[s:s + size]), B.asarray(b_pad[s:s + size]), p0, u, v, data)
             parts.append(np.asarray(B.to_numpy(vals), dtype=np.float64).reshape(-1))
+            if bar is not None:
+                bar.update(min(size, n - s))
         values = np.concatenate(parts)[:n]
     else:
         fn = B.jit(point_loss)
@@ -368,6 +376,10 @@ def loss_surface(
             a = B.asarray(np.asarray(a_flat[k])) if B.compiles else float(a_flat[k])
             b = B.asarray(np.asarray(b_flat[k])) if B.compiles else float(b_flat[k])
             values[k] = float(np.asarray(B.to_numpy(fn(a, b, p0, u, v, data))))
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     return alphas, betas, values.reshape(n_a, n_b)
 
 
@@ -394,7 +406,7 @@ def plot_landscape(
     positive and span more than a factor 10) spaces the contour levels logarithmically.
     Saves a PNG and returns its path.
     """
-    from .plots import _pyplot, _save
+    from .plots import _pyplot, _save, rule_color
 
     alphas = np.asarray(alphas, dtype=np.float64).ravel()
     betas = np.asarray(betas, dtype=np.float64).ravel()
@@ -435,10 +447,9 @@ def plot_landscape(
     cb = fig.colorbar(cf, ax=ax, ticks=lv[:: max(1, len(lv) // 8)])
     cb.ax.set_yticklabels([f"{v:.3g}" for v in lv[:: max(1, len(lv) // 8)]])
     cb.set_label("loss (log-spaced levels)" if log_scale else "loss")
-    cmap = plt.get_cmap("tab10")
-    for i, (name, c) in enumerate(trajectories.items()):
+    for name, c in trajectories.items():
         c = np.asarray(c, dtype=np.float64)
-        col = cmap(i % 10)
+        col = rule_color(str(name))  # the rule's colour in every plot
         ax.plot(c[:, 0], c[:, 1], "-", color=col, lw=1.6, label=name)
         ax.plot(c[:, 0], c[:, 1], ".", color=col, ms=4)
         ax.plot(c[0, 0], c[0, 1], "o", color=col, ms=7, mec="k")

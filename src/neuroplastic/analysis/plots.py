@@ -6,7 +6,11 @@
 * :func:`plot_rate_histograms`: histogram of per-neuron firing rates (Hz), one panel per layer;
 * :func:`plot_alignment_curves`: gradient-agreement metrics over training, metric x layer grid;
 * :func:`plot_deviation_violins`: element-wise gradient deviations at one step, per layer;
-* :func:`plot_uncertainty_boxplot`: an uncertainty measure for correct vs wrong predictions.
+* :func:`plot_uncertainty_boxplot`: an uncertainty measure for correct vs wrong predictions;
+* :func:`plot_accuracy_curves`: test accuracy per epoch of several rules, mean and spread over seeds.
+
+Every plot that shows rules draws each in :func:`rule_color` (one mapping for all of them, the
+landscape's trajectories included); epoch and step axes have whole-number ticks.
 
 The loss-landscape contour plot is :func:`neuroplastic.analysis.landscape.plot_landscape`.
 Every function takes numpy arrays (use ``B.to_numpy``), saves one PNG at ``path``
@@ -50,6 +54,7 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path, title: str =
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax_loss.plot(epochs, [h["test_loss"] for h in history], label="test")
     ax_loss.set_xlabel("epoch")
+    integer_ticks(ax_loss)
     ax_loss.set_ylabel("loss")
     ax_loss.set_title("Loss")
     ax_loss.legend()
@@ -59,6 +64,7 @@ def plot_learning_curves(history: Sequence[dict], path: str | Path, title: str =
         ax_acc.set_ylabel("accuracy (%)")
         ax_acc.legend()
     ax_acc.set_xlabel("epoch")
+    integer_ticks(ax_acc)
     ax_acc.set_title("Accuracy")
     fig.suptitle(title)
     fig.tight_layout()
@@ -240,9 +246,51 @@ def _ordered_unique(values: Any) -> list:
     return list(dict.fromkeys(values))
 
 
+#: matplotlib's tab10 then tab20b: 30 distinguishable colours
+RULE_PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#393b79", "#5254a3", "#6b6ecf", "#9c9ede", "#637939", "#8ca252", "#b5cf6b", "#cedb9c", "#8c6d31", "#bd9e39",
+    "#e7ba52", "#e7cb94", "#843c39", "#ad494a", "#d6616b", "#e7969c", "#7b4173", "#a55194", "#ce6dbd", "#de9ed6",
+)
+#: the order in which rules take the palette's colours: the main job's six first (tab10's first six)
+RULE_ORDER = ("bptt", "eprop-symmetric", "eprop-random", "eprop-adaptive", "ostl", "dfa", "tbptt", "ottt", "otpe", "rtrl",
+              "fptt", "superspike", "dcll", "fa", "eprop", "trace-feedback", "spike_time", "spikegrad", "manhattan",
+              "manhattan-conductance", "mala", "hmc")
+
+
+def rule_color(label: str) -> str:
+    """The colour of rule ``label`` in every plot (alignment, deviations, landscape, accuracy): a fixed function of the
+    label alone, so a rule keeps its colour whichever other rules a figure shows.
+
+    Registered rules take the palette in :data:`RULE_ORDER` (then the registry's others); any other
+    label (an arm such as ``tbptt-10``) gets a colour from a hash of its name.
+    """
+    if not isinstance(label, str):
+        raise TypeError(f"label: expected a rule name (str), got {type(label).__name__}")
+    from ..rules import RULES
+
+    order = list(RULE_ORDER) + sorted(set(RULES) - set(RULE_ORDER))
+    if label in order and order.index(label) < len(RULE_PALETTE):
+        return RULE_PALETTE[order.index(label)]
+    import zlib
+
+    return RULE_PALETTE[zlib.crc32(label.encode()) % len(RULE_PALETTE)]
+
+
+def rule_colors(labels: Sequence[str]) -> dict:
+    """``{label: rule_color(label)}`` for ``labels``."""
+    return {r: rule_color(r) for r in labels}
+
+
 def _rule_colors(plt: Any, rules: Sequence[str]) -> dict:
-    cmap = plt.get_cmap("tab10")
-    return {r: cmap(i % 10) for i, r in enumerate(rules)}
+    return rule_colors(rules)
+
+
+def integer_ticks(ax: Any) -> None:
+    """Only whole numbers on ``ax``'s x axis (epochs, steps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_alignment_curves(
@@ -311,6 +359,7 @@ def plot_alignment_curves(
                 ax.set_ylabel(_METRIC_INFO[m][0], fontsize=8)
             if i == len(metrics) - 1:
                 ax.set_xlabel("training step")
+                integer_ticks(ax)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for ax in axes.ravel():
         h, l = ax.get_legend_handles_labels()
@@ -360,6 +409,7 @@ def plot_deviation_violins(
                 parts = ax.violinplot([v], positions=[x], widths=0.8, showmedians=True, showextrema=True)
                 for body in parts["bodies"]:
                     body.set_facecolor(colors[rule])
+                    body.set_gid(f"rule:{rule}")  # which rule a violin is (tests read it back)
                     body.set_edgecolor("k")
                     body.set_alpha(0.7)
                 for k in ("cbars", "cmins", "cmaxes", "cmedians"):
@@ -367,7 +417,7 @@ def plot_deviation_violins(
                         parts[k].set_color("k")
                         parts[k].set_linewidth(0.8)
             else:
-                ax.plot([x - 0.3, x + 0.3], [v[0], v[0]], color=colors[rule], lw=2)
+                ax.plot([x - 0.3, x + 0.3], [v[0], v[0]], color=colors[rule], lw=2, gid=f"rule:{rule}")
         ax.axhline(0.0, color="gray", ls=":", lw=1.0)
         _min_yspan(ax)
         ax.set_xticks(range(len(rules)))
@@ -434,6 +484,37 @@ def plot_uncertainty_boxplot(
     if p_value is not None:
         heading += f"\n{test + ': ' if test else ''}p = {float(p_value):.3g}"
     ax.set_title(heading, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy_curves(rules: Mapping[str, Sequence[Sequence[dict]]], path: str | Path, title: str | None = None) -> Path:
+    """Test accuracy per epoch of several rules: ``rules[label]`` holds one history (per-epoch dicts with ``epoch`` and
+    ``test_acc``) per seed; the line is the mean over seeds, the band one standard deviation.  Each rule in its
+    :func:`rule_color`; whole-number epoch ticks."""
+    if not rules:
+        raise ValueError("rules: nothing to plot")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    n_seeds = 1
+    for label, histories in rules.items():
+        if not histories or not all(histories):
+            raise ValueError(f"rules[{label!r}]: expected one non-empty history per seed")
+        curves = np.array([[100 * e["test_acc"] for e in h] for h in histories], dtype=np.float64)
+        n_seeds = len(curves)
+        epochs = [e["epoch"] for e in histories[0]]
+        mean = curves.mean(axis=0)
+        ax.plot(epochs, mean, marker="o", ms=3, label=label, color=rule_color(label))
+        if len(curves) > 1:
+            sd = curves.std(axis=0, ddof=1)
+            ax.fill_between(epochs, mean - sd, mean + sd, color=rule_color(label), alpha=0.2)
+    ax.set_xlabel("epoch")
+    integer_ticks(ax)
+    ax.set_ylabel("test accuracy (%)")
+    what = f"mean and std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    ax.set_title(title or f"Test accuracy per epoch ({what}), same network and optimizer")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -27,6 +27,7 @@ from ..backend import Backend, get_backend
 from ..data.arrays import Dataset
 from ..losses import Loss, Objective, make_loss
 from ..network import Network
+from ..progress import compiling_note, progress_bar
 from ..rules import Rule, make_rule
 from ..tree import tree_flatten_dict
 from .optimizers import Optimizer, make_optimizer
@@ -92,6 +93,7 @@ class GradientComparison:
         max_steps: int | None = None,
         out_dir: str | Path | None = None,
         keep_trajectory: bool = False,
+        progress: bool | None = None,
     ) -> tuple[Any, list[dict], dict]:
         """Train the primary rule and compare every ``every`` steps.
 
@@ -103,7 +105,9 @@ class GradientComparison:
         Returns ``(params, records, extra)``; ``extra`` has ``samples`` (deviation samples at
         ``sample_steps``, keyed ``"step/rule/kind/param"``), ``trajectory`` (numpy params per
         epoch when ``keep_trajectory``) and ``losses``.  With ``out_dir``, writes
-        ``alignment.jsonl`` and ``deviations.safetensors`` there.
+        ``alignment.jsonl`` and ``deviations.safetensors`` there.  ``progress`` (default: the
+        session's setting, :mod:`neuroplastic.progress`) shows a bar over the steps on stderr,
+        after a "compiling" line on JAX.
         """
         if not (isinstance(every, int) and not isinstance(every, bool) and every > 0):
             raise ValueError(f"every must be a positive integer, got {every!r}")
@@ -123,6 +127,9 @@ class GradientComparison:
             return p, o, states, {"finite": trainer.finite_flags(None, grads[self.primary], p)}
 
         n_batches = -(-data.x_train.shape[1] // batch_size)
+        total = epochs * n_batches if max_steps is None else min(max_steps, epochs * n_batches)
+        compiling_note(B, f"the gradients of {len(self.rules)} rules", progress)
+        bar = progress_bar(total, f"gradient comparison ({', '.join(self.rules)})", progress)
         r = None
         for r in trainer.steps(params, data, epochs, batch_size, seed, (opt_state, rule_states), step_fn=step_fn, max_steps=max_steps):
             params, opt_state, rule_states = r.params, r.opt_state, r.rule_state
@@ -132,6 +139,10 @@ class GradientComparison:
                 samples.update(self._samples(r.step, last["grads"], last["updates"]))
             if keep_trajectory and r.index + 1 == n_batches:
                 trajectory.append(B.tree_to_numpy(params))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         if keep_trajectory and r is not None and r.index + 1 != n_batches:
             trajectory.append(B.tree_to_numpy(params))  # a comparison cut short inside an epoch
         if out_dir is not None:
