@@ -222,6 +222,21 @@ class TorchBackend(Backend):
     def spike(self, x: torch.Tensor, surrogate: Any) -> torch.Tensor:
         return _Spike.apply(x, surrogate)
 
+    def lif_sequence(self, currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshold: float, reset: str,
+                     detach_reset: bool, surrogate: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused kernel (:class:`.kernels_torch.LIFSequence`: one autograd node for the whole sequence);
+        the reference scan under ``torch.func`` transforms and forward-mode AD, which the kernel lacks."""
+        from . import kernels_torch
+
+        if not kernels_torch.fusable(currents, v0):
+            return super().lif_sequence(currents, v0, alpha, threshold, reset, detach_reset, surrogate)
+        return kernels_torch.lif_sequence(currents, v0, alpha, threshold, reset, detach_reset, surrogate)
+
+    def in_forward_mode(self, x: Any) -> bool:
+        from . import kernels_torch
+
+        return kernels_torch.in_transform(x)
+
     def value_and_grad(self, fn: Callable, has_aux: bool = False) -> Callable:
         def wrapped(params: Any, *args: Any, **kwargs: Any):
             leaves = tree_leaves(params)

@@ -1,0 +1,177 @@
+"""The torch fused LIF kernel (backend/kernels_torch.py) against the reference: LIF.step run step by step."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from neuroplastic.backend import get_backend  # noqa: E402
+from neuroplastic.backend.kernels_torch import LIFSequence, in_transform, lif_backward, lif_forward, lif_sequence  # noqa: E402
+from neuroplastic.cells.lif import LIF  # noqa: E402
+
+RESETS = ("subtract", "zero", "none")
+# decay and threshold that float32 cannot represent, so a different rounding of the scalars would show
+SETTINGS = dict(decay=0.7, threshold=0.3)
+
+
+def stepwise(cell: LIF, currents, v0):
+    """The reference: ``LIF.step`` in a Python loop (autograd records every step)."""
+    v, spikes = v0, []
+    for t in range(currents.shape[0]):
+        state, z = cell.step({}, {"v": v}, currents[t])
+        v = state["v"]
+        spikes.append(z)
+    return torch.stack(spikes), v
+
+
+def inputs(dtype, T=40, batch=3, n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    currents = (0.45 * torch.randn(T, batch, n, generator=g, dtype=dtype)).requires_grad_()
+    v0 = (0.2 * torch.randn(batch, n, generator=g, dtype=dtype)).requires_grad_()
+    cot_z = torch.randn(T, batch, n, generator=g, dtype=dtype)
+    cot_v = torch.randn(batch, n, generator=g, dtype=dtype)
+    return currents, v0, cot_z, cot_v
+
+
+def grads(spikes, v_last, currents, v0, cot_z, cot_v):
+    return torch.autograd.grad((spikes * cot_z).sum() + (v_last * cot_v).sum(), (currents, v0))
+
+
+def rel(a, b) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("reset,detach", list(itertools.product(RESETS, (True, False))))
+@pytest.mark.parametrize("surrogate", ["fast_sigmoid", "triangle", "arctan"])
+def test_kernel_equals_stepwise_float64(reset, detach, surrogate):
+    cell = LIF(reset=reset, detach_reset=detach, surrogate=surrogate, **SETTINGS)
+    currents, v0, cot_z, cot_v = inputs(torch.float64)
+    z_ref, v_ref = stepwise(cell, currents, v0)
+    z, v = lif_sequence(currents, v0, cell.alpha, cell.threshold, reset, detach, cell.surrogate)
+    assert 0.05 < float(z_ref.detach().mean()) < 0.6  # the test exercises spikes and resets
+    assert torch.equal(z, z_ref) and torch.equal(v, v_ref)
+    for got, want in zip(grads(z, v, currents, v0, cot_z, cot_v), grads(z_ref, v_ref, currents, v0, cot_z, cot_v)):
+        assert rel(got, want) < 1e-12
+
+
+@pytest.mark.parametrize("reset,detach", list(itertools.product(RESETS, (True, False))))
+def test_kernel_equals_stepwise_float32(reset, detach):
+    cell = LIF(reset=reset, detach_reset=detach, **SETTINGS)
+    currents, v0, cot_z, cot_v = inputs(torch.float32, T=120)
+    z_ref, v_ref = stepwise(cell, currents, v0)
+    z, v = lif_sequence(currents, v0, cell.alpha, cell.threshold, reset, detach, cell.surrogate)
+    assert torch.equal(z, z_ref) and torch.equal(v, v_ref)  # bit for bit
+    for got, want in zip(grads(z, v, currents, v0, cot_z, cot_v), grads(z_ref, v_ref, currents, v0, cot_z, cot_v)):
+        # a different summation order: a few float32 ulps per step at most
+        assert float((got - want).abs().max()) <= 4 * 120 * np.finfo(np.float32).eps * float(want.abs().max())
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_kernel_gradcheck_last_membrane(reset):
+    """Finite differences: with a detached reset the last membrane is piecewise smooth in the inputs,
+    and its true derivative is what the kernel returns (no surrogate on that path)."""
+    cell = LIF(reset=reset, detach_reset=True, **SETTINGS)
+    currents, v0, _, _ = inputs(torch.float64, T=12, batch=2, n=3, seed=1)
+
+    def last(i, v):
+        return lif_sequence(i, v, cell.alpha, cell.threshold, reset, True, cell.surrogate)[1]
+
+    assert torch.autograd.gradcheck(last, (currents, v0), eps=1e-7, atol=1e-9)
+
+
+def test_kernel_one_output_unused_and_inputs_without_grad():
+    cell = LIF(**SETTINGS)
+    currents, v0, cot_z, _ = inputs(torch.float64)
+    z_ref, _ = stepwise(cell, currents, v0)
+    (want,) = torch.autograd.grad((z_ref * cot_z).sum(), currents)
+    z, _ = lif_sequence(currents, v0.detach(), cell.alpha, cell.threshold, "subtract", True, cell.surrogate)
+    (got,) = torch.autograd.grad((z * cot_z).sum(), currents)
+    assert rel(got, want) < 1e-12
+    with torch.no_grad():
+        z2, _ = lif_sequence(currents, v0, cell.alpha, cell.threshold, "subtract", True, cell.surrogate)
+    assert torch.equal(z2, z) and z2.grad_fn is None
+
+
+def test_forward_backward_helpers_keep_inputs():
+    currents = torch.randn(30, 2, 4, dtype=torch.float64)
+    v0 = torch.randn(2, 4, dtype=torch.float64)
+    keep_i, keep_v = currents.clone(), v0.clone()
+    spikes, v_last, u = lif_forward(currents, v0, 0.8, 0.5, "zero")
+    grad_i, grad_v0 = lif_backward(u, torch.ones_like(u), torch.ones_like(v0), 0.8, 0.5, "zero", False, LIF().surrogate)
+    assert torch.equal(currents, keep_i) and torch.equal(v0, keep_v)
+    assert grad_i.shape == currents.shape and grad_v0.shape == v0.shape
+
+
+def test_backend_uses_the_kernel_and_the_reference_under_jvp():
+    B = get_backend("torch", dtype="float64")
+    cell = LIF(**SETTINGS)
+    currents, v0, _, _ = inputs(torch.float64)
+    spikes, _ = B.lif_sequence(currents, v0, cell.alpha, cell.threshold, "subtract", True, cell.surrogate)
+    assert type(spikes.grad_fn).__name__ == "LIFSequenceBackward"
+    assert not B.in_forward_mode(currents)
+
+    # forward mode: the kernel has no jvp rule, so the backend falls back to the reference by itself
+    def run(i):
+        assert B.in_forward_mode(i)
+        return B.lif_sequence(i, v0.detach(), cell.alpha, cell.threshold, "subtract", True, cell.surrogate)[0]
+
+    tangent = torch.randn_like(currents)
+    _, jvp = torch.func.jvp(run, (currents.detach(),), (tangent,))
+    z_ref, _ = stepwise(cell, currents, v0.detach())
+    (vjp,) = torch.autograd.grad(z_ref, currents, torch.ones_like(z_ref))  # <1, J t> = <J^T 1, t>
+    assert abs(float(jvp.sum()) - float((vjp * tangent).sum())) < 1e-10 * float(vjp.abs().sum() * tangent.abs().max())
+
+    import torch.autograd.forward_ad as fwAD
+
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(currents.detach(), tangent)
+        assert in_transform(dual) and B.in_forward_mode(dual)
+        z_dual, _ = B.lif_sequence(dual, v0.detach(), cell.alpha, cell.threshold, "subtract", True, cell.surrogate)
+        assert torch.allclose(fwAD.unpack_dual(z_dual).tangent, jvp, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_network_fused_equals_reference_on_torch(reset):
+    """Through the network: BPTT with the kernel (selected by itself) and with ``fused=False``."""
+    from neuroplastic.layers import Dense
+    from neuroplastic.losses import Objective, make_loss
+    from neuroplastic.network import Network
+    from neuroplastic.rules.bptt import BPTT
+    from neuroplastic.tree import tree_leaves
+
+    B = get_backend("torch", dtype="float64")
+    layers = lambda: [Dense(16, bias=True), LIF(reset=reset, **SETTINGS), Dense(16), LIF(reset=reset, detach_reset=False),  # noqa: E731
+                      Dense(4), LIF(reset=reset)]
+    fused, plain = Network(5, layers()), Network(5, layers(), fused=False)
+    params = B.tree_asarray(fused.init_numpy(3))
+    rng = np.random.default_rng(0)
+    xs = B.asarray((rng.random((30, 4, 5)) < 0.4).astype(np.float64) * 2.0)
+    ys = B.asarray(rng.integers(0, 4, 4))
+    out_f, _, rec_f = fused.run(params, xs)
+    out_p, _, rec_p = plain.run(params, xs)
+    assert type(out_f.grad_fn).__name__ == "LIFSequenceBackward"  # the kernel was selected
+    assert all(torch.equal(a, b) for a, b in zip(rec_f["out"], rec_p["out"]))
+    assert float(rec_p["out"][0].mean()) > 0.02
+    objective = Objective(make_loss("ce_sum"))
+    g_f, _, aux_f = BPTT().gradients(fused, params, {}, (xs, ys), objective)
+    g_p, _, aux_p = BPTT().gradients(plain, params, {}, (xs, ys), objective)
+    assert float(aux_f["loss"]) == float(aux_p["loss"])
+    for a, b in zip(tree_leaves(g_f), tree_leaves(g_p)):
+        assert float((a - b).norm()) <= 1e-12 * max(float(b.norm()), 1e-30)
+
+
+def test_bad_arguments_are_named():
+    currents, v0 = torch.zeros(3, 2, 4), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="reset"):
+        lif_sequence(currents, v0, 0.9, 1.0, "sometimes", True, LIF().surrogate)
+    with pytest.raises(ValueError, match="v0"):
+        lif_sequence(currents, torch.zeros(2, 5), 0.9, 1.0, "subtract", True, LIF().surrogate)
+    with pytest.raises(ValueError, match="currents"):
+        lif_sequence(torch.zeros(3, 4), v0, 0.9, 1.0, "subtract", True, LIF().surrogate)
+    with pytest.raises(TypeError, match="alpha"):
+        lif_sequence(currents, v0, torch.tensor(0.9), 1.0, "subtract", True, LIF().surrogate)
+    assert LIFSequence is not None
