@@ -11,9 +11,10 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[torch,jax,plot,data,neuromorphic,dev,dist]'
-	# for tests/test_neurobench.py's cross-check only: their full dependency sets pull
-	# torchaudio 2.11 and a second torch, and the metric functions need none of them
-	$(PY) -m pip install --quiet --no-deps 'neurobench==2.3.0' 'snntorch==1.0.0'
+	# for tests/test_neurobench.py's and the interop tests' cross-checks only: their full dependency
+	# sets pull torchaudio/torchvision and a second torch, and the parts used need none of them
+	# (norse's other dependencies, nir and nirtorch, come with the dev extra)
+	$(PY) -m pip install --quiet --no-deps 'neurobench==2.3.0' 'snntorch==1.0.0' 'norse==1.1.0'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,6 +12,9 @@ from ..surrogates import SurrogateLike, make_surrogate
 from .base import RESETS, Cell, State, check_choice, check_positive, decay_from, fixed_decays, trainable_decay
 from .lif import reset_membrane
 
+#: what an ALIF reset subtracts: the base threshold or the adaptive threshold of the step
+RESET_AMOUNTS = ("threshold", "adaptive_threshold")
+
 
 @dataclass(frozen=True)
 class ALIF(Cell):
@@ -22,10 +25,14 @@ class ALIF(Cell):
         A_t = threshold + beta_adapt * a_{t-1}         adaptive threshold
         u_t = alpha v_{t-1} + I_t
         z_t = H(u_t - A_t)
-        v_t = u_t - r(z_t) * threshold                 (reset="subtract"; "zero" and "none" as in LIF)
+        v_t = u_t - r(z_t) * theta_r                   (reset="subtract"; "zero" and "none" as in LIF)
         a_t = rho a_{t-1} + z_t
 
-    ``r`` detaches the reset when ``detach_reset``.  State: ``v``, ``a``; output ``z_t``.
+    ``r`` detaches the reset when ``detach_reset``.  The reset subtracts ``theta_r``: the
+    base ``threshold`` (``reset_by="threshold"``, the default, as in Bellec et al. 2020's e-prop
+    equations) or the adaptive threshold ``A_t`` of the step (``reset_by="adaptive_threshold"``,
+    which brings the membrane as far below the moving threshold as it went over it).  Either way
+    the reset uses the spike of the same step.  State: ``v``, ``a``; output ``z_t``.
     ``beta_adapt = 0`` gives back the LIF neuron.
     """
 
@@ -40,6 +47,7 @@ class ALIF(Cell):
     detach_reset: bool = True
     surrogate: SurrogateLike = "fast_sigmoid"
     train_decay: bool = False
+    reset_by: str = "threshold"
     alpha: float = field(init=False, repr=False, default=0.0)
     rho: float = field(init=False, repr=False, default=0.0)
 
@@ -53,6 +61,7 @@ class ALIF(Cell):
         if self.beta_adapt < 0:
             raise ValueError(f"beta_adapt must be >= 0, got {self.beta_adapt!r}")
         check_choice(self.reset, "reset", RESETS)
+        check_choice(self.reset_by, "reset_by", RESET_AMOUNTS)
         object.__setattr__(self, "surrogate", make_surrogate(self.surrogate))
 
     @property
@@ -72,6 +81,7 @@ class ALIF(Cell):
         thr = self.threshold + self.beta_adapt * state["a"]
         u = alpha * state["v"] + current
         z = B.spike(u - thr, self.surrogate)
-        v = reset_membrane(B, u, z, self.threshold, self.reset, self.detach_reset)
+        amount = self.threshold if self.reset_by == "threshold" else thr
+        v = reset_membrane(B, u, z, amount, self.reset, self.detach_reset)
         a = rho * state["a"] + z
         return {"v": v, "a": a}, z

@@ -31,6 +31,13 @@ import numpy as np
 
 State = dict
 RESETS = ("subtract", "zero", "none")
+#: which spike resets the membrane in step ``t``: the spike of step ``t`` itself, applied at the end of
+#: the step (the stored membrane is post-reset), or the spike of step ``t-1``, applied during step ``t``
+#: (the stored membrane is pre-reset and the state carries that spike as ``z``)
+RESET_FROM = ("this_step", "previous_step")
+#: where a reset from the previous step's spike lands relative to the leak of step ``t``: on the
+#: membrane before it decays (the reset decays with it), or after the leak and the input (unscaled)
+RESET_ORDERS = ("before_leak", "after_leak")
 
 
 def decay_from(tau: float | None, decay: float | None, dt: float, tau_name: str, decay_name: str) -> float:
@@ -56,6 +63,24 @@ def check_positive(value: float, name: str) -> None:
 def check_choice(value: str, name: str, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"{name}: unknown value {value!r}; choose one of {list(choices)}")
+
+
+def check_finite(value: float, name: str) -> None:
+    """A ``ValueError`` naming ``name`` unless ``value`` is a finite real number."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def check_reset_timing(reset_from: str, reset_order: str) -> None:
+    """Check the ``reset_from`` / ``reset_order`` pair of a spiking cell (see :data:`RESET_FROM`)."""
+    check_choice(reset_from, "reset_from", RESET_FROM)
+    check_choice(reset_order, "reset_order", RESET_ORDERS)
+    if reset_from == "this_step" and reset_order != "before_leak":
+        raise ValueError(
+            f"reset_order: {reset_order!r} needs reset_from='previous_step' (a reset from this step's spike comes after"
+            " this step's leak and before the next one; reset_order='after_leak' with reset_from='previous_step' is"
+            " snnTorch's default)"
+        )
 
 
 @dataclass(frozen=True)
