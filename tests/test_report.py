@@ -24,6 +24,8 @@ def test_quick_run_writes_report(quick_run):
     assert set(results["rules"]) == {"bptt", "eprop-symmetric", "ostl"}
     md = (quick_run / "report.md").read_text()
     assert "| bptt |" in md and "| eprop-symmetric |" in md
+    # --quick trains on a subset: every row and a note say which
+    assert md.count("| 768 examples (a subset), 2 epochs |") == 3 and "first 768 training examples" in md
     # NeuroBench metrics per rule, from analysis.neurobench on 256 test examples
     assert "## Efficiency" in md and "effective ACs / sample" in md
     for rule, r in results["rules"].items():

@@ -38,35 +38,44 @@ class _Given(argparse.Action):
         namespace.given = set(getattr(namespace, "given", ())) | {self.dest}
 
 
+def _one_of(names: Any) -> str:
+    """``one of: a, b, c``: the closed set of an option, for its help (the value is checked by the library, which names it)."""
+    return "one of: " + ", ".join(str(n) for n in names)
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     d = RunConfig()
+    from .backend import BACKENDS
     from .data import LOADERS
     from .encoders import ENCODERS
+    from .losses import LOSSES
     from .models import MODELS
-    from .rules import RULES
+    from .rules import MODES, RULES
+    from .surrogates import SURROGATES
+    from .train.optimizers import OPTIMIZERS, SCHEDULES
 
     p.add_argument("--config", default=None, metavar="FILE", help="TOML run configuration; options given here override it")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its latest checkpoint (with its own config)")
-    p.add_argument("--data", action=_Given, default=d.data, help=f"dataset, one of {sorted(LOADERS)} (default {d.data})")
+    p.add_argument("--data", action=_Given, default=d.data, help=f"dataset, {_one_of(sorted(LOADERS))} (default {d.data})")
     p.add_argument("--data-option", action="append", default=None, metavar="KEY=VALUE", help="a dataset option (repeatable; VALUE read as TOML)")
-    p.add_argument("--encoder", action=_Given, default=None, help=f"spike encoder applied to the data, one of {sorted(ENCODERS)} (default: none)")
+    p.add_argument("--encoder", action=_Given, default=None, help=f"spike encoder applied to the data, {_one_of(sorted(ENCODERS))} (default: none)")
     p.add_argument("--encoder-option", action="append", default=None, metavar="KEY=VALUE", help="an encoder option (repeatable)")
     p.add_argument("--model", action=_Given, default=d.model, choices=MODELS, help=f"architecture (default {d.model})")
     p.add_argument("--hidden", action=_Given, type=int, default=d.hidden, help=f"hidden neurons per layer (default {d.hidden})")
-    p.add_argument("--surrogate", action=_Given, default=d.surrogate, help=f"surrogate derivative of the spike (default {d.surrogate})")
+    p.add_argument("--surrogate", action=_Given, default=d.surrogate, help=f"surrogate derivative of the spike, {_one_of(SURROGATES)} (default {d.surrogate})")
     p.add_argument("--tau-mem", action=_Given, type=float, default=d.tau_mem, help=f"membrane time constant of the hidden cells (default {d.tau_mem:g})")
     p.add_argument("--tau-out", action=_Given, type=float, default=d.tau_out, help=f"time constant of the leaky readout (default {d.tau_out:g})")
-    p.add_argument("--rule", action=_Given, default=d.rule, help=f"learning rule, one of {sorted(RULES)} (default {d.rule})")
-    p.add_argument("--mode", action=_Given, default=d.mode, help="offline, online or deferred (default offline)")
-    p.add_argument("--loss", action=_Given, default=d.loss, help=f"loss name (default {d.loss})")
-    p.add_argument("--optimizer", action=_Given, default=d.optimizer, help=f"adam, adamw, sgd, momentum, rmsprop or naive (default {d.optimizer})")
+    p.add_argument("--rule", action=_Given, default=d.rule, help=f"learning rule, {_one_of(sorted(RULES))} (default {d.rule})")
+    p.add_argument("--mode", action=_Given, default=d.mode, help=f"training mode, {_one_of(MODES)} (default {d.mode})")
+    p.add_argument("--loss", action=_Given, default=d.loss, help=f"loss, {_one_of(LOSSES)} (default {d.loss})")
+    p.add_argument("--optimizer", action=_Given, default=d.optimizer, help=f"optimizer, {_one_of(OPTIMIZERS)} (default {d.optimizer})")
     p.add_argument("--lr", action=_Given, type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    p.add_argument("--schedule", action=_Given, default=d.schedule, help=f"learning-rate schedule: constant or cosine (default {d.schedule})")
+    p.add_argument("--schedule", action=_Given, default=d.schedule, help=f"learning-rate schedule, {_one_of(SCHEDULES)} (default {d.schedule})")
     p.add_argument("--epochs", action=_Given, type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--batch-size", action=_Given, type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
-    p.add_argument("--backend", action=_Given, default=d.backend, help=f"torch or jax (default {d.backend})")
+    p.add_argument("--backend", action=_Given, default=d.backend, help=f"array framework, {_one_of(BACKENDS)} (default {d.backend})")
     p.add_argument("--device", action=_Given, default=None, help="cpu, cuda or cuda:N (default: the framework's default)")
-    p.add_argument("--dtype", action=_Given, default=d.dtype, choices=("float32", "float64"))
+    p.add_argument("--dtype", action=_Given, default=d.dtype, choices=("float32", "float64"), help=f"floating-point type (default {d.dtype})")
     p.add_argument("--seed", action=_Given, type=int, default=d.seed, help=f"seed for init, shuffling and the rule (default {d.seed})")
     p.add_argument("--reg-rate", action=_Given, type=float, default=None, help="target firing rate in Hz for the rate regulariser (off by default)")
     p.add_argument("--reg-strength", action=_Given, type=float, default=d.reg_strength, help="strength of the rate regulariser")
@@ -75,7 +84,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help=f"save a checkpoint every N epochs, for --resume; 0: never (default {d.checkpoint_every})")
     p.add_argument("--out", action=_Given, default="runs", help="folder in which the run folder is made (default runs/)")
     p.add_argument("--name", action=_Given, default=None, help="run folder name (default: time stamp, data and rule)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none either when stderr is not a terminal)")
+    p.add_argument("--quiet", action="store_true", help="the same as --no-progress")
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -99,10 +109,17 @@ def _train(args: argparse.Namespace) -> None:
         if extra:
             flag = "--" + extra[0].replace("_", "-")
             raise ValueError(f"--resume: the run continues with its own config.toml; leave out {flag}")
-        resume_run(args.resume, progress=not args.no_progress)
+        resume_run(args.resume, progress=_progress(args))
         return
     cfg = _config(args)
-    train_run(cfg, _run_dir(args, cfg), progress=not args.no_progress)
+    train_run(cfg, _run_dir(args, cfg), progress=_progress(args))
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress on stderr unless ``--quiet``/``--no-progress`` or stderr is not a terminal (logs, tests)."""
+    from .progress import wants_progress
+
+    return wants_progress(bool(getattr(args, "quiet", False) or getattr(args, "no_progress", False)))
 
 
 def _run_dir(args: argparse.Namespace, cfg: RunConfig) -> Path:
@@ -126,24 +143,33 @@ def _positive_int(name: str):
 
 
 def _add_study_options(p: argparse.ArgumentParser, quick: bool = True) -> None:
+    from .backend import BACKENDS
+    from .data import LOADERS
+    from .models import MODELS
+    from .rules import RULES
     from .study import StudyConfig
 
     d = StudyConfig.default()
+    q = d.quick()
     p.add_argument("--config", default=None, metavar="FILE",
                    help="study TOML: a run config plus [study] and [[rules]] tables (default: the main job's, neuroplastic/studies/main.toml)")
-    p.add_argument("--rules", nargs="+", default=None, help=f"rules to compare, each with its defaults (default: {' '.join(d.labels)})")
-    p.add_argument("--reference", default=None, help=f"reference rule for gradient alignment (default {d.reference})")
-    p.add_argument("--data", default=None, help=f"dataset (default {d.base.data})")
-    p.add_argument("--model", default=None, help=f"architecture (default {d.base.model})")
-    p.add_argument("--hidden", type=_positive_int("--hidden"), default=None, help=f"hidden neurons (default {d.base.hidden}; 32 with --quick)")
-    p.add_argument("--epochs", type=_positive_int("--epochs"), default=None, help=f"epochs per rule (default {d.base.epochs}; 2 with --quick)")
-    p.add_argument("--backend", default=None, help=f"torch or jax (default {d.base.backend})")
+    p.add_argument("--rules", nargs="+", default=None, metavar="RULE",
+                   help=f"rules to compare, each with its defaults, {_one_of(sorted(RULES))} (default: {' '.join(d.labels)})")
+    p.add_argument("--reference", default=None, help=f"reference rule for gradient alignment, one of the compared rules (default {d.reference})")
+    p.add_argument("--data", default=None, help=f"dataset, {_one_of(sorted(LOADERS))} (default {d.base.data})")
+    p.add_argument("--model", default=None, help=f"architecture, {_one_of(MODELS)} (default {d.base.model})")
+    p.add_argument("--hidden", type=_positive_int("--hidden"), default=None, help=f"hidden neurons (default {d.base.hidden}; {q.base.hidden} with --quick)")
+    p.add_argument("--epochs", type=_positive_int("--epochs"), default=None, help=f"epochs per rule (default {d.base.epochs}; {q.base.epochs} with --quick)")
+    p.add_argument("--backend", default=None, help=f"array framework, {_one_of(BACKENDS)} (default {d.base.backend})")
     p.add_argument("--seed", type=int, default=None, help=f"first seed (default {d.base.seed})")
     p.add_argument("--seeds", type=_positive_int("--seeds"), default=None, help=f"seeds per rule, for spreads (default {d.seeds})")
     p.add_argument("--out", default="runs", help="folder in which the run folder is made (default runs/)")
     p.add_argument("--name", default=None, help="run folder name (default: time stamp)")
     if quick:
-        p.add_argument("--quick", action="store_true", help="a small version that finishes in about a minute (768 training examples, 2 epochs)")
+        p.add_argument("--quick", action="store_true",
+                       help=f"a small version that finishes in about a minute: {q.train_examples} training examples, {q.base.epochs} epochs, "
+                            f"{q.base.hidden} hidden (accuracy far below the full run's; the table and the report say so)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or phase lines on stderr (there are none either when stderr is not a terminal)")
 
 
 def _study_config(args: argparse.Namespace, **extra: Any):
@@ -199,21 +225,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_sweep_parser(sub)
     args = parser.parse_args(argv)
+    from .progress import progress_enabled
+
     try:
         if args.command == "train":
             _train(args)
         elif args.command == "run":
             from .study import run_study
 
-            run_study(_study_config(args), _stamp(args, "study"))
+            cfg = _study_config(args)
+            with progress_enabled(_progress(args)):
+                results = run_study(cfg, _stamp(args, "study"), progress=_progress(args))
+            print(results_table(results))
         elif args.command == "compare":
-            _compare(args)
+            with progress_enabled(_progress(args)):
+                _compare(args)
         elif args.command == "landscape":
             from .study import run_study
 
             cfg = _study_config(args, landscape_grid=args.grid, landscape_batches=args.batches, compare_steps=1)
             cfg = dataclasses.replace(cfg, arms=(cfg.arm(cfg.reference),))
-            run_study(cfg, _stamp(args, "landscape"))
+            with progress_enabled(_progress(args)):
+                run_study(cfg, _stamp(args, "landscape"), progress=_progress(args))
         elif args.command == "sweep":
             return run_sweep_command(args)
         else:
@@ -225,6 +258,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"neuroplastic: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def results_table(results: dict) -> str:
+    """The printed summary of a study: test accuracy per rule and what each trained on (examples, epochs)."""
+    from .report import subset_note, training_subset
+
+    cfg = results["config"]
+    lines = ["", f"{'rule':20s} {'test acc':>9s}  trained on", f"{'-' * 20} {'-' * 9}  {'-' * 34}"]
+    for label, r in results["rules"].items():
+        acc, spread = r["final"].get("test_acc"), r.get("test_acc_spread")
+        shown = "n/a" if acc is None else f"{100 * (spread['mean'] if spread else acc):.1f}%"
+        lines.append(f"{label:20s} {shown:>9s}  {training_subset(cfg, r)}")
+    note = subset_note(cfg)
+    return "\n".join(lines + ([note] if note else []))
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -32,6 +32,7 @@ from .config import RunConfig, config_to_toml, load_config
 from .data import Dataset, load_dataset
 from .losses import RateRegularizer
 from .models import build_model
+from .progress import compiling_note, note
 from .train import Trainer
 from .train.trainer import Callback
 from .train.checkpoint import Checkpoint, atomic_write, clear_checkpoints, load_checkpoint, read_sidecar
@@ -176,6 +177,9 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
     if resume:
         log(f"neuroplastic: resuming {out} after epoch {start} of {cfg.epochs}" if info else f"neuroplastic: no checkpoint in {out}; starting from epoch 0")
     write_status(out, "running", epoch=start)
+    if progress and cfg.epochs > start:  # the bars below are the trainer's, one per epoch; say whose they are
+        note(f"training {cfg.rule} ({cfg.mode}, {cfg.epochs - start} epochs, {data.x_train.shape[1]} training examples)", progress)
+        compiling_note(B, f"the {cfg.rule} training step", progress)
     t0 = time.perf_counter()
     try:
         params, history = trainer.fit(

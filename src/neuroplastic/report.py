@@ -31,9 +31,25 @@ def _num(v: Any, fmt: str = "{:.3f}") -> str:
     return fmt.format(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else "n/a"
 
 
+def training_subset(cfg: dict, rule_result: dict) -> str:
+    """What one rule trained on: ``768 examples (a subset), 2 epochs`` or ``all examples, 60 epochs``."""
+    epochs = len(rule_result.get("history") or []) or cfg.get("epochs")
+    n = cfg.get("train_examples")
+    return f"{f'{n} examples (a subset)' if n else 'all examples'}, {epochs} epoch{'' if epochs == 1 else 's'}"
+
+
+def subset_note(cfg: dict) -> str:
+    """The sentence that says a study trained on a subset of the training set (``--quick``), or ``""``."""
+    if not cfg.get("train_examples"):
+        return ""
+    return (f"Trained on the first {cfg['train_examples']} training examples only (a quick run, {cfg['epochs']} epochs); accuracies are far "
+            "from what the full set gives.")
+
+
 def table_rows(results: dict) -> list[list[str]]:
-    """One row per rule: accuracy, rates, synaptic operations, alignment, time."""
+    """One row per rule: accuracy, what it trained on, rates, synaptic operations, alignment, time."""
     rows = []
+    cfg = results["config"]
     align = (results.get("alignment") or {}).get("summary", {})
     for rule, r in results["rules"].items():
         final = r["final"]
@@ -43,7 +59,7 @@ def table_rows(results: dict) -> list[list[str]]:
         spread = r.get("test_acc_spread")
         test = _pct(final.get("test_acc")) if not spread else f"{100 * spread['mean']:.1f} ± {100 * spread['std']:.1f}% (n={spread['n']})"
         rows.append([
-            rule, r.get("describe", rule), test, _pct(final.get("train_acc")),
+            rule, r.get("describe", rule), test, training_subset(cfg, r), _pct(final.get("train_acc")),
             ", ".join(f"{x:.1f}" for x in rates) or "n/a",
             _num(eff.get("synops_per_sample"), "{:,.0f}"),
             _num(eff.get("activation_sparsity")),
@@ -53,7 +69,7 @@ def table_rows(results: dict) -> list[list[str]]:
     return rows
 
 
-HEADER = ["rule", "setting", "test accuracy", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "sign agreement", "train time (s)"]
+HEADER = ["rule", "setting", "test accuracy", "trained on", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "sign agreement", "train time (s)"]
 
 #: (key of ``efficiency_metrics``, column, format) of the efficiency table: the summary fields
 #: of :mod:`neuroplastic.analysis.neurobench` except the total, which the main table shows
@@ -105,9 +121,8 @@ def notes(results: dict) -> list[str]:
     else:
         out.append("One seed: rerun with `--seeds 3` (or more) for spreads; a second seed moves rows by a few points.")
     out.append("The figures move by machine (CPU instruction set, thread count, framework version): compare rows of one run.")
-    if cfg.get("train_examples"):
-        out.append(f"Trained on the first {cfg['train_examples']} training examples only (a quick run); accuracies are far from "
-                   "what the full set gives.")
+    if subset_note(cfg):
+        out.append(subset_note(cfg))
     left = (results.get("alignment") or {}).get("not_compared") or []
     if left:
         out.append(f"Not in the gradient comparison (no offline gradient): {', '.join(left)}.")
