@@ -125,3 +125,44 @@ def test_the_main_job_compares_tbptt_and_online_ottt_beside_bptt_from_one_file(t
     assert "Trained on the first 256 training examples only" in md
     assert set(results["alignment"]["summary"]) == {"bptt", "tbptt-10", "ottt"}
     assert replace(load_study(run / "study.toml"), seeds=1) == replace(load_study(f), seeds=1)
+
+
+def test_extra_seeds_train_on_the_sweep_engine(tmp_path):
+    """``seeds = 2``: each arm's second seed trains on an embedded Ray (the sweep engine) into its own run
+    folder; the table carries the spread and the paired test; a rerun of that configuration in this
+    process gives the same accuracy."""
+    pytest.importorskip("ray")
+    from neuroplastic.study import run_study
+    from neuroplastic.sweep.runner import run_configs
+
+    study = study_from_dict(__import__("tomllib").loads(STUDY))
+    study = replace(study, base=replace(study.base, epochs=1), arms=study.arms[:2], seeds=2)
+    lines: list[str] = []
+    results = run_study(study, tmp_path / "s", log=lines.append, engine="ray")
+    assert any(line.startswith("training 2 runs on ray (local") for line in lines), lines
+    for label in ("bptt", "tbptt-10"):
+        seeds = results["rules"][label]["seeds"]
+        assert [s["seed"] for s in seeds] == [0, 1]
+        run = tmp_path / "s" / "rules" / label / "seed-1"
+        assert load_config(run / "config.toml").seed == 1
+        assert json.loads((run / "status.json").read_text())["status"] == "finished"
+        assert results["rules"][label]["test_acc_spread"]["n"] == 2
+    assert "tbptt-10" in results["significance"]
+    again = run_configs([("bptt", study.run_config(study.arms[0], 1), tmp_path / "again")], study_data_of(study), engine="in-process",
+                        log=lambda _m: None)
+    assert abs(again["bptt"]["final_test_acc"] - results["rules"]["bptt"]["seeds"][1]["final"]["test_acc"]) <= 0.02
+
+
+def study_data_of(study):
+    from neuroplastic.study import study_data
+
+    return study_data(study)
+
+
+def test_run_configs_refuses_bad_engine_settings(tmp_path):
+    from neuroplastic.sweep.runner import run_configs
+
+    with pytest.raises(ValueError, match=r"engine: unknown value 'dask'; choose one of \['auto', 'ray', 'in-process'\]"):
+        run_configs([], None, engine="dask")
+    with pytest.raises(ValueError, match="workers: expected a positive integer, got 0"):
+        run_configs([], None, workers=0)

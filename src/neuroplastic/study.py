@@ -273,8 +273,15 @@ def study_trainer(cfg: StudyConfig, data: Any, label: str, backend: Any, progres
     return build_trainer(cfg.run_config(cfg.arm(label)), data, backend, progress)
 
 
-def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] = print, progress: bool = False) -> dict:
+def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] = print, progress: bool = False,
+              engine: str = "auto", address: str | None = None) -> dict:
     """Run the comparison and write the run folder; returns the results dictionary.
+
+    Each arm's first seed trains here (its per-epoch parameters feed the landscape); with
+    ``seeds > 1`` the other seeds train on the sweep engine
+    (:func:`neuroplastic.sweep.runner.run_configs`): ``engine="auto"`` uses an embedded
+    local Ray when it is installed, ``"ray"`` with ``address`` a cluster, ``"in-process"``
+    this process; the numbers are the same on every engine.
 
     Everything is checked before anything is trained or written: every arm's configuration
     and trainer (rule, mode, loss) is built first, so a bad arm fails with its name and no
@@ -298,25 +305,39 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
     final_params: dict[str, Any] = {}
     from .experiment import train_run
 
+    runs_of: dict[str, list] = {}
+    seed0 = cfg.seed_list[0]
+
+    def run_dir_of(arm: Arm, seed: int) -> Path:
+        return out / "rules" / arm.name / (f"seed-{seed}" if cfg.seeds > 1 else "")
+
+    for arm in cfg.arms:  # the first seed here: its trajectory feeds the landscape
+        run_dir = run_dir_of(arm, seed0)
+        traj: list = [B.tree_to_numpy(net.init(seed0, backend=B))]
+        t0 = time.perf_counter()
+        summary = train_run(cfg.run_config(arm, seed0), run_dir, progress=progress, log=lambda _m: None, data=data,
+                            callbacks=[lambda tr, rec, p, traj=traj: traj.append(B.tree_to_numpy(p))])
+        runs_of[arm.name] = [_seed_run(seed0, run_dir, out, summary, time.perf_counter() - t0)]
+        trajectories[arm.name] = traj
+        final_params[arm.name] = B.tree_asarray(traj[-1])
+        log(f"  {arm.name:18s} seed {seed0}: test accuracy {100 * (summary['final'].get('test_acc') or 0):5.1f}%  "
+            f"({runs_of[arm.name][0]['wall_time_s']:.0f} s)")
+    extra = [(f"{arm.name}/seed-{seed}", arm, seed) for arm in cfg.arms for seed in cfg.seed_list[1:]]
+    if extra:
+        from .sweep.runner import run_configs
+
+        log(f"neuroplastic run: {len(extra)} more runs (seeds {', '.join(map(str, cfg.seed_list[1:]))})")
+        outcomes = run_configs([(name, cfg.run_config(arm, seed), run_dir_of(arm, seed)) for name, arm, seed in extra], data,
+                               engine=engine, address=address, log=log)
+        for name, arm, seed in extra:
+            outcome = outcomes[name]
+            if outcome.get("status") != "finished":
+                raise ValueError(f"rules[{arm.name}]: seed {seed} {outcome.get('status')}: {outcome.get('message')}")
+            run_dir = run_dir_of(arm, seed)
+            summary = json.loads((run_dir / "summary.json").read_text())
+            runs_of[arm.name].append(_seed_run(seed, run_dir, out, summary, summary.get("wall_time_s")))
     for arm in cfg.arms:
-        runs = []
-        for k, seed in enumerate(cfg.seed_list):
-            run_dir = out / "rules" / arm.name / (f"seed-{seed}" if cfg.seeds > 1 else "")
-            traj: list = []
-            if k == 0:
-                traj.append(B.tree_to_numpy(net.init(seed, backend=B)))
-            callbacks = [lambda tr, rec, p, traj=traj: traj.append(B.tree_to_numpy(p))] if k == 0 else []
-            t0 = time.perf_counter()
-            summary = train_run(cfg.run_config(arm, seed), run_dir, progress=progress, log=lambda _m: None, data=data,
-                                callbacks=callbacks)
-            runs.append({"seed": seed, "history": _read_history(run_dir), "final": summary["final"],
-                         "wall_time_s": time.perf_counter() - t0, "efficiency": summary.get("efficiency"), "run_dir": str(run_dir.relative_to(out))})
-            if k == 0:
-                trajectories[arm.name] = traj
-                final_params[arm.name] = B.tree_asarray(traj[-1])
-            log(f"  {arm.name:18s} seed {seed}: test accuracy {100 * (summary['final'].get('test_acc') or 0):5.1f}%  "
-                f"({runs[-1]['wall_time_s']:.0f} s)")
-        results["rules"][arm.name] = _arm_result(arm, runs)
+        results["rules"][arm.name] = _arm_result(arm, runs_of[arm.name])
     if cfg.seeds > 1:
         results["significance"] = _significance(cfg, results)
 
@@ -331,6 +352,11 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
     paths = write_report(out)
     log(f"neuroplastic run: report at {paths[0]} and {paths[1]}")
     return results
+
+
+def _seed_run(seed: int, run_dir: Path, out: Path, summary: dict, wall_time_s: float | None) -> dict:
+    return {"seed": seed, "history": _read_history(run_dir), "final": summary["final"], "wall_time_s": wall_time_s,
+            "efficiency": summary.get("efficiency"), "run_dir": str(run_dir.relative_to(out))}
 
 
 def _read_history(run_dir: Path) -> list[dict]:

@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ..config import RunConfig
 from ..experiment import load_run_data, train_run
@@ -448,25 +448,97 @@ def _run_on_ray(ray: Any, spec: SweepSpec, todo: list[Trial], datasets: dict, sw
 def _run_tasks(ray: Any, spec: SweepSpec, todo: list[Trial], refs: dict, sweep_dir: Path, progress: _Progress,
                workers: int | None, env: dict) -> None:
     """Grid and random sweeps: one Ray task per trial, at most ``workers`` at once."""
+    jobs = [RayJob(t.name, t.config.to_dict(), str((sweep_dir / TRIALS / t.name).resolve()), refs[data_key(t.config)],
+                   trial_gpus(spec, t.config)) for t in todo]
+    ray_map(ray, jobs, spec.cpus_per_trial, workers, env, progress.started, progress.finished)
+
+
+@dataclass
+class RayJob:
+    """One training run for :func:`ray_map`: its name, run config (a dict), run folder, data (an object ref) and GPUs."""
+
+    name: str
+    config: dict
+    run_dir: str
+    data_ref: Any
+    gpus: float = 0.0
+
+
+def ray_map(ray: Any, jobs: Sequence[RayJob], cpus: int, workers: int | None, env: dict,
+            started: Callable[[str], Any], finished: Callable[[str, dict], Any]) -> None:
+    """Run :func:`run_trial` for each job as a Ray task (``cpus`` each, at most ``workers`` at once),
+    calling ``started(name)`` and ``finished(name, outcome)``; a task that dies after its retries is
+    the outcome ``error`` with Ray's message."""
     remote = ray.remote(max_retries=TASK_RETRIES, retry_exceptions=False)(run_trial)
-    queue = list(todo)
-    running: dict[Any, Trial] = {}
+    queue = list(jobs)
+    running: dict[Any, RayJob] = {}
     while queue or running:
         while queue and (workers is None or len(running) < workers):
-            t = queue.pop(0)
-            progress.started(t.name)
-            ref = remote.options(num_cpus=spec.cpus_per_trial, num_gpus=trial_gpus(spec, t.config), name=t.name,
-                                 runtime_env={"env_vars": env}).remote(
-                t.config.to_dict(), str((sweep_dir / TRIALS / t.name).resolve()), refs[data_key(t.config)])
-            running[ref] = t
+            j = queue.pop(0)
+            started(j.name)
+            ref = remote.options(num_cpus=cpus, num_gpus=j.gpus, name=j.name, runtime_env={"env_vars": env}).remote(
+                j.config, j.run_dir, j.data_ref)
+            running[ref] = j
         done, _ = ray.wait(list(running), num_returns=1)
         for ref in done:
-            t = running.pop(ref)
+            j = running.pop(ref)
             try:
                 outcome = ray.get(ref)
             except Exception as err:  # noqa: BLE001 - worker or node died after its retries, or a bug in the trial
                 outcome = {"status": "error", "message": _ray_error_message(err)}
-            progress.finished(t.name, outcome)
+            finished(j.name, outcome)
+
+
+def run_configs(runs: Sequence[tuple[str, RunConfig, str | Path]], data: Any, engine: str = "auto", address: str | None = None,
+                workers: int | None = None, cpus_per_run: int = 1, log: Callable[[str], Any] = print) -> dict[str, dict]:
+    """Train each ``(name, config, run_dir)`` on ``data`` and return ``{name: outcome}`` (as :func:`run_trial`).
+
+    ``engine``: ``"ray"`` (an embedded local Ray, or the cluster at ``address`` / ``$RAY_ADDRESS``;
+    the dataset goes to the object store once), ``"in-process"`` (one after another, here), or
+    ``"auto"``: Ray when installed and there is more than one run, else in-process (with a one-line
+    notice when Ray is missing).  Results are identical on both engines (each run is seeded by its
+    config).  This is how ``neuroplastic run --seeds N`` trains its extra seeds.
+    """
+    if engine not in ("auto", "ray", "in-process"):
+        raise ValueError(f"engine: unknown value {engine!r}; choose one of ['auto', 'ray', 'in-process']")
+    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        raise ValueError(f"workers: expected a positive integer, got {workers!r}")
+    outcomes: dict[str, dict] = {}
+    if not runs:
+        return outcomes
+    ray = None
+    if engine != "in-process" and (engine == "ray" or len(runs) > 1):
+        try:
+            import ray  # noqa: F811
+        except ImportError:
+            if engine == "ray" or address:
+                raise ValueError("engine: Ray is not installed; pip install 'neuroplastic[dist]'") from None
+            log(f"Ray is not installed (pip install 'neuroplastic[dist]'): training the {len(runs)} runs here, one after another")
+
+    def finished(name: str, outcome: dict) -> None:
+        outcomes[name] = outcome
+        acc = outcome.get("final_test_acc")
+        log(f"  [{len(outcomes)}/{len(runs)}] {name}: {outcome['status']}"
+            + (f", test accuracy {100 * acc:.1f}%" if acc is not None else f": {outcome.get('message')}"))
+
+    if ray is None:
+        for name, cfg, run_dir in runs:
+            finished(name, run_trial(cfg.to_dict(), str(Path(run_dir).resolve()), data))
+        return outcomes
+    local = not (address or os.environ.get("RAY_ADDRESS")) or address == "local"
+    if workers is None and local:
+        workers = max(1, min(len(runs), (os.cpu_count() or 1) // cpus_per_run))
+    env = thread_env(cpus_per_run)
+    store = max(96 * 2**20, 2 * _data_bytes({"data": data}) + 64 * 2**20)
+    where = start_ray(ray, address, (workers or 1) * cpus_per_run, store, env)
+    log(f"training {len(runs)} runs on {where}")
+    try:
+        ref = ray.put(data)
+        jobs = [RayJob(name, cfg.to_dict(), str(Path(run_dir).resolve()), ref) for name, cfg, run_dir in runs]
+        ray_map(ray, jobs, cpus_per_run, workers, env, lambda _name: None, finished)
+    finally:
+        ray.shutdown()
+    return outcomes
 
 
 def _ray_error_message(err: BaseException) -> str:
