@@ -1,0 +1,251 @@
+"""NIR export and import: round trips through our own import, snnTorch's and Norse's.
+
+The peers and ``nir`` are optional (``pytest.importorskip``).  Where a peer's own NIR path is
+broken in the installed version, a test marked ``xfail(strict=True)`` shows it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuroplastic.backend import get_backend
+from neuroplastic.cells import ALIF, LIF, LeakyReadout, SignedIF
+from neuroplastic.layers import AvgPool2d, Conv2d, Dense, RecurrentDense
+from neuroplastic.network import Link, Network
+
+nir = pytest.importorskip("nir")
+
+from neuroplastic.interop import network_from_nir, network_to_nir  # noqa: E402
+
+T = 20
+
+
+def _spikes(x_shape: tuple, seed: int, rate: float = 0.4) -> np.ndarray:
+    return (np.random.default_rng(seed).random(x_shape) < rate).astype(np.float64)
+
+
+def _run(net: Network, params: dict, xs: np.ndarray, dtype: str = "float64") -> list:
+    B = get_backend("torch", dtype=dtype)
+    _, _, rec = net.run(B.tree_asarray(params), B.asarray(xs))
+    return [B.to_numpy(o) for o in rec["out"]]
+
+
+def _scaled(net: Network, seed: int, gain: float) -> dict:
+    params = net.init_numpy(seed)
+    for p in params["layers"]:
+        for k in ("w", "w_rec"):
+            if k in p:
+                p[k] = p[k] * gain
+    return params
+
+
+def _assert_same_outputs(a: list, b: list, min_spikes: int = 10) -> None:
+    assert len(a) == len(b)
+    for l, (x, y) in enumerate(zip(a, b)):
+        assert np.array_equal(x, y), f"block {l}: outputs differ at {int((x != y).sum())} places"
+    assert sum(float(x.sum()) for x in a[:-1]) >= min_spikes
+
+
+# ---------------------------------------------------------------- ours -> NIR -> ours
+
+
+def test_round_trip_dense_recurrent_links_and_readout_through_a_file(tmp_path):
+    net = Network(5, [RecurrentDense(8, bias=True), LIF(decay=0.9, reset="zero", v_reset=-0.2), Dense(6),
+                      LIF(decay=0.8, syn_decay=0.7, reset="zero", input_gain=1.5), Dense(3), LeakyReadout(decay=0.9)],
+                  links=[Link(0, 2), Link(2, 1), Link(-1, 1)])
+    params = _scaled(net, 0, 1.5)
+    params["layers"][0]["b"] = np.linspace(-0.1, 0.2, 8)
+    path = tmp_path / "net.nir"
+    nir.write(str(path), network_to_nir(net, params))
+    back, back_params = network_from_nir(path)
+    assert [type(b.projection) for b in back.blocks] == [RecurrentDense, Dense, Dense]
+    assert sorted((k.src, k.dst) for k in back.links) == sorted((k.src, k.dst) for k in net.links)
+    xs = _spikes((T, 3, 5), 1)
+    _assert_same_outputs(_run(net, params, xs), _run(back, back_params, xs))
+
+
+def test_round_trip_conv_pool_and_if(tmp_path):
+    net = Network((2, 8, 8), [Conv2d(3, 3, padding=1, bias=True), LIF(decay=0.85, reset="zero"), AvgPool2d(2), Dense(5),
+                              LIF(decay=1.0, reset="zero"), Dense(4), LIF(decay=0.9, reset="zero")])
+    params = _scaled(net, 2, 2.0)
+    graph = network_to_nir(net, params)
+    assert {type(n).__name__ for n in graph.nodes.values()} >= {"Conv2d", "AvgPool2d", "Flatten", "IF", "LIF"}
+    path = tmp_path / "conv.nir"
+    nir.write(str(path), graph)
+    back, back_params = network_from_nir(path)
+    assert back.in_shape == (2, 8, 8)
+    xs = _spikes((T, 2, 2 * 8 * 8), 3)
+    _assert_same_outputs(_run(net, params, xs), _run(back, back_params, xs))
+
+
+def test_semantics_nir_cannot_say_are_refused_by_name_or_kept_in_metadata(tmp_path):
+    net = Network(4, [Dense(7), LIF(decay=0.9), Dense(6), LIF.snntorch(beta=0.8125, alpha=0.5), Dense(5), SignedIF(threshold=0.7)])
+    params = _scaled(net, 4, 2.0)
+    with pytest.raises(ValueError, match=r"block 0's LIF\(reset='subtract', reset_from='this_step'.*approximate=True"):
+        network_to_nir(net, params)
+    path = tmp_path / "approx.nir"
+    nir.write(str(path), network_to_nir(net, params, approximate=True))
+    back, back_params = network_from_nir(path)
+    assert back.blocks[1].cell == net.blocks[1].cell and back.blocks[2].cell == net.blocks[2].cell
+    xs = _spikes((T, 3, 4), 5)
+    _assert_same_outputs(_run(net, params, xs), _run(back, back_params, xs))
+    with pytest.raises(ValueError, match="ALIF has no NIR node"):
+        network_to_nir(Network(3, [Dense(4), ALIF()]), Network(3, [Dense(4), ALIF()]).init_numpy(0))
+
+
+def test_per_neuron_decays_round_trip():
+    net = Network(3, [Dense(4), LIF(decay=0.9, reset="zero", train_decay=True)])
+    params = _scaled(net, 0, 3.0)
+    params["layers"][0]["cell"]["alpha"] = np.array([0.5, 0.7, 0.9, 0.95])
+    back, back_params = network_from_nir(network_to_nir(net, params))
+    np.testing.assert_allclose(back_params["layers"][0]["cell"]["alpha"], [0.5, 0.7, 0.9, 0.95], rtol=1e-12)
+    xs = _spikes((T, 2, 3), 6)
+    assert np.array_equal(_run(net, params, xs)[0], _run(back, back_params, xs)[0])
+
+
+def test_unsupported_nodes_and_bad_arguments_are_refused_by_name():
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([3])}), "fc": nir.Linear(weight=np.ones((2, 3))),
+               "thr": nir.Threshold(threshold=np.ones(2)), "output": nir.Output(output_type={"output": np.array([2])})},
+        edges=[("input", "fc"), ("fc", "thr"), ("thr", "output")],
+    )
+    with pytest.raises(ValueError, match="node 'thr' is a Threshold, which neuroplastic does not import"):
+        network_from_nir(graph)
+    net = Network(3, [Dense(2), LIF(decay=0.9, reset="zero")])
+    graph = network_to_nir(net, net.init_numpy(0))
+    with pytest.raises(ValueError, match="semantics: unknown value 'brian'"):
+        network_from_nir(graph, semantics="brian")
+    with pytest.raises(ValueError, match="dt: the NIR time step must be a positive number, got -1"):
+        network_from_nir(graph, dt=-1)
+    with pytest.raises(ValueError, match=r"tau=.* below dt=0.5; pass the dt the graph was written for"):
+        network_from_nir(graph, dt=0.5)
+    with pytest.raises(ValueError, match="graph: no NIR file at"):
+        network_from_nir("/nonexistent/graph.nir")
+
+
+# ---------------------------------------------------------------- snnTorch
+
+
+def _snntorch_net(torch, snn, n_in=5, n_hid=8, n_out=3, seed=0):
+    torch.manual_seed(seed)
+    full = lambda n, v: torch.full((n,), v)  # noqa: E731  (per-neuron values: snnTorch's export needs them)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(n_in, n_hid), snn.Leaky(beta=full(n_hid, 0.8125), threshold=full(n_hid, 0.5), init_hidden=True),
+        torch.nn.Linear(n_hid, n_out),
+        snn.Synaptic(alpha=full(n_out, 0.625), beta=full(n_out, 0.875), threshold=full(n_out, 0.5), init_hidden=True, output=True),
+    )
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+        net[2].weight.mul_(3.0)
+    return net
+
+
+def _snntorch_spikes(torch, net, xs):
+    out = []
+    with torch.no_grad():
+        for t in range(xs.shape[0]):
+            res = net(torch.tensor(xs[t], dtype=torch.float32))
+            out.append((res[0] if isinstance(res, tuple) else res).numpy())
+    return np.stack(out)
+
+
+def test_snntorch_export_imports_and_reproduces_snntorch_spikes():
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from snntorch.export_nir import export_to_nir
+
+    net = _snntorch_net(torch, snn)
+    graph = export_to_nir(net, torch.zeros(1, 5), ignore_dims=[0])
+    ours, params = network_from_nir(graph, semantics="snntorch")
+    assert isinstance(ours.blocks[0].cell, LIF) and ours.blocks[0].cell.reset_from == "previous_step"
+    xs = _spikes((T, 4, 5), 7)
+    expected = _snntorch_spikes(torch, _snntorch_net(torch, snn), xs)
+    got = _run(ours, params, xs, dtype="float32")[-1]
+    assert expected.sum() >= 10
+    assert np.array_equal(got, expected), f"{int((got != expected).sum())} spikes differ"
+
+
+@pytest.mark.xfail(strict=True, reason="snnTorch 1.0's NIR export does not record reset_mechanism/reset_delay, and its import "
+                   "builds every LIF as Leaky(reset_mechanism='zero', reset_delay=False): its default Leaky does not survive its own round trip")
+def test_snntorch_own_round_trip_reproduces_its_default_leaky():
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from snntorch.export_nir import export_to_nir
+    from snntorch.import_nir import import_from_nir
+
+    graph = export_to_nir(_snntorch_net(torch, snn), torch.zeros(1, 5), ignore_dims=[0])
+    imported = import_from_nir(graph)
+    xs = _spikes((T, 4, 5), 7)
+    expected = _snntorch_spikes(torch, _snntorch_net(torch, snn), xs)
+    state, got = None, []
+    with torch.no_grad():
+        for t in range(T):
+            out, state = imported(torch.tensor(xs[t], dtype=torch.float32), state)
+            got.append((out[0] if isinstance(out, tuple) else out).numpy())
+    assert np.array_equal(np.stack(got), expected)
+
+
+def test_our_export_imports_into_snntorch_with_identical_spikes():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("snntorch")
+    from snntorch.import_nir import import_from_nir
+
+    net = Network(5, [Dense(8, bias=True), LIF(decay=0.8125, reset="zero"), Dense(3, bias=True),
+                      LIF(decay=0.875, syn_decay=0.625, reset="zero")])
+    params = _scaled(net, 8, 3.0)
+    imported = import_from_nir(network_to_nir(net, params))  # dt = 1e-4, snnTorch's
+    xs = _spikes((T, 4, 5), 9)
+    ours = _run(net, params, xs, dtype="float32")
+    state, got = None, []
+    with torch.no_grad():
+        for t in range(T):
+            out, state = imported(torch.tensor(xs[t], dtype=torch.float32), state)
+            got.append((out[0] if isinstance(out, tuple) else out).numpy())
+    got = np.stack(got)
+    assert ours[-1].sum() >= 10
+    assert np.array_equal(got, ours[-1]), f"{int((got != ours[-1]).sum())} spikes differ"
+
+
+# ---------------------------------------------------------------- Norse
+
+
+def _norse_run(torch, module, xs):
+    state, got = None, []
+    with torch.no_grad():
+        for t in range(xs.shape[0]):
+            out, state = module(torch.tensor(xs[t], dtype=torch.float32), state)
+            got.append(out.numpy())
+    return np.stack(got)
+
+
+def test_our_norse_preset_network_imports_into_norse_with_identical_spikes():
+    torch = pytest.importorskip("torch")
+    norse = pytest.importorskip("norse.torch")
+
+    cell = LIF.norse(tau_mem_inv=100.0, tau_syn_inv=None, dt=0.001)  # r = 1 in NIR, which Norse's LIF import assumes
+    net = Network(5, [Dense(8, bias=True), cell, Dense(3, bias=True), cell])
+    params = _scaled(net, 10, 30.0)
+    imported = norse.from_nir(network_to_nir(net, params, dt=0.001), dt=0.001)
+    xs = _spikes((T, 4, 5), 11)
+    ours = _run(net, params, xs, dtype="float32")
+    got = _norse_run(torch, imported, xs)
+    assert ours[-1].sum() >= 10
+    assert np.array_equal(got, ours[-1]), f"{int((got != ours[-1]).sum())} spikes differ"
+
+
+@pytest.mark.xfail(strict=True, reason="Norse 1.1's to_nir writes tau = dt / tau_mem_inv (dt times the time constant) instead of "
+                   "1 / tau_mem_inv, so its own from_nir reads a time constant dt times too small")
+def test_norse_own_round_trip_reproduces_lifbox():
+    torch = pytest.importorskip("torch")
+    norse = pytest.importorskip("norse.torch")
+
+    torch.manual_seed(0)
+    model = norse.SequentialState(torch.nn.Linear(5, 4), norse.LIFBoxCell())
+    with torch.no_grad():
+        model[0].weight.mul_(30.0)
+    graph = norse.to_nir(model, torch.zeros(1, 5))
+    lif = next(n for n in graph.nodes.values() if isinstance(n, nir.LIF))
+    np.testing.assert_allclose(np.asarray(lif.tau), 1.0 / 100.0)  # LIFBoxCell's default tau_mem_inv is 100 / s
+    xs = _spikes((T, 2, 5), 12)
+    assert np.array_equal(_norse_run(torch, norse.from_nir(graph), xs), _norse_run(torch, model, xs))
