@@ -249,3 +249,29 @@ def test_norse_own_round_trip_reproduces_lifbox():
     np.testing.assert_allclose(np.asarray(lif.tau), 1.0 / 100.0)  # LIFBoxCell's default tau_mem_inv is 100 / s
     xs = _spikes((T, 2, 5), 12)
     assert np.array_equal(_norse_run(torch, norse.from_nir(graph), xs), _norse_run(torch, model, xs))
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def test_export_run_writes_the_trained_network_of_a_run_folder(tmp_path):
+    from neuroplastic.config import config_to_toml
+    from neuroplastic.experiment import RunConfig, build_trainer, load_run_data, save_params
+    from neuroplastic.interop import export_run
+
+    cfg = RunConfig(model="rsnn", hidden=16, backend="torch")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(config_to_toml(cfg))
+    net, _ = build_trainer(cfg, load_run_data(cfg))
+    B = get_backend("torch", dtype="float64")
+    params = _scaled(net, 3, 2.0)
+    with pytest.raises(ValueError, match="run_dir: .* has no params.safetensors"):
+        export_run(run, tmp_path / "out.nir")
+    save_params(B.tree_asarray(params), B, run / "params.safetensors")
+    with pytest.raises(ValueError, match=r"block 0's LIF\(reset='subtract'"):  # the run's LIF resets by subtraction
+        export_run(run, tmp_path / "out.nir")
+    out = export_run(run, tmp_path / "models" / "out.nir", approximate=True)
+    back, back_params = network_from_nir(out)
+    xs = np.random.default_rng(0).normal(size=(T, 3, net.n_in)) * 3.0
+    _assert_same_outputs(_run(net, params, xs), _run(back, back_params, xs))
