@@ -28,17 +28,164 @@ membrane's cotangent obeys a linear recurrence with per-element coefficients::
 ``dI_{t-1} = (alpha c_{t-1}) dI_t + gz_{t-1} s_{t-1}``: one fused multiply-add per step.
 
 The gradients equal the reference's up to the rounding of a different summation order.
+
+**Compiled loops.**  At small layer sizes even one tensor operation per step costs more in
+Python and dispatch than in arithmetic, so both loops also exist as a few lines of C
+(:data:`C_SOURCE`: the same float operations in the same order, compiled with
+``-ffp-contract=off`` so no multiply-add is fused), built with the system's C compiler on
+first use into ``$NEUROPLASTIC_CACHE/kernels`` and loaded with ``ctypes``.  Without a
+compiler, on a non-CPU device, or with ``NEUROPLASTIC_C_KERNELS=0``, the Python loops run:
+the same results (the tests check the two against each other bit for bit).
 The Function has no forward-mode rule: :meth:`TorchBackend.lif_sequence` uses the
 reference under ``torch.func`` transforms and for dual (forward-AD) tensors.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
 from typing import Any
 
 import torch
 
 RESETS = ("subtract", "zero", "none")
+_RESET_CODE = {"subtract": 0, "zero": 1, "none": 2}
+
+#: the forward and backward loops in C, for float (suffix f) and double (suffix d); see the module docstring
+C_SOURCE = r"""
+#include <stdint.h>
+#define LIF_KERNELS(T, S)                                                                            \
+void lif_forward_##S(const T *cur, const T *v0, T *u_all, T *spikes, T *v_a, T *v_b,                  \
+                     int64_t steps, int64_t n, double alpha_d, double thr_d, int reset) {              \
+    const T alpha = (T)alpha_d, thr = (T)thr_d;                                                        \
+    const T *v = v0;                                                                                   \
+    for (int64_t t = 0; t < steps; ++t) {                                                              \
+        const T *I = cur + t * n;                                                                      \
+        T *u = u_all + t * n, *z = spikes + t * n;                                                     \
+        T *vn = ((steps - 1 - t) % 2 == 0) ? v_a : v_b;                                                \
+        for (int64_t j = 0; j < n; ++j) {                                                              \
+            T uu = v[j] * alpha;                                                                       \
+            uu = uu + I[j];                                                                            \
+            u[j] = uu;                                                                                 \
+            T x = uu - thr;                                                                            \
+            T zz = (x > (T)0) ? (T)1 : (T)0;                                                           \
+            z[j] = zz;                                                                                 \
+            if (reset == 0) { T r = zz * thr; vn[j] = uu - r; }                                        \
+            else if (reset == 1) { T k = (T)1 - zz; vn[j] = uu * k; }                                  \
+            else { vn[j] = uu; }                                                                       \
+        }                                                                                              \
+        v = vn;                                                                                        \
+    }                                                                                                  \
+}                                                                                                      \
+void lif_backward_##S(const T *u_all, const T *slope, const T *gz, T *dI, T *g, int has_g,            \
+                      int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int detach) { \
+    const T alpha = (T)alpha_d, thr = (T)thr_d;                                                        \
+    for (int64_t t = steps - 1; t >= 0; --t) {                                                         \
+        const T *u = u_all + t * n, *s = slope + t * n;                                                \
+        const T *gzt = gz ? gz + t * n : 0;                                                            \
+        T *out = dI + t * n;                                                                           \
+        for (int64_t j = 0; j < n; ++j) {                                                              \
+            T val = gzt ? gzt[j] * s[j] : (T)0;                                                        \
+            if (has_g) {                                                                               \
+                T c = (T)1;                                                                            \
+                if (reset == 0) { if (!detach) c = (T)1 - thr * s[j]; }                                \
+                else if (reset == 1) {                                                                 \
+                    c = ((u[j] - thr) > (T)0) ? (T)0 : (T)1;                                           \
+                    if (!detach) c = c - u[j] * s[j];                                                  \
+                }                                                                                      \
+                val = val + c * g[j];                                                                  \
+            }                                                                                          \
+            out[j] = val;                                                                              \
+            g[j] = val * alpha;                                                                        \
+        }                                                                                              \
+        has_g = 1;                                                                                     \
+    }                                                                                                  \
+}
+LIF_KERNELS(float, f)
+LIF_KERNELS(double, d)
+"""
+C_FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared")
+
+_library: Any = None
+_library_tried = False
+_library_lock = threading.Lock()
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC") or "", "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _kernel_dir() -> Path:
+    from ..data._common import cache_dir
+
+    return cache_dir() / "kernels"
+
+
+def c_library() -> Any:
+    """The compiled loops (a ``ctypes`` library), built on first use; ``None`` when there is no C compiler,
+    the build fails, or ``NEUROPLASTIC_C_KERNELS=0``."""
+    global _library, _library_tried
+    if os.environ.get("NEUROPLASTIC_C_KERNELS", "1") == "0":
+        return None
+    if _library_tried:
+        return _library
+    with _library_lock:
+        if _library_tried:
+            return _library
+        _library = _build()
+        _library_tried = True
+    return _library
+
+
+def _build() -> Any:
+    cc = _compiler()
+    if cc is None:
+        return None
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+        digest = hashlib.sha256("\0".join((C_SOURCE, " ".join(C_FLAGS), version)).encode()).hexdigest()[:16]
+        folder = _kernel_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"lif-{digest}.so"
+        if not path.exists():
+            with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                src, out = Path(tmp) / "lif.c", Path(tmp) / "lif.so"
+                src.write_text(C_SOURCE)
+                subprocess.run([cc, *C_FLAGS, str(src), "-o", str(out)], check=True, capture_output=True, timeout=120)
+                os.replace(out, path)  # atomic: a concurrent process sees the whole library or none
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    p, i64, dbl, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+    for suffix in ("f", "d"):
+        fwd = getattr(lib, f"lif_forward_{suffix}")
+        fwd.argtypes = [p, p, p, p, p, p, i64, i64, dbl, dbl, c_int]
+        fwd.restype = None
+        bwd = getattr(lib, f"lif_backward_{suffix}")
+        bwd.argtypes = [p, p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int]
+        bwd.restype = None
+    return lib
+
+
+def _c_kernels_for(*tensors: torch.Tensor) -> Any:
+    """The compiled library when it can run on ``tensors`` (contiguous CPU float32/float64), else ``None``."""
+    first = tensors[0]
+    if first.device.type != "cpu" or first.dtype not in (torch.float32, torch.float64):
+        return None
+    return c_library()
+
+
+def _suffix(dtype: torch.dtype) -> str:
+    return "f" if dtype == torch.float32 else "d"
 
 
 def _check(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshold: float, reset: str) -> None:
@@ -57,12 +204,28 @@ def lif_forward(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshol
                 reset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(spikes, v_last, u)`` of the LIF recurrence, without autograd (the kernel's forward pass)."""
     T = currents.shape[0]
+    if T == 0:
+        return torch.empty_like(currents), v0.clone(), torch.empty_like(currents)
+    lib = _c_kernels_for(currents)
+    if lib is not None:
+        currents, v0 = currents.contiguous(), v0.contiguous()
+        u_all, spikes = torch.empty_like(currents), torch.empty_like(currents)
+        v_a, v_b = torch.empty_like(v0), torch.empty_like(v0)
+        getattr(lib, f"lif_forward_{_suffix(currents.dtype)}")(
+            currents.data_ptr(), v0.data_ptr(), u_all.data_ptr(), spikes.data_ptr(), v_a.data_ptr(), v_b.data_ptr(),
+            T, v0.numel(), float(alpha), float(threshold), _RESET_CODE[reset])
+        return spikes, v_a, u_all
+    return _lif_forward_loop(currents, v0, alpha, threshold, reset)
+
+
+def _lif_forward_loop(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshold: float,
+                      reset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`lif_forward` as a Python loop of in-place tensor operations (any device)."""
+    T = currents.shape[0]
     u_all = torch.empty_like(currents)
     spikes = torch.empty_like(currents)
     x = torch.empty_like(v0)
     v = v0
-    if T == 0:
-        return spikes, v0.clone(), u_all
     v_next = torch.empty_like(v0)
     scratch = torch.empty_like(v0) if reset != "none" else None
     for t in range(T):
@@ -103,6 +266,23 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
         return grad_I, (grad_v.clone() if grad_v is not None else None)
     per_step = max(1, u_all[0].numel())
     block = max(1, min(T, BLOCK_ELEMENTS // per_step))
+    lib = _c_kernels_for(u_all) if u_all.is_contiguous() else None
+    if lib is not None:
+        run = getattr(lib, f"lif_backward_{_suffix(u_all.dtype)}")
+        g = torch.empty_like(u_all[0])  # dL/dv_t after the block being processed
+        if grad_v is not None:
+            g.copy_(grad_v)
+        has_g = grad_v is not None
+        for stop in range(T, 0, -block):
+            start = max(0, stop - block)
+            u = u_all[start:stop]
+            slope = _slope(surrogate, u, threshold)
+            gz = grad_spikes[start:stop].to(u.dtype).contiguous() if grad_spikes is not None else None
+            run(u.data_ptr(), slope.data_ptr(), gz.data_ptr() if gz is not None else None, grad_I[start:stop].data_ptr(),
+                g.data_ptr(), int(has_g), stop - start, per_step, float(alpha), float(threshold), _RESET_CODE[reset],
+                int(bool(detach_reset)))
+            has_g = True
+        return grad_I, g
     g = grad_v  # dL/dv_t after the block being processed (None: zero)
     for stop in range(T, 0, -block):
         start = max(0, stop - block)
@@ -132,6 +312,14 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
                     out[k].addcmul_(coef[k], g)
             g = out[k] * alpha
     return grad_I, g
+
+
+def _slope(surrogate: Any, u: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``surrogate.derivative(u - threshold)`` as a contiguous array of ``u``'s shape and dtype."""
+    slope = surrogate.derivative(u - threshold)
+    if not isinstance(slope, torch.Tensor):
+        slope = torch.as_tensor(slope, dtype=u.dtype, device=u.device)
+    return torch.broadcast_to(slope.to(u.dtype), u.shape).contiguous()
 
 
 class LIFSequence(torch.autograd.Function):
