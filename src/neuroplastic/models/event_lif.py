@@ -76,6 +76,10 @@ from .spike_time import _non_negative, _positive
 
 INF = float("inf")
 
+#: where the event loops run: "host" (numpy float64 through the numpy backend's ops) or
+#: "backend" (the parameters' own torch or JAX arrays); the same functions either way
+ENGINES = ("host", "backend")
+
 
 class MaxSpikesExceeded(ValueError):
     """A neuron fired more than the network's ``max_spikes`` times within the window."""
@@ -105,9 +109,9 @@ class LayerTrace:
     count: Any
 
 
-def propagate(V: Any, I: Any, s: Any, tau_syn: float, tau_mem: float) -> tuple[Any, Any]:
-    """The state ``(V, I)`` after a time ``s >= 0`` without events (see the module docstring)."""
-    B = ops_for(V)
+def propagate(V: Any, I: Any, s: Any, tau_syn: float, tau_mem: float, B: Backend | None = None) -> tuple[Any, Any]:
+    """The state ``(V, I)`` after a time ``s >= 0`` without events (see the module docstring); ``B``: ``ops_for(V)``."""
+    B = B or ops_for(V)
     y = B.exp(-s / tau_syn)
     if math.isinf(tau_mem):
         return V + I * (1.0 - y), I * y
@@ -116,14 +120,14 @@ def propagate(V: Any, I: Any, s: Any, tau_syn: float, tau_mem: float) -> tuple[A
     return V * x + k * I * (x - y), I * y
 
 
-def crossing_time(V: Any, I: Any, threshold: float, tau_syn: float, tau_mem: float) -> tuple[Any, Any]:
+def crossing_time(V: Any, I: Any, threshold: float, tau_syn: float, tau_mem: float, B: Backend | None = None) -> tuple[Any, Any]:
     """``(crosses, s)``: whether ``V`` reaches ``threshold`` from ``(V, I)`` without events, and when.
 
     Closed form for ``tau_mem = 2 tau_syn`` (a quadratic in ``exp(-s/tau_mem)``) and for
     ``tau_mem = inf``; ``s`` is ``inf`` where there is no crossing.  A state already at or
-    above threshold (round-off) crosses at ``s = 0``.
+    above threshold (round-off) crosses at ``s = 0``.  ``B``: ``ops_for(V)`` (passed by the loops).
     """
-    B = ops_for(V)
+    B = B or ops_for(V)
     at = V >= threshold
     if math.isinf(tau_mem):
         need = threshold - V
@@ -184,7 +188,7 @@ def layer_forward(
 
     def fire_until(V, I, t_loc, times, current, interval, count, t_end, e):
         while True:
-            crosses, s = crossing_time(V, I, threshold, tau_syn, tau_mem)
+            crosses, s = crossing_time(V, I, threshold, tau_syn, tau_mem, B)
             t_spk = t_loc + B.where(crosses, s, 0.0)
             fire = crosses & (t_spk < t_end)
             if not bool(B.any(fire)):
@@ -194,7 +198,7 @@ def layer_forward(
                     f"max_spikes: a neuron of layer {layer} fired more than max_spikes={max_spikes} times before"
                     f" t_max={t_max}; raise max_spikes or lower the weights"
                 )
-            _, I_spk = propagate(V, I, B.where(fire, s, 0.0), tau_syn, tau_mem)
+            _, I_spk = propagate(V, I, B.where(fire, s, 0.0), tau_syn, tau_mem, B)
             put = fire[..., None] & (slots == count[..., None])
             times = B.where(put, t_spk[..., None], times)
             current = B.where(put, I_spk[..., None], current)
@@ -203,7 +207,7 @@ def layer_forward(
             V = B.where(fire, 0.0, V)
             I = B.where(fire, I_spk, I)
             t_loc = B.where(fire, t_spk, t_loc)
-        V, I = propagate(V, I, t_end - t_loc, tau_syn, tau_mem)
+        V, I = propagate(V, I, t_end - t_loc, tau_syn, tau_mem, B)
         return V, I, t_end + 0.0 * t_loc, times, current, interval, count
 
     for e in range(n_events + 1):
@@ -264,6 +268,13 @@ class EventLIFNetwork:
     ``rec["out"]`` every layer's spike counts ``(1, B, n_l)`` and ``rec["times"]`` every
     layer's spike times ``(B, n_l, max_spikes)``.  It runs eagerly: train it with
     ``Trainer(..., jit=False)`` on JAX.
+
+    ``engine`` chooses where the event loops run: ``"host"`` (default) converts the weights
+    and spike times to numpy float64 and runs the simulation and the adjoint through the
+    numpy backend's ops; ``"backend"`` runs the very same functions on the torch or JAX
+    arrays.  The loops handle a few numbers per event, so per-operation dispatch dominates:
+    measured on Yin-Yang (``docs/rules/eventprop.md``) the host is many times faster than
+    eager torch and JAX.  Parameters, loss and gradients stay on the caller's backend.
     """
 
     def __init__(
@@ -277,6 +288,7 @@ class EventLIFNetwork:
         max_spikes: int = 4,
         init_mean: float = 2.0,
         init_std: float = 1.0,
+        engine: str = "host",
     ) -> None:
         if isinstance(n_in, bool) or not (isinstance(n_in, (int, np.integer)) and n_in > 0):
             raise ValueError(f"n_in: expected a positive integer, got {n_in!r}")
@@ -311,6 +323,9 @@ class EventLIFNetwork:
             raise ValueError(f"init_mean: expected a finite number, got {init_mean!r}")
         self.init_mean = float(init_mean)
         self.init_std = _non_negative(init_std, "init_std")
+        if engine not in ENGINES:
+            raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
+        self.engine = engine
 
     @property
     def n_out(self) -> int:
@@ -327,7 +342,7 @@ class EventLIFNetwork:
     def __repr__(self) -> str:
         return (
             f"EventLIFNetwork(n_in={self.n_in}, sizes={self.sizes}, threshold={self.threshold}, tau_syn={self.tau_syn},"
-            f" tau_mem={self.tau_mem}, t_max={self.t_max}, max_spikes={self.max_spikes})"
+            f" tau_mem={self.tau_mem}, t_max={self.t_max}, max_spikes={self.max_spikes}, engine={self.engine!r})"
         )
 
     # ------------------------------------------------------------------ params
@@ -379,21 +394,39 @@ class EventLIFNetwork:
         """A parameter-shaped tree from one weight array (or gradient) per layer."""
         return {"layers": [{"w": w} for w in weights]}
 
-    def forward(self, params: dict, xs: Any) -> list[tuple[Any, LayerTrace]]:
-        """``[(times (B, n_l, max_spikes), LayerTrace)]`` for every layer from ``xs`` ``(K, B, n_in)``."""
+    def to_engine(self, params: dict, xs: Any) -> tuple[list[Any], Any]:
+        """``(weights, xs)`` as the arrays the simulation runs on (numpy float64 for ``engine="host"``)."""
         B = ops_for(xs)
         if B.is_traced(xs):
             raise ValueError(
                 "xs: EventLIFNetwork simulates events eagerly and cannot run inside jit/vjp/vmap;"
                 " use Trainer(..., jit=False) on JAX"
             )
+        ws = [self.layer_weight(params, l) for l in range(self.n_layers)]
+        if self.engine == "backend":
+            return ws, xs
+        H = get_backend("numpy", dtype="float64")
+        return [H.asarray(ops_for(w).to_numpy(w), dtype=np.float64) for w in ws], H.asarray(B.to_numpy(xs), dtype=np.float64)
+
+    @staticmethod
+    def from_engine(x: Any, like: Any) -> Any:
+        """An engine array ``x`` on the backend and in the dtype of ``like``."""
+        B = ops_for(like)
+        return B.astype(B.asarray(ops_for(x).to_numpy(x)), like.dtype) if ops_for(x).name != B.name else x
+
+    def simulate(self, weights: Sequence[Any], xs: Any) -> list[tuple[Any, LayerTrace]]:
+        """``[(times (B, n_l, max_spikes), LayerTrace)]`` of every layer, on the arrays of :meth:`to_engine`."""
+        B = ops_for(xs)
         t = B.transpose(xs, (1, 2, 0))                                  # (B, n_in, K)
         out = []
-        for l in range(self.n_layers):
-            t, trace = layer_forward(self.layer_weight(params, l), t, self.threshold, self.tau_syn, self.tau_mem,
-                                     self.t_max, self.max_spikes, layer=l)
+        for l, w in enumerate(weights):
+            t, trace = layer_forward(w, t, self.threshold, self.tau_syn, self.tau_mem, self.t_max, self.max_spikes, layer=l)
             out.append((t, trace))
         return out
+
+    def forward(self, params: dict, xs: Any) -> list[Any]:
+        """Every layer's spike times ``(B, n_l, max_spikes)`` on the backend of ``xs`` (``inf`` for empty slots)."""
+        return [self.from_engine(t, xs) for t, _ in self.simulate(*self.to_engine(params, xs))]
 
     def first_times(self, times: Any) -> Any:
         """First spike time ``(B, n)`` of every neuron from ``times`` ``(B, n, K)``, ``t_max`` when silent."""
@@ -403,7 +436,7 @@ class EventLIFNetwork:
     def spike_times(self, params: dict, xs: Any) -> list[Any]:
         """Every layer's spike times ``(B, n_l, max_spikes)`` (``inf`` for empty slots)."""
         self.check_input(xs)
-        return [t for t, _ in self.forward(params, xs)]
+        return self.forward(params, xs)
 
     def run(self, params: dict, xs: Any, state: Any = None, record: Any = False, truncate: int | None = None) -> tuple[Any, dict, dict]:
         """``(ys, {}, rec)``: ``ys = -t_first`` ``(1, B, n_out)``; see the class docstring.
@@ -413,15 +446,15 @@ class EventLIFNetwork:
         """
         self.check_input(xs)
         self.check_params(params)
-        layers = self.forward(params, xs)
-        return -self.first_times(layers[-1][0])[None], {}, self.record(layers, xs)
+        layers = self.simulate(*self.to_engine(params, xs))
+        rec = self.record(layers, xs)
+        return -self.first_times(rec["times"][-1])[None], {}, rec
 
-    @staticmethod
-    def record(layers: list[tuple[Any, LayerTrace]], xs: Any) -> dict:
-        """``{"out": spike counts (1, B, n_l) per layer, "times": spike times (B, n_l, K) per layer}``."""
-        B = ops_for(xs)
-        return {"out": [B.astype(tr.count, xs.dtype)[None] for _, tr in layers], "times": [t for t, _ in layers]}
+    def record(self, layers: list[tuple[Any, LayerTrace]], xs: Any) -> dict:
+        """``{"out": spike counts (1, B, n_l), "times": spike times (B, n_l, K)}`` per layer, on the backend of ``xs``."""
+        return {"out": [self.from_engine(tr.count, xs)[None] for _, tr in layers],
+                "times": [self.from_engine(t, xs) for t, _ in layers]}
 
 
-__all__ = ["EventLIFNetwork", "LayerTrace", "MaxSpikesExceeded", "crossing_time", "input_events", "layer_forward",
+__all__ = ["ENGINES", "EventLIFNetwork", "LayerTrace", "MaxSpikesExceeded", "crossing_time", "input_events", "layer_forward",
            "propagate", "raster_to_times"]

@@ -99,9 +99,9 @@ from ..models.spike_time import FirstToSpike, _non_negative  # noqa: F401 - Firs
 from .base import Rule
 
 
-def adjoint_propagate(lam_V: Any, lam_I: Any, s: Any, tau_syn: float, tau_mem: float) -> tuple[Any, Any]:
+def adjoint_propagate(lam_V: Any, lam_I: Any, s: Any, tau_syn: float, tau_mem: float, B: Any = None) -> tuple[Any, Any]:
     """The adjoint ``(lambda_V, lambda_I)`` a time ``s >= 0`` earlier, without events (the transposed propagator)."""
-    B = ops_for(lam_V)
+    B = B or ops_for(lam_V)
     y = B.exp(-s / tau_syn)
     if tau_mem == INF:
         return lam_V, (1.0 - y) * lam_V + y * lam_I
@@ -135,14 +135,15 @@ def layer_adjoint(
     def at(a: Any, idx: Any) -> Any:
         return B.take_along_axis(a, idx[..., None], 2)[..., 0]
 
+    busy = set(np.unique(B.to_numpy(trace.interval)).tolist())   # intervals that hold a spike
     for e in range(trace.n_events, -1, -1):
-        while True:                                   # own spikes in interval e, the latest first
+        while float(e) in busy:                       # own spikes in interval e, the latest first
             idx = B.astype(B.clip(pointer, 0.0, K - 1.0), trace.ev_src.dtype)   # slot of each neuron's next spike
             has = (pointer >= 0) & (at(trace.interval, idx) == float(e))
             if not bool(B.any(has)):
                 break
             t_s, I_s, g = at(trace.times, idx), at(trace.current, idx), at(g_spk, idx)
-            lv, li = adjoint_propagate(lam_V, lam_I, B.where(has, t_loc - t_s, 0.0), tau_syn, tau_mem)
+            lv, li = adjoint_propagate(lam_V, lam_I, B.where(has, t_loc - t_s, 0.0), tau_syn, tau_mem, B)
             dv_after = I_s / tau_syn
             dv_before = dv_after - leak
             dv_before = B.where(has, dv_before, 1.0)
@@ -155,7 +156,7 @@ def layer_adjoint(
         t_ev = trace.ev_t[:, e - 1]
         valid = B.astype(t_ev < t_max, w.dtype)[:, None]
         t_ev = B.minimum(t_ev, t_max)[:, None]
-        lam_V, lam_I = adjoint_propagate(lam_V, lam_I, t_loc - t_ev, tau_syn, tau_mem)
+        lam_V, lam_I = adjoint_propagate(lam_V, lam_I, t_loc - t_ev, tau_syn, tau_mem, B)
         t_loc = t_ev + 0.0 * t_loc
         lam_in = lam_I * valid                        # lambda_I of every neuron at this input spike
         src = trace.ev_src[:, e - 1]
@@ -208,24 +209,27 @@ class EventProp(Rule):
         net.check_params(params)
         B = ops_for(xs)
         params = B.tree_stop_gradient(params)
-        layers = net.forward(params, xs)
-        times = layers[-1][0]
-        outputs = -net.first_times(times)[None]
+        weights, xs_e = net.to_engine(params, xs)
+        E = ops_for(xs_e)
+        layers = net.simulate(weights, xs_e)
         rec = net.record(layers, xs)
+        times = rec["times"][-1]
+        outputs = -net.first_times(times)[None]
         loss, pull = B.vjp(lambda o: objective(o, targets, rec, net.spiking), outputs)
         g_first = -pull(B.ones_like(loss))[0][0]                  # dL/dt_first (B, n_out)
-        K = times.shape[2]
-        first_slot = B.astype(B.arange(K) == 0, xs.dtype)
-        fired = times < net.t_max
-        g_spk = B.where(fired, g_first[:, :, None] * first_slot, 0.0)
+        g_first = E.astype(E.asarray(B.to_numpy(g_first)), weights[-1].dtype) if E.name != B.name else g_first
+        times_e = layers[-1][0]
+        K = times_e.shape[2]
+        first_slot = E.astype(E.arange(K) == 0, times_e.dtype)
+        g_spk = E.where(times_e < net.t_max, g_first[:, :, None] * first_slot, 0.0)
         grads: list[Any] = [None] * net.n_layers
         for l in range(net.n_layers - 1, -1, -1):
-            grads[l], g_spk = layer_adjoint(net.layer_weight(params, l), layers[l][1], g_spk, net.threshold,
-                                            net.tau_syn, net.tau_mem, net.t_max)
+            g_w, g_spk = layer_adjoint(weights[l], layers[l][1], g_spk, net.threshold, net.tau_syn, net.tau_mem, net.t_max)
+            grads[l] = net.from_engine(g_w, net.layer_weight(params, l))
         pen = 0.0 * loss
         if self.silent_penalty > 0:
             silent = B.astype(times[:, :, 0] >= net.t_max, xs.dtype)          # (B, n_out)
-            pre = layers[-2][0] if net.n_layers > 1 else B.transpose(xs, (1, 2, 0))
+            pre = rec["times"][-2] if net.n_layers > 1 else B.transpose(xs, (1, 2, 0))
             pre_fired = B.astype(B.min(pre, axis=2) < net.t_max, xs.dtype)    # (B, n_in of the last layer)
             pen = self.silent_penalty * B.mean(B.sum(silent, axis=1))
             grads[-1] = grads[-1] - self.silent_penalty * B.matmul(B.transpose(pre_fired, (1, 0)), silent) / silent.shape[0]
