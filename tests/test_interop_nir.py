@@ -127,14 +127,16 @@ def test_unsupported_nodes_and_bad_arguments_are_refused_by_name():
 # ---------------------------------------------------------------- snnTorch
 
 
-def _snntorch_net(torch, snn, n_in=5, n_hid=8, n_out=3, seed=0):
+def _snntorch_net(torch, snn, n_in=5, n_hid=8, n_out=3, seed=0, recurrent=False):
     torch.manual_seed(seed)
     full = lambda n, v: torch.full((n,), v)  # noqa: E731  (per-neuron values: snnTorch's export needs them)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(n_in, n_hid), snn.Leaky(beta=full(n_hid, 0.8125), threshold=full(n_hid, 0.5), init_hidden=True),
-        torch.nn.Linear(n_hid, n_out),
-        snn.Synaptic(alpha=full(n_out, 0.625), beta=full(n_out, 0.875), threshold=full(n_out, 0.5), init_hidden=True, output=True),
-    )
+    if recurrent:
+        hidden = snn.RLeaky(beta=full(n_hid, 0.8125), threshold=full(n_hid, 0.5), linear_features=n_hid, init_hidden=True)
+        last = snn.Leaky(beta=full(n_out, 0.875), threshold=full(n_out, 0.5), init_hidden=True, output=True)
+    else:
+        hidden = snn.Leaky(beta=full(n_hid, 0.8125), threshold=full(n_hid, 0.5), init_hidden=True)
+        last = snn.Synaptic(alpha=full(n_out, 0.625), beta=full(n_out, 0.875), threshold=full(n_out, 0.5), init_hidden=True, output=True)
+    net = torch.nn.Sequential(torch.nn.Linear(n_in, n_hid), hidden, torch.nn.Linear(n_hid, n_out), last)
     with torch.no_grad():
         net[0].weight.mul_(3.0)
         net[2].weight.mul_(3.0)
@@ -150,17 +152,19 @@ def _snntorch_spikes(torch, net, xs):
     return np.stack(out)
 
 
-def test_snntorch_export_imports_and_reproduces_snntorch_spikes():
+@pytest.mark.parametrize("recurrent", [False, True], ids=["Leaky-Synaptic", "RLeaky-Leaky"])
+def test_snntorch_export_imports_and_reproduces_snntorch_spikes(recurrent):
     torch = pytest.importorskip("torch")
     snn = pytest.importorskip("snntorch")
     from snntorch.export_nir import export_to_nir
 
-    net = _snntorch_net(torch, snn)
+    net = _snntorch_net(torch, snn, recurrent=recurrent)
     graph = export_to_nir(net, torch.zeros(1, 5), ignore_dims=[0])
     ours, params = network_from_nir(graph, semantics="snntorch")
     assert isinstance(ours.blocks[0].cell, LIF) and ours.blocks[0].cell.reset_from == "previous_step"
+    assert isinstance(ours.blocks[0].projection, RecurrentDense) == recurrent
     xs = _spikes((T, 4, 5), 7)
-    expected = _snntorch_spikes(torch, _snntorch_net(torch, snn), xs)
+    expected = _snntorch_spikes(torch, _snntorch_net(torch, snn, recurrent=recurrent), xs)
     got = _run(ours, params, xs, dtype="float32")[-1]
     assert expected.sum() >= 10
     assert np.array_equal(got, expected), f"{int((got != expected).sum())} spikes differ"
@@ -219,11 +223,12 @@ def _norse_run(torch, module, xs):
     return np.stack(got)
 
 
-def test_our_norse_preset_network_imports_into_norse_with_identical_spikes():
+@pytest.mark.parametrize("tau_syn_inv", [None, 200.0], ids=["LIF", "CubaLIF"])
+def test_our_norse_preset_network_imports_into_norse_with_identical_spikes(tau_syn_inv):
     torch = pytest.importorskip("torch")
     norse = pytest.importorskip("norse.torch")
 
-    cell = LIF.norse(tau_mem_inv=100.0, tau_syn_inv=None, dt=0.001)  # r = 1 in NIR, which Norse's LIF import assumes
+    cell = LIF.norse(tau_mem_inv=100.0, tau_syn_inv=tau_syn_inv, dt=0.001)  # r = 1 in NIR, which Norse's LIF import assumes
     net = Network(5, [Dense(8, bias=True), cell, Dense(3, bias=True), cell])
     params = _scaled(net, 10, 30.0)
     imported = norse.from_nir(network_to_nir(net, params, dt=0.001), dt=0.001)
