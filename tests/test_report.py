@@ -26,6 +26,7 @@ def test_quick_run_writes_report(quick_run):
     assert "| bptt |" in md and "| eprop-symmetric |" in md
     # --quick trains on a subset: every row and a note say which
     assert md.count("| 768 examples (a subset), 2 epochs |") == 3 and "first 768 training examples" in md
+    assert "cosine, hidden blocks" in md and "| 1.000 |" in md.split("| bptt |")[1].split("\n")[0]
     # NeuroBench metrics per rule, from analysis.neurobench on 256 test examples
     assert "## Efficiency" in md and "effective ACs / sample" in md
     for rule, r in results["rules"].items():
@@ -90,3 +91,19 @@ def test_report_renders_in_headless_chromium(quick_run, tmp_path):
                    capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
     print(f"screenshot saved to {shot}")
+
+
+def test_hidden_block_cosine_leaves_out_the_readout(tmp_path):
+    """The table's 'cosine, hidden blocks' averages every block but the readout (whose exact gradient makes the
+    all-parameter cosine of every rule sit near 1)."""
+    from neuroplastic.report import hidden_cosines
+
+    rows = []
+    for step in (0, 2):
+        for layer, c in (("layers.0.w", 0.2), ("layers.0.w_rec", 0.4), ("layers.1.w", 1.0), ("all", 0.99)):
+            rows.append({"step": step, "rule": "eprop-random", "kind": "gradient", "layer": layer, "cosine": c})
+            rows.append({"step": step, "rule": "eprop-random", "kind": "update", "layer": layer, "cosine": -1.0})
+    (tmp_path / "alignment").mkdir()
+    (tmp_path / "alignment" / "alignment.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert hidden_cosines(tmp_path) == {"eprop-random": pytest.approx(0.3)}
+    assert hidden_cosines(tmp_path / "nothing") == {}

@@ -24,7 +24,7 @@ def flat(B, g):
     return np.concatenate([B.to_numpy(v).ravel() for v in tree_flatten_dict(g).values()])
 
 
-def batch_for(B, n_in, n_out, T=18, batch=4, seed=0):
+def batch_for(B, n_in, n_out, T=12, batch=4, seed=0):
     rng = np.random.default_rng(seed)
     return B.asarray(rng.normal(0.7, 1.0, (T, batch, n_in))), B.asarray(rng.integers(0, n_out, batch))
 
@@ -43,26 +43,28 @@ def test_deep_online_ostl_equals_bptt_when_only_the_first_block_has_memory(B64, 
     rule = make_rule("ostl")
     g_bptt = flat(B64, make_rule("bptt").gradients(net, p, {}, batch, obj)[0])
     g_off, _, aux = rule.gradients(net, p, {}, batch, obj)
-    g_on = flat(B64, OnlineRule.gradients(rule, net, p, {}, batch, obj)[0])
+    g_on_tree = OnlineRule.gradients(rule, net, p, {}, batch, obj)[0]
+    g_on = flat(B64, g_on_tree)
     assert np.abs(g_bptt).sum() > 0
     for z in aux["spikes"][:3]:  # every hidden block spikes, so the check covers the surrogate path
         assert float(B64.to_numpy(z).sum()) > 0
     assert rel_err(flat(B64, g_off), g_bptt) <= 1e-9
     assert rel_err(g_on, g_bptt) <= 1e-9
-    for l in range(3):  # every block's weights reach BPTT's, not only the top one's
-        assert np.abs(B64.to_numpy(tree_flatten_dict(OnlineRule.gradients(rule, net, p, {}, batch, obj)[0])[f"layers.{l}.w"])).sum() > 0
+    for l in range(3):  # every block's weights get a gradient, not only the top one's
+        assert np.abs(B64.to_numpy(tree_flatten_dict(g_on_tree)[f"layers.{l}.w"])).sum() > 0
 
 
 def test_deep_online_ostl_follows_the_offline_recursion_where_it_is_not_exact(B64):
     """Memory in every hidden block and a recurrent one: OSTL drops the cross-layer temporal terms.
     The online form (forward traces, per-output filtering) must still equal the offline form
     (a backward adjoint recursion over recorded Jacobians) to round-off, for both losses that
-    decompose over steps; both must differ from BPTT, and stay aligned with it."""
+    decompose over steps (per step; only at the end); both must differ from BPTT, and stay aligned with it."""
     net = Network(3, [Dense(8), LIF(tau_mem=5.0), RecurrentDense(7), ALIF(tau_mem=4.0), Dense(6), LIF(tau_mem=3.0), Dense(3), LeakyReadout(tau_out=5.0)])
-    batch = batch_for(B64, 3, 3, T=20, batch=5, seed=1)
+    batch = batch_for(B64, 3, 3, T=12, batch=5, seed=1)
     p = net.init(5, backend=B64)
     rule = make_rule("ostl")
-    for loss in ("ce_per_step", "ce_last"):
+    # JAX compiles each of the three gradients per loss: the signal-at-the-end loss runs on torch only (same code)
+    for loss in ("ce_per_step", "ce_last") if not B64.compiles else ("ce_per_step",):
         obj = Objective(make_loss(loss))
         g_off = flat(B64, rule.gradients(net, p, {}, batch, obj)[0])
         g_on = flat(B64, OnlineRule.gradients(rule, net, p, {}, batch, obj)[0])
@@ -77,15 +79,15 @@ def test_deep_online_ostl_trains_in_online_mode(backend_name):
     from neuroplastic.train import Trainer
 
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 160)
-    x = rng.normal(0, 0.3, size=(8, 160, 2))
+    y = rng.integers(0, 2, 96)
+    x = rng.normal(0, 0.3, size=(6, 96, 2))
     x[:, :, 0] += y
     x[:, :, 1] += 1 - y
-    d = from_arrays(x[:, :128], y[:128], x[:, 128:], y[128:])
-    net = Network(2, [Dense(10), LIF(tau_mem=4.0), Dense(8), LIF(tau_mem=4.0), Dense(2), LeakyReadout(tau_out=4.0)])
+    d = from_arrays(x[:, :64], y[:64], x[:, 64:], y[64:])
+    net = Network(2, [Dense(8), LIF(tau_mem=4.0), Dense(6), LIF(tau_mem=4.0), Dense(2), LeakyReadout(tau_out=4.0)])
+    tr = Trainer(net, "ostl", "ce_per_step", "adam", lr=1e-2, backend=backend_name, mode="online", progress=False)
     drops = []
-    for seed in (0, 1, 2):  # a margin over seeds, not one machine-dependent outcome
-        tr = Trainer(net, "ostl", "ce_per_step", "adam", lr=5e-3, backend=backend_name, mode="online", progress=False)
+    for seed in (0, 1, 2):  # a margin over seeds, not one machine-dependent outcome; one trainer (one compilation)
         _, hist = tr.fit(net.init(seed, backend=backend_name), d, epochs=2, batch_size=32, seed=seed)
         assert all(np.isfinite(h["train_loss"]) for h in hist)
         drops.append(hist[-1]["train_loss"] < hist[0]["train_loss"])
@@ -98,3 +100,13 @@ def test_online_ostl_names_a_nonlinear_readout():
     net = Network(3, [Dense(4), LIF(), Dense(4), LIF(), Dense(2), SpikingReadout()])
     with pytest.raises(ValueError, match="online OSTL needs a linear readout cell"):
         make_rule("ostl").online_init(net, net.init(0, backend="jax"), {}, 2)
+
+
+def test_one_hidden_block_online_ostl_is_symmetric_eprop(B64):
+    net = Network(3, [RecurrentDense(6), ALIF(), Dense(3), LeakyReadout(tau_out=4.0)])
+    batch = batch_for(B64, 3, 3, T=10, seed=2)
+    p = net.init(6, backend=B64)
+    obj = Objective(make_loss("ce_per_step"))
+    g_ostl = flat(B64, OnlineRule.gradients(make_rule("ostl"), net, p, {}, batch, obj)[0])
+    g_eprop = flat(B64, OnlineRule.gradients(make_rule("eprop-symmetric"), net, p, {}, batch, obj)[0])
+    assert np.abs(g_eprop).sum() > 0 and rel_err(g_ostl, g_eprop) <= 1e-12

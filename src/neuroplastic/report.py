@@ -46,8 +46,32 @@ def subset_note(cfg: dict) -> str:
             "from what the full set gives.")
 
 
-def table_rows(results: dict) -> list[list[str]]:
-    """One row per rule: accuracy, what it trained on, rates, synaptic operations, alignment, time."""
+def hidden_cosines(run_dir: Path) -> dict[str, float]:
+    """Each rule's mean gradient cosine to the reference over the *hidden* blocks' parameters (every block but the
+    readout, per parameter, averaged over the compared steps), from ``alignment/alignment.jsonl``.
+
+    The cosine over all parameters is dominated by the readout's gradient, which every rule of the main job computes
+    exactly, so it sits near 1 for all of them; the hidden blocks' cosine is where the rules differ.
+    """
+    path = Path(run_dir) / "alignment" / "alignment.jsonl"
+    if not path.exists():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if r.get("kind", "gradient") == "gradient" and str(r.get("layer", "")).startswith("layers.")]
+    if not records:
+        return {}
+    readout = max(int(r["layer"].split(".")[1]) for r in records)
+    out: dict[str, list] = {}
+    for r in records:
+        if int(r["layer"].split(".")[1]) < readout and r.get("cosine") is not None:
+            out.setdefault(r["rule"], []).append(float(r["cosine"]))
+    return {rule: sum(v) / len(v) for rule, v in out.items() if v}
+
+
+def table_rows(results: dict, hidden: dict | None = None) -> list[list[str]]:
+    """One row per rule: accuracy, what it trained on, rates, synaptic operations, alignment (over all parameters and,
+    with ``hidden`` from :func:`hidden_cosines`, over the hidden blocks), time."""
+    hidden = hidden or {}
     rows = []
     cfg = results["config"]
     align = (results.get("alignment") or {}).get("summary", {})
@@ -63,13 +87,13 @@ def table_rows(results: dict) -> list[list[str]]:
             ", ".join(f"{x:.1f}" for x in rates) or "n/a",
             _num(eff.get("synops_per_sample"), "{:,.0f}"),
             _num(eff.get("activation_sparsity")),
-            _num(a.get("mean_cosine")), _num(a.get("mean_sign_agreement")),
+            _num(a.get("mean_cosine")), _num(hidden.get(rule)), _num(a.get("mean_sign_agreement")),
             f"{r['wall_time_s']:.0f}",
         ])
     return rows
 
 
-HEADER = ["rule", "setting", "test accuracy", "trained on", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "sign agreement", "train time (s)"]
+HEADER = ["rule", "setting", "test accuracy", "trained on", "train accuracy", "hidden rate (Hz)", "synaptic ops / sample", "activation sparsity", "cosine to reference", "cosine, hidden blocks", "sign agreement", "train time (s)"]
 
 #: (key of ``efficiency_metrics``, column, format) of the efficiency table: the summary fields
 #: of :mod:`neuroplastic.analysis.neurobench` except the total, which the main table shows
@@ -152,7 +176,7 @@ def render_markdown(results: dict, run_dir: Path) -> str:
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results, hidden_cosines(run_dir))]
     for n in notes(results):
         lines += ["", n]
     sig = significance_rows(results)
@@ -177,7 +201,7 @@ def render_html(results: dict, run_dir: Path) -> str:
     cfg = results["config"]
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table_rows(results))
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table_rows(results, hidden_cosines(run_dir)))
     figures = "".join(
         f'<figure><h2>{esc(title)}</h2><img src="{esc(name)}" alt="{esc(title)}"><figcaption>{esc(caption)}</figcaption></figure>'
         for name, title, caption in FIGURES if (run_dir / name).exists()
