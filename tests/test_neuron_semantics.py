@@ -310,9 +310,9 @@ def test_bad_preset_arguments_are_refused_by_name():
 
 def test_trace_rules_refuse_a_scaled_input_by_name():
     with pytest.raises(ValueError, match=r"LIF\(input_gain=0.1\) scales its input current"):
-        LIF.norse(tau_syn_inv=None).psp_decays
+        _ = LIF.norse(tau_syn_inv=None).psp_decays
     with pytest.raises(ValueError, match=r"LeakyReadout\(input_gain=0.5\)"):
-        LeakyReadout(input_gain=0.5).psp_decays
+        _ = LeakyReadout(input_gain=0.5).psp_decays
     assert LIF.snntorch(beta=0.9).psp_decays == (0.9,)
     assert not LeakyReadout(v_leak=0.1).linear and LeakyReadout().linear
 

@@ -102,7 +102,7 @@ class LIF(Cell):
         reset_delay: bool = True,
         recurrent: bool = False,
         surrogate: SurrogateLike | None = None,
-    ) -> "LIF":
+    ) -> LIF:
         """snnTorch 1.0's ``Leaky(beta)``, ``Synaptic(alpha, beta)`` (``alpha`` given) or ``RLeaky(beta)``
         (``recurrent=True``; its recurrent weights belong to a :class:`~neuroplastic.layers.RecurrentDense`).
 
@@ -154,7 +154,7 @@ class LIF(Cell):
         v_reset: float = 0.0,
         dt: float = 0.001,
         surrogate: SurrogateLike | None = None,
-    ) -> "LIF":
+    ) -> LIF:
         """Norse 1.1's ``LIFCell`` (``tau_syn_inv`` given) or ``LIFBoxCell`` (``tau_syn_inv=None``).
 
         Norse integrates ``dv/dt = tau_mem_inv ((v_leak - v) + i)``, ``di/dt = -tau_syn_inv i`` with

@@ -443,8 +443,7 @@ def network_from_nir(graph: Any, dt: float = SNNTORCH_DT, semantics: str = "nir"
             proj = u
         else:
             feeders = [p for p in preds[u] if kind[p] in weight_kinds]
-            prev = "input" if not blocks else blocks[-1][0]
-            prev_src = inputs[0] if not blocks else prev
+            prev_src = inputs[0] if not blocks else blocks[-1][0]
             chain = [p for p in feeders if (p, u) not in back and preds[p] == [prev_src]]
             if len(chain) != 1:
                 raise ValueError(
