@@ -345,3 +345,18 @@ def test_rules_columns_and_table(tmp_path):
     assert bench_rules.parse_case("dfa") == bench_rules.RuleCase("dfa")
     with pytest.raises(ValueError, match="column"):
         bench_rules.results_path("during")
+
+
+def test_sparsity_bench_forms_agree_with_dense(tmp_path):
+    """``bench/sparsity.py`` at a tiny size: every sparse form gives the dense products to float32 round-off."""
+    from bench import sparsity
+
+    for framework in ("torch", "jax"):
+        r = sparsity.measure({"framework": framework, "density": 0.1, "rows": 32, "hidden": 16, "repeats": 1, "seed": 0})
+        assert set(r["cpu_s"]) == ({"dense", "csr", "coo"} if framework == "torch" else {"dense", "bcoo", "segment_sum"})
+        assert all(t["forward"] >= 0 and t["weight_grad"] >= 0 for t in r["cpu_s"].values())
+        assert max(r["max_abs_diff"].values()) <= 1e-5
+    report = {"config": {"rows": 32, "hidden": 16, "repeats": 1}, "date": "d", "machine": "m", "load_before": None,
+              "load_after": (1.0, 2.0, 3.0), "results": [r]}
+    text = sparsity.render_markdown(report)
+    assert "| jax | 0.1 | bcoo |" in text and "unknown / 1.0, 2.0, 3.0" in text

@@ -3,9 +3,10 @@
 ``Network(100, [Dense(H, bias=True), LIF(decay=0.9, threshold=1, surrogate=FastSigmoid(25)),
 Dense(H, bias=True), LIF(...), Dense(10, bias=True), LIF(...)])`` (LIF's default
 subtractive, detached reset), one ``BPTT().gradients`` of ``ce_sum``; jit-compiled on JAX
-(compiled ahead of time, timed as ``compile_s``), eager on torch.  The problem's numpy
-weights replace the initial parameters leaf by leaf (the ``w``/``b`` leaves of the
-parameter tree, in layer order, checked by shape).
+(compiled ahead of time, timed as ``compile_s``), eager on torch; option ``fused=False`` runs
+the reference path instead of the fused LIF kernels.  The problem's numpy weights replace
+the initial parameters leaf by leaf (the ``w``/``b`` leaves of the parameter tree, in layer
+order, checked by shape).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def measure(config: dict) -> dict:
     H, n_out = problem["w2"].shape[0], problem["w3"].shape[1]
     cell = dict(decay=cfg["decay"], threshold=cfg["threshold"], surrogate=FastSigmoid(beta=cfg["slope"]))
     net = Network(problem["w1"].shape[0], [Dense(H, bias=True), LIF(**cell), Dense(H, bias=True), LIF(**cell),
-                                           Dense(n_out, bias=True), LIF(**cell)])
+                                           Dense(n_out, bias=True), LIF(**cell)], fused=bool(cfg.get("fused", True)))
     B = get_backend(name, dtype="float32")
     template = net.init_numpy(cfg["seed"])
     paths, leaves = tree_paths(template), tree_leaves(template)
