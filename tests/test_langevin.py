@@ -14,6 +14,7 @@ from neuroplastic.network import Network
 from neuroplastic.rules import make_rule
 from neuroplastic.rules.langevin import HMC, MALA, make_potential, run_chain, sample
 from neuroplastic.train import Trainer
+from neuroplastic.train.sampling import fisher_scale
 
 MU = np.array([1.0, -2.0])
 COV = np.array([[1.0, 0.8], [0.8, 1.5]])
@@ -213,6 +214,59 @@ def test_sample_keeps_predictions_not_weights():
     assert res2.predictive is None and len(res2.samples) == 2
 
 
+def test_preconditioned_ratio_is_the_plain_ratio_in_scaled_coordinates(backend_name):
+    """With scales s, MALA's test is the isotropic one on z = w / s (gradient s * grad U)."""
+    B = get_backend(backend_name, dtype="float64")
+    rng = np.random.default_rng(3)
+    w, w1, g0, g1 = (rng.normal(size=4) for _ in range(4))
+    s = np.array([0.1, 1.0, 3.0, 0.5])
+    arr = lambda a: {"a": B.asarray(a)}  # noqa: E731
+    scaled = MALA.log_accept_ratio(B, arr(w), 1.0, arr(g0), arr(w1), 1.4, arr(g1), 0.3, arr(s))
+    plain = MALA.log_accept_ratio(B, arr(w / s), 1.0, arr(s * g0), arr(w1 / s), 1.4, arr(s * g1), 0.3)
+    assert float(B.to_numpy(scaled)) == pytest.approx(float(B.to_numpy(plain)), rel=1e-12)
+
+
+@pytest.mark.parametrize("rule_cls", [MALA, HMC], ids=["mala", "hmc"])
+def test_preconditioned_chain_recovers_a_badly_scaled_gaussian(rule_cls):
+    """Standard deviations 20 and 0.05: with the matching scales the chain gets both right."""
+    B = get_backend("jax", dtype="float64")
+    std = np.array([20.0, 0.05])
+    mu = np.array([5.0, -0.1])
+
+    def energy(p):
+        return 0.5 * B.sum(((p["w"] - B.asarray(mu)) / B.asarray(std)) ** 2)
+
+    opts = {"n_leapfrog": 3} if rule_cls is HMC else {}
+    rule = rule_cls(step_size=0.5, burnin=500, scale={"w": std}, **opts)
+    samples, state, _ = run_chain(rule, make_potential(energy), {"w": B.asarray(mu)}, 8500, B.key(4))
+    w = B.to_numpy(samples["w"])[500:]
+    assert np.all(np.abs(w.mean(0) - mu) < 0.15 * std), w.mean(0)
+    assert np.all(np.abs(w.std(0) / std - 1) < 0.15), w.std(0)
+    assert 0.3 < float(B.to_numpy(state["accept_sum"])) / 8000 < 0.95
+
+
+def test_sample_tracks_coordinates_and_fisher_scale():
+    B = get_backend("jax")
+    net = _snn()
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(0, 1.5, (6, 40, 3)).astype(np.float32), rng.integers(0, 3, 40)
+    params = net.init(0, backend=B)
+    scale = fisher_scale(net, params, x, y, prior_std=0.5, batch_size=10, backend=B)
+    leaves = _leaves(scale)
+    assert [a.shape for a in leaves] == [tuple(a.shape) for a in _leaves(params)]
+    assert all(np.all((a > 0) & (a <= 0.5)) for a in leaves)
+    res = sample(MALA(step_size=0.5, n_data=40, burnin=3, scale=scale), net, params, x, y, n_samples=4, backend=B, track=5)
+    assert res.tracked.shape == (7, 5) and res.tracked_index.shape == (5,)
+    flat0 = np.concatenate([np.ravel(a) for a in _leaves(B.tree_to_numpy(params))])
+    assert np.all(np.isfinite(res.tracked)) and flat0.size > res.tracked_index.max()
+    with pytest.raises(ValueError, match="scale: every entry"):
+        MALA(scale={"w": np.array([1.0, 0.0])})
+    with pytest.raises(ValueError, match="track must be"):
+        sample(MALA(n_data=40), net, params, x, y, n_samples=1, backend=B, track=-1)
+    with pytest.raises(ValueError, match="batch_size: 99"):
+        fisher_scale(net, params, x, y, batch_size=99, backend=B)
+
+
 def test_uncertainty_measures_by_hand():
     p = np.array([[[0.9, 0.1], [0.5, 0.5]], [[0.1, 0.9], [0.5, 0.5]]])  # 2 samples, 2 examples
     u = predictive_uncertainty(p)
@@ -278,6 +332,7 @@ def test_mnist1d_uncertainty_is_higher_on_errors_reduced_run():
     args = argparse.Namespace(
         sampler="mala", hidden=64, loss="ce_mean", lr=5e-3, pretrain_epochs=5, burnin=30, samples=40, thin=1,
         leapfrog=5, step_size=3e-4, prior_std=1.0, backend="jax", seed=0, plot=None,
+        trace_plot=None, track=20, precondition=True,
     )
     out = example.run(args)
     assert out["tests"]["entropy_of_mean"]["p_value"] < 0.01

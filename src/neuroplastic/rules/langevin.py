@@ -33,6 +33,18 @@ size ``eps`` and unit mass::
 
 HMC with ``L = 1`` is MALA with ``eps``: same proposal, same acceptance (tested).
 
+**Preconditioning** (``scale``: a tree of positive per-parameter scales ``s`` shaped like
+the parameters, or ``None``): both samplers then run in the coordinates ``z = w / s``,
+i.e. with the diagonal mass matrix ``M = diag(1/s^2)``::
+
+    MALA:  w' = w - (eps^2/2) s^2 grad U(w) + eps s xi
+           log q(w' | w) = -|(w' - w + (eps^2/2) s^2 grad U(w)) / s|^2 / (2 eps^2)
+    HMC:   p -= (eps/2) s grad U(w);  w += eps s p;  p -= (eps/2) s grad U(w)   (H = U + |p|^2/2)
+
+so a coordinate with posterior standard deviation about ``s_i`` moves by about ``eps s_i``
+per step.  :func:`~neuroplastic.train.sampling.fisher_scale` estimates ``s`` from the
+squared gradients at a warm start (a diagonal Laplace approximation).
+
 **Both** evaluate ``U`` at the current and the proposed point on the *same* mini-batch.
 With ``n_data > |b|`` that is a noisy estimate of the full-data ``U``, and the test
 then targets the posterior only approximately (mini-batch Metropolis-Hastings is biased;
@@ -70,7 +82,7 @@ import numpy as np
 
 from ..backend import Backend, get_backend, ops_for
 from ..losses import Objective
-from ..tree import tree_leaves, tree_map, tree_unflatten_like
+from ..tree import tree_leaves, tree_map, tree_paths, tree_unflatten_like
 from .base import Rule
 
 #: ``potential(params) -> (U, proposal_direction, aux)``: the energy and the gradient (or
@@ -106,8 +118,34 @@ def make_potential(energy: Callable[[Any], Any], proposal_grad: Callable[[Any], 
     return potential
 
 
+def align_to_params(scale: Any, params: Any) -> Any:
+    """``scale``'s arrays in ``params``' structure, matched by path (dict key order may differ)."""
+    by_path = dict(zip(tree_paths(scale), tree_leaves(scale)))
+    paths = tree_paths(params)
+    if sorted(by_path) != sorted(paths):
+        raise ValueError(f"scale: its parameter paths {sorted(by_path)} differ from the parameters' {sorted(paths)}")
+    for path, w in zip(paths, tree_leaves(params)):
+        if tuple(np.shape(by_path[path])) != tuple(w.shape):
+            raise ValueError(f"scale: {path!r} has shape {tuple(np.shape(by_path[path]))}, the parameter has {tuple(w.shape)}")
+    return tree_unflatten_like(params, [by_path[p] for p in paths])
+
+
 def _sq_norm(B: Backend, tree: Any) -> Any:
     return sum(B.sum(x * x) for x in tree_leaves(tree))
+
+
+def _check_scale(scale: Any) -> Any:
+    """``scale`` as a tree of float64 numpy arrays, every entry finite and positive."""
+    leaves = tree_leaves(scale)
+    if not leaves:
+        raise ValueError("scale: expected a tree of positive arrays shaped like the parameters, got no arrays")
+    out = []
+    for a in leaves:
+        a = np.asarray(a, dtype=np.float64)
+        if not (np.all(np.isfinite(a)) and np.all(a > 0)):
+            raise ValueError("scale: every entry must be a finite positive number")
+        out.append(a)
+    return tree_unflatten_like(scale, out)
 
 
 def _normal_like(B: Backend, key: Any, tree: Any) -> Any:
@@ -123,7 +161,8 @@ class MALA(Rule):
     batch is all of it); ``prior_std``: Gaussian prior scale; ``temperature``: divides ``U``;
     ``target_accept``, ``burnin``, ``adapt_rate``, ``adapt_decay``: step-size adaptation;
     ``metropolis=False``: no accept/reject (unadjusted Langevin); ``truncate``: truncated
-    BPTT for the proposal gradient.
+    BPTT for the proposal gradient; ``scale``: per-parameter proposal scales (a tree shaped
+    like the parameters, positive; ``None``: 1 everywhere), see the module docstring.
     """
 
     name = "mala"
@@ -142,6 +181,7 @@ class MALA(Rule):
         adapt_decay: float = 0.6,
         metropolis: bool = True,
         truncate: int | None = None,
+        scale: Any = None,
     ) -> None:
         self.step_size = _number(step_size, "step_size")
         if n_data is not None and not (isinstance(n_data, (int, np.integer)) and not isinstance(n_data, bool) and n_data > 0):
@@ -160,6 +200,7 @@ class MALA(Rule):
         if truncate is not None and not (isinstance(truncate, (int, np.integer)) and truncate > 0):
             raise ValueError(f"truncate must be a positive integer, got {truncate!r}")
         self.truncate = truncate
+        self.scale = None if scale is None else _check_scale(scale)
 
     # ------------------------------------------------------------------ the target
     def potential(self, network: Any, batch: tuple, objective: Objective) -> Potential:
@@ -197,19 +238,34 @@ class MALA(Rule):
         return self.init_state(ops_for(tree_leaves(params)[0]), key)
 
     @staticmethod
-    def log_accept_ratio(B: Backend, w: Any, u0: Any, g0: Any, w1: Any, u1: Any, g1: Any, eps: Any) -> Any:
-        """``log alpha = U(w) - U(w') + log q(w|w') - log q(w'|w)`` for the Langevin proposal."""
+    def log_accept_ratio(B: Backend, w: Any, u0: Any, g0: Any, w1: Any, u1: Any, g1: Any, eps: Any, scale: Any = None) -> Any:
+        """``log alpha = U(w) - U(w') + log q(w|w') - log q(w'|w)`` for the Langevin proposal (``scale``: ``s``, or ``None``)."""
         h = 0.5 * eps * eps
-        fwd = _sq_norm(B, tree_map(lambda a, b, g: a - b + h * g, w1, w, g0))
-        bwd = _sq_norm(B, tree_map(lambda a, b, g: a - b + h * g, w, w1, g1))
+        if scale is None:
+            fwd = _sq_norm(B, tree_map(lambda a, b, g: a - b + h * g, w1, w, g0))
+            bwd = _sq_norm(B, tree_map(lambda a, b, g: a - b + h * g, w, w1, g1))
+        else:
+            fwd = _sq_norm(B, tree_map(lambda a, b, g, s: (a - b + h * s * s * g) / s, w1, w, g0, scale))
+            bwd = _sq_norm(B, tree_map(lambda a, b, g, s: (a - b + h * s * s * g) / s, w, w1, g1, scale))
         return u0 - u1 + (fwd - bwd) / (2 * eps * eps)
+
+    def scale_for(self, B: Backend, params: Any) -> Any:
+        """The proposal scales ``s`` as arrays of ``params``' backend, or ``None`` without preconditioning."""
+        if self.scale is None:
+            return None
+        return tree_map(lambda s, w: B.astype(B.asarray(s), w.dtype), align_to_params(self.scale, params), params)
 
     def propose(self, B: Backend, potential: Potential, params: Any, u0: Any, g0: Any, eps: Any, key: Any) -> tuple[Any, Any, Any]:
         """``(w', log alpha, aux')`` from ``w = params``, its energy ``u0`` and proposal direction ``g0``."""
         xi = _normal_like(B, key, params)
-        w1 = tree_map(lambda w, g, z: w - 0.5 * eps * eps * g + eps * z, params, g0, xi)
+        scale = self.scale_for(B, params)
+        if scale is None:
+            w1 = tree_map(lambda w, g, z: w - 0.5 * eps * eps * g + eps * z, params, g0, xi)
+            u1, g1, _ = potential(w1)
+            return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps), u1
+        w1 = tree_map(lambda w, g, z, s: w - 0.5 * eps * eps * s * s * g + eps * s * z, params, g0, xi, scale)
         u1, g1, _ = potential(w1)
-        return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps), u1
+        return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps, scale), u1
 
     def transition(self, B: Backend, potential: Potential, params: Any, state: dict) -> tuple[Any, dict, dict]:
         """One Metropolis-Hastings transition: ``(new_params, state, info)``.
@@ -257,7 +313,8 @@ class MALA(Rule):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(step_size={self.step_size}, n_data={self.n_data}, prior_std={self.prior_std},"
-            f" temperature={self.temperature}, target_accept={self.target_accept}, burnin={self.burnin})"
+            f" temperature={self.temperature}, target_accept={self.target_accept}, burnin={self.burnin},"
+            f" preconditioned={self.scale is not None})"
         )
 
 
@@ -278,13 +335,15 @@ class HMC(MALA):
 
     def propose(self, B: Backend, potential: Potential, params: Any, u0: Any, g0: Any, eps: Any, key: Any) -> tuple[Any, Any, Any]:
         p0 = _normal_like(B, key, params)
+        scale = self.scale_for(B, params)
+        ones = scale if scale is not None else tree_map(lambda w: 1.0, params)
 
         def leapfrog(carry: tuple, _: Any) -> tuple[tuple, None]:
             w, p, u, g = carry
-            p = tree_map(lambda a, b: a - 0.5 * eps * b, p, g)
-            w = tree_map(lambda a, b: a + eps * b, w, p)
+            p = tree_map(lambda a, b, s: a - 0.5 * eps * s * b, p, g, ones)
+            w = tree_map(lambda a, b, s: a + eps * s * b, w, p, ones)
             u, g, _ = potential(w)
-            p = tree_map(lambda a, b: a - 0.5 * eps * b, p, g)
+            p = tree_map(lambda a, b, s: a - 0.5 * eps * s * b, p, g, ones)
             return (w, p, u, g), None
 
         (w1, p1, u1, _), _ = B.scan(leapfrog, (params, p0, u0, g0), None, length=self.n_leapfrog)
@@ -332,4 +391,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["HMC", "MALA", "Potential", "make_potential", "run_chain"]
+__all__ = ["HMC", "MALA", "Potential", "align_to_params", "make_potential", "run_chain"]

@@ -3,7 +3,10 @@
 :func:`sample` runs the chain in the trainer's loop (:meth:`~neuroplastic.train.Trainer.steps`:
 one transition per batch, batches shuffled by ``(seed, epoch)``, the sampler state seeded
 from ``key(seed)``), collects the trace of every transition and, after burn-in, the
-predictive distribution on an evaluation set.
+predictive distribution on an evaluation set.  ``track`` follows chosen coordinates of the
+parameters at every transition (for trace plots and effective sample sizes:
+:mod:`neuroplastic.analysis.mixing`).  :func:`fisher_scale` gives the per-parameter scales
+of a preconditioned chain (``MALA(scale=...)``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backend import Backend, get_backend, ops_for
+from ..tree import tree_leaves
 from ..data.arrays import from_arrays
 from ..losses import Loss, Objective, make_loss
 from ..rules.langevin import MALA
@@ -34,6 +38,8 @@ class SampleResult:
     trace: list[dict] = field(default_factory=list)
     samples: list[Any] = field(default_factory=list)
     seconds: float = 0.0
+    tracked: np.ndarray | None = None  # (transitions, k): the tracked coordinates at every transition
+    tracked_index: np.ndarray | None = None  # (k,): their positions in the flattened parameters
 
 
 def predict_probs(network: Any, params: Any, xs: Any, loss: Loss) -> Any:
@@ -60,6 +66,7 @@ def sample(
     keep_params: bool = False,
     keep_predictions: bool = False,
     progress: Callable[[int, dict], Any] | None = None,
+    track: int = 0,
 ) -> SampleResult:
     """Run ``rule`` for ``rule.burnin + n_samples * thin`` transitions on ``(x, y)``.
 
@@ -69,7 +76,9 @@ def sample(
     loop, shuffling by ``(seed, epoch)`` and seeding the sampler state from ``key(seed)``).  After burn-in, every ``thin``-th state adds its class
     probabilities on ``eval_x`` to ``result.predictive`` (and its params, as numpy, to
     ``result.samples`` with ``keep_params``).  ``progress(step, info)`` is called after each
-    transition with floats.
+    transition with floats.  ``track = k > 0`` records ``k`` coordinates of the flattened
+    parameters, drawn at random (seeded by ``seed``), at every transition, burn-in included
+    (``result.tracked``, ``result.tracked_index``).
     """
     from ..analysis.uncertainty import PredictiveAccumulator
 
@@ -78,6 +87,8 @@ def sample(
     for value, name in ((n_samples, "n_samples"), (thin, "thin")):
         if not (isinstance(value, (int, np.integer)) and value > 0):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(track, bool) or not isinstance(track, (int, np.integer)) or track < 0:
+        raise ValueError(f"track must be a non-negative integer (coordinates to follow), got {track!r}")
     if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     n = x.shape[1]
@@ -101,10 +112,16 @@ def sample(
     result = SampleResult(params=None, state={}, predictive=acc, accept_rate=float("nan"), step_size=float("nan"))
     t0 = time.perf_counter()
     state = trainer.init_state(params, seed)[1]
+    n_params = sum(int(np.prod(np.shape(a))) for a in tree_leaves(params))
+    index = np.sort(np.random.default_rng(seed).choice(n_params, min(int(track), n_params), replace=False)) if track else None
+    tracked: list[np.ndarray] = []
     for r in trainer.steps(params, data, epochs, size, seed, ({}, state), step_fn=trainer.compile(step_fn), max_steps=total):
         params, state, i = r.params, r.rule_state, r.step
         record = {k: float(B.to_numpy(r.summary["info"][k])) for k in ("accept_prob", "accepted", "step_size", "potential", "loss")}
         result.trace.append(record)
+        if index is not None:
+            flat = np.concatenate([np.ravel(a) for a in tree_leaves(B.tree_to_numpy(params))])
+            tracked.append(flat[index])
         if progress is not None:
             progress(i, record)
         if i >= rule.burnin and (i - rule.burnin + 1) % thin == 0:
@@ -119,7 +136,68 @@ def sample(
     result.accept_rate = float(B.to_numpy(state["accept_sum"])) / kept
     result.step_size = float(np.exp(B.to_numpy(state["log_step"])))
     result.seconds = time.perf_counter() - t0
+    if index is not None:
+        result.tracked, result.tracked_index = np.stack(tracked), index
     return result
 
 
-__all__ = ["SampleResult", "predict_probs", "sample"]
+def fisher_scale(
+    network: Any,
+    params: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_data: int | None = None,
+    prior_std: float = 1.0,
+    loss: str | Loss | Objective = "ce_mean",
+    batch_size: int = 100,
+    backend: str | Backend = "jax",
+    max_batches: int | None = None,
+    floor: float = 0.0,
+) -> Any:
+    """Per-parameter proposal scales ``s`` for a preconditioned chain: a diagonal Laplace approximation.
+
+    The posterior's curvature along weight ``i`` is estimated by the empirical Fisher
+    information, ``H_ii ~ N m mean_b(g_{b,i}^2) + 1/prior_std^2``: ``g_b`` is the gradient of the
+    mean loss of batch ``b`` (``m`` examples; near a mode, ``m g_b^2`` estimates the
+    per-example ``g^2``), ``N = n_data`` (default: the examples in ``x``).  Returns
+    ``s = 1 / sqrt(H_ii)`` (a numpy tree shaped like ``params``), at most ``prior_std``;
+    ``floor`` bounds it from below.  ``x`` is time-major ``(T, N, F)``.
+    """
+    from ..rules.base import forward_loss
+    from ..tree import tree_map
+
+    if isinstance(prior_std, bool) or not isinstance(prior_std, (int, float)) or not prior_std > 0:
+        raise ValueError(f"prior_std must be a positive number, got {prior_std!r}")
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= prior_std:
+        raise ValueError(f"floor must be a number in [0, prior_std], got {floor!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    B = get_backend(backend)
+    objective = loss if isinstance(loss, Objective) else Objective(make_loss(loss))
+    n = int(x.shape[1])
+    N = n if n_data is None else int(n_data)
+
+    def grad_fn(p: Any, xs: Any, ys: Any) -> Any:
+        return B.value_and_grad(lambda q: forward_loss(network, q, (xs, ys), objective, None)[0])(p)[1]
+
+    grad_fn = B.jit(grad_fn)
+    total, count = None, 0
+    starts = list(range(0, n - batch_size + 1, batch_size))[: max_batches or None]
+    if not starts:
+        raise ValueError(f"batch_size: {batch_size} is more than the {n} examples in x")
+    for s0 in starts:
+        g = B.tree_to_numpy(grad_fn(params, B.asarray(x[:, s0:s0 + batch_size]), B.asarray(y[s0:s0 + batch_size])))
+        sq = tree_map(lambda a: np.asarray(a, dtype=np.float64) ** 2, g)
+        total = sq if total is None else tree_map(lambda a, b: a + b, total, sq)
+        count += 1
+
+    def scale(sum_sq: np.ndarray) -> np.ndarray:
+        curvature = N * batch_size * sum_sq / count + 1.0 / prior_std**2
+        return np.clip(1.0 / np.sqrt(curvature), floor, prior_std)
+
+    from ..rules.langevin import align_to_params
+
+    return align_to_params(tree_map(scale, total), B.tree_to_numpy(params))
+
+
+__all__ = ["SampleResult", "fisher_scale", "predict_probs", "sample"]
