@@ -51,7 +51,8 @@ two input events every neuron fires as long as a crossing falls before the inter
 (after a reset ``V = 0`` but ``I`` may still drive it over ``theta`` again), then its state is
 carried to the next event and the event's weights are added to ``I``.  All examples and
 neurons advance together; the loops have data-dependent lengths, so the simulation runs
-eagerly (no ``jit``) on both backends: torch and JAX call the same backend ops.  Each neuron
+eagerly (no ``jit``), through backend ops: numpy's by default (``engine="host"``), or the
+torch/JAX arrays' own (``engine="backend"``), the same functions either way.  Each neuron
 keeps at most ``max_spikes`` spikes; one more raises :class:`MaxSpikesExceeded` naming the
 layer.  Spikes at or after ``t_max`` are not simulated.
 

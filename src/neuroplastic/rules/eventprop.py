@@ -80,10 +80,14 @@ Compute is ``O(E n_l)`` per layer for ``E`` input events (plus the reset loops).
 Execution
 ---------
 The event loops have data-dependent lengths (number of events, spikes per interval), so
-both the simulation and the adjoint run eagerly through the backend ops (torch and JAX from
-one code path; train with ``Trainer(..., jit=False)`` on JAX).  A fixed-size-buffer JAX
-version would have to unroll ``max_spikes`` crossings for every interval of every example;
-eager torch is the faster of the two here (``docs/rules/eventprop.md``).
+both the simulation and the adjoint run eagerly through the backend ops, one code path for
+torch and JAX (train with ``Trainer(..., jit=False)`` on JAX).  By default
+(``EventLIFNetwork(engine="host")``) the loops run on numpy float64 through the numpy
+backend's ops and only the loss, the parameters and the gradients live on torch or JAX:
+the loops move a few numbers per event, so per-op dispatch dominates and eager torch was
+about 9x slower on Yin-Yang (``docs/rules/eventprop.md``).  ``engine="backend"`` runs the same
+functions on the framework's arrays.  A fixed-size-buffer ``jit`` version would have to
+unroll ``max_spikes`` crossings for every interval of every example.
 """
 
 from __future__ import annotations
