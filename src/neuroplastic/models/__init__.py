@@ -10,8 +10,9 @@
 =============  ==============================================================
 
 The other model containers (see :class:`~neuroplastic.protocols.Model`) live here too:
-:class:`SpikeGradNet` (SpikeGrad's static integrate-and-fire layers) and
-:class:`SpikeTimeNetwork` (exact spike times).
+:class:`SpikeGradNet` (SpikeGrad's static integrate-and-fire layers),
+:class:`SpikeTimeNetwork` (exact spike times) and :class:`EventLIFNetwork` (event-based
+current LIF layers, for EventProp).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Sequence
 from ..cells import ALIF, LIF, LeakyReadout, TanhRNN
 from ..layers import Dense, RecurrentDense
 from ..network import Network
+from .event_lif import EventLIFNetwork
 from .spike_time import SpikeTimeNetwork
 from .spikegrad import SpikeGradNet
 
@@ -58,4 +60,4 @@ def build_model(
     return Network(n_in, layers)
 
 
-__all__ = ["MODELS", "SpikeGradNet", "SpikeTimeNetwork", "build_model"]
+__all__ = ["EventLIFNetwork", "MODELS", "SpikeGradNet", "SpikeTimeNetwork", "build_model"]
