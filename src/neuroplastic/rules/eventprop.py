@@ -67,7 +67,9 @@ from the backend's ``vjp`` of the objective alone).  A silent output neuron gets
 ``silent_penalty`` (``rho``) adds ``rho mean_b sum_j [output j silent]`` to the reported loss
 and, for each silent output of an example, ``-rho / B`` to the weights into it from every
 hidden neuron that spiked in that example (the direction that makes it fire), as the
-weight-sum penalty of the spike-time rule does for Mostafa's neurons.
+weight-sum penalty of the spike-time rule does for Mostafa's neurons.  It is added after
+``max_norm`` clips the loss gradient: clipped together, the loss scaled it away and the
+outputs fell silent in half the Yin-Yang/Randman runs (``docs/rules/eventprop.md``).
 
 Memory
 ------
@@ -178,9 +180,9 @@ class EventProp(Rule):
     """Exact gradients of an :class:`EventLIFNetwork` by the adjoint method (see the module docstring).
 
     ``silent_penalty`` (``rho >= 0``, default 0) pushes silent output neurons to fire (see
-    Loss in the module docstring).  ``max_norm`` (optional) rescales each layer's gradient to
-    at most that Euclidean norm (the jump divides by ``V'-``, which is small for a spike
-    that barely reaches threshold).  ``aux``: ``loss`` (objective plus penalty), ``penalty``,
+    Loss in the module docstring).  ``max_norm`` (optional) rescales each layer's loss gradient
+    to at most that Euclidean norm (the jump divides by ``V'-``, which is small for a spike
+    that barely reaches threshold); the penalty's term is added after the clipping.  ``aux``: ``loss`` (objective plus penalty), ``penalty``,
     ``outputs`` (``-t_first``) and ``spikes`` (spike counts per layer).
     """
 
@@ -230,15 +232,15 @@ class EventProp(Rule):
         for l in range(net.n_layers - 1, -1, -1):
             g_w, g_spk = layer_adjoint(weights[l], layers[l][1], g_spk, net.threshold, net.tau_syn, net.tau_mem, net.t_max)
             grads[l] = net.from_engine(g_w, net.layer_weight(params, l))
+        if self.max_norm is not None:
+            grads = [g * B.minimum(1.0, self.max_norm / (B.sqrt(B.sum(g * g)) + 1e-12)) for g in grads]
         pen = 0.0 * loss
-        if self.silent_penalty > 0:
+        if self.silent_penalty > 0:                    # after the clipping, so the loss cannot scale it away
             silent = B.astype(times[:, :, 0] >= net.t_max, xs.dtype)          # (B, n_out)
             pre = rec["times"][-2] if net.n_layers > 1 else B.transpose(xs, (1, 2, 0))
             pre_fired = B.astype(B.min(pre, axis=2) < net.t_max, xs.dtype)    # (B, n_in of the last layer)
             pen = self.silent_penalty * B.mean(B.sum(silent, axis=1))
             grads[-1] = grads[-1] - self.silent_penalty * B.matmul(B.transpose(pre_fired, (1, 0)), silent) / silent.shape[0]
-        if self.max_norm is not None:
-            grads = [g * B.minimum(1.0, self.max_norm / (B.sqrt(B.sum(g * g)) + 1e-12)) for g in grads]
         aux = {"loss": loss + pen, "penalty": pen, "outputs": outputs, "spikes": rec["out"]}
         return net.param_tree(grads), rule_state, aux
 
