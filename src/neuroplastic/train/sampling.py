@@ -153,6 +153,7 @@ def fisher_scale(
     backend: str | Backend = "jax",
     max_batches: int | None = None,
     floor: float = 0.0,
+    max_scale: float | None = None,
 ) -> Any:
     """Per-parameter proposal scales ``s`` for a preconditioned chain: a diagonal Laplace approximation.
 
@@ -160,16 +161,22 @@ def fisher_scale(
     information, ``H_ii ~ N m mean_b(g_{b,i}^2) + 1/prior_std^2``: ``g_b`` is the gradient of the
     mean loss of batch ``b`` (``m`` examples; near a mode, ``m g_b^2`` estimates the
     per-example ``g^2``), ``N = n_data`` (default: the examples in ``x``).  Returns
-    ``s = 1 / sqrt(H_ii)`` (a numpy tree shaped like ``params``), at most ``prior_std``;
-    ``floor`` bounds it from below.  ``x`` is time-major ``(T, N, F)``.
+    ``s = 1 / sqrt(H_ii)`` (a numpy tree shaped like ``params``), at most ``max_scale``
+    (default ``prior_std``); ``floor`` bounds it from below.  For spiking networks the
+    surrogate gradient is zero on weights of neurons far from threshold, whose true
+    curvature (a neuron that starts to spike) is not; ``max_scale`` keeps their steps
+    bounded.  ``x`` is time-major ``(T, N, F)``.
     """
     from ..rules.base import forward_loss
     from ..tree import tree_map
 
     if isinstance(prior_std, bool) or not isinstance(prior_std, (int, float)) or not prior_std > 0:
         raise ValueError(f"prior_std must be a positive number, got {prior_std!r}")
-    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= prior_std:
-        raise ValueError(f"floor must be a number in [0, prior_std], got {floor!r}")
+    cap = prior_std if max_scale is None else max_scale
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0 < cap <= prior_std:
+        raise ValueError(f"max_scale must be a number in (0, prior_std], got {max_scale!r}")
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= cap:
+        raise ValueError(f"floor must be a number in [0, max_scale], got {floor!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     B = get_backend(backend)
@@ -193,7 +200,7 @@ def fisher_scale(
 
     def scale(sum_sq: np.ndarray) -> np.ndarray:
         curvature = N * batch_size * sum_sq / count + 1.0 / prior_std**2
-        return np.clip(1.0 / np.sqrt(curvature), floor, prior_std)
+        return np.clip(1.0 / np.sqrt(curvature), floor, cap)
 
     from ..rules.langevin import align_to_params
 
