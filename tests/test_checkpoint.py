@@ -277,7 +277,7 @@ def _kill_mid_epoch(proc: subprocess.Popen, epoch: int, timeout: float = 240.0) 
 def _sigkill_resume(tmp_path: Path, backend: str) -> None:
     args = [*RUN, "--backend", backend, "--out", str(tmp_path)]
     ref = _train(*args, "--name", "ref", "--no-progress", stderr=subprocess.DEVNULL)
-    victim = _train(*args, "--name", "killed", stderr=subprocess.PIPE)  # the progress bar says where it is
+    victim = _train(*args, "--name", "killed", "--progress", stderr=subprocess.PIPE)  # the progress bar says where it is
     try:
         step, total = _kill_mid_epoch(victim, epoch=2)
     finally:

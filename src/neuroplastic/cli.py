@@ -86,6 +86,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", action=_Given, default=None, help="run folder name (default: time stamp, data and rule)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none either when stderr is not a terminal)")
     p.add_argument("--quiet", action="store_true", help="the same as --no-progress")
+    p.add_argument("--progress", action="store_true", help="a progress bar on stderr even when it is not a terminal (a log file, a pipe)")
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -119,6 +120,8 @@ def _progress(args: argparse.Namespace) -> bool:
     """Progress on stderr unless ``--quiet``/``--no-progress`` or stderr is not a terminal (logs, tests)."""
     from .progress import wants_progress
 
+    if getattr(args, "progress", False) and not (getattr(args, "quiet", False) or getattr(args, "no_progress", False)):
+        return True
     return wants_progress(bool(getattr(args, "quiet", False) or getattr(args, "no_progress", False)))
 
 
