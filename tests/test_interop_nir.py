@@ -280,3 +280,21 @@ def test_export_run_writes_the_trained_network_of_a_run_folder(tmp_path):
     back, back_params = network_from_nir(out)
     xs = np.random.default_rng(0).normal(size=(T, 3, net.n_in)) * 3.0
     _assert_same_outputs(_run(net, params, xs), _run(back, back_params, xs))
+
+
+def test_network_methods_and_export_command(tmp_path):
+    """``Network.to_nir``/``from_nir`` and ``neuroplastic export`` are the interop functions, wired."""
+    pytest.importorskip("nir")
+    import numpy as np
+
+    from neuroplastic.cells import LIF, LeakyReadout
+    from neuroplastic.cli import main
+    from neuroplastic.layers import Dense
+    from neuroplastic.network import Network
+
+    net = Network(3, [Dense(4), LIF(tau_mem=5.0, reset="zero"), Dense(2), LeakyReadout(tau_out=5.0)])
+    params = net.init_numpy(0)
+    back, p2 = Network.from_nir(net.to_nir(params))
+    assert len(back.blocks) == len(net.blocks)
+    np.testing.assert_allclose(p2["layers"][0]["w"], params["layers"][0]["w"])
+    assert main(["export", str(tmp_path / "missing"), "--nir", str(tmp_path / "x.nir")]) == 2

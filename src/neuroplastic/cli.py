@@ -224,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_land.add_argument("--batches", type=_positive_int("--batches"), default=2, help="test batches averaged per grid point (default 2)")
     p_rep = sub.add_parser("report", help="render report.md and report.html of a `neuroplastic run` folder again")
     p_rep.add_argument("run_dir", help="the run folder")
+    p_exp = sub.add_parser("export", help="write a trained run's network as a NIR graph (neuromorphic hardware, snnTorch, Norse)")
+    p_exp.add_argument("run_dir", help="a `neuroplastic train` run folder")
+    p_exp.add_argument("--nir", required=True, help="the .nir file to write")
+    p_exp.add_argument("--dt", type=float, default=1e-4, help="the step length in seconds written into the graph (default 1e-4)")
+    p_exp.add_argument("--approximate", action="store_true",
+                       help="export cells NIR cannot express exactly (subtractive reset) as their closest NIR node; the exact semantics go in node metadata")
     from .sweep.cli import add_sweep_parser, run_sweep_command
 
     add_sweep_parser(sub)
@@ -252,6 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_study(cfg, _stamp(args, "landscape"), progress=_progress(args))
         elif args.command == "sweep":
             return run_sweep_command(args)
+        elif args.command == "export":
+            from .interop import export_run
+
+            print(export_run(args.run_dir, args.nir, dt=args.dt, approximate=args.approximate))
         else:
             from .report import write_report
 

@@ -592,6 +592,19 @@ class Network:
             out[k] = B.concatenate([h0[None], seq[:-1]], axis=0)
         return out
 
+    def to_nir(self, params: dict, dt: float = 1e-4, approximate: bool = False) -> Any:
+        """This network with ``params`` as a NIR graph (:func:`neuroplastic.interop.network_to_nir`)."""
+        from .interop import network_to_nir
+
+        return network_to_nir(self, params, dt=dt, approximate=approximate)
+
+    @staticmethod
+    def from_nir(graph: Any, dt: float = 1e-4, semantics: str = "nir") -> tuple["Network", dict]:
+        """``(network, numpy params)`` from a NIR graph or file (:func:`neuroplastic.interop.network_from_nir`)."""
+        from .interop import network_from_nir
+
+        return network_from_nir(graph, dt=dt, semantics=semantics)
+
     def jacobians(self, params: dict, l: int, rec: dict, state: dict | None = None) -> CellJacobians:
         """Block ``l``'s cell Jacobians at every step, ``(T, B, n)`` arrays, from a run recorded with
         ``record=("state", "current")`` (all steps at once: the cell is neuron-wise)."""
