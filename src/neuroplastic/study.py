@@ -490,27 +490,9 @@ def _plots(cfg: StudyConfig, net: Any, data: Any, B: Any, final_params: dict, re
 
 
 def _plot_rule_curves(P: Any, results: dict, path: Path) -> Path:
-    """Test accuracy per epoch for every arm: the mean over seeds with a band of one standard deviation."""
-    plt = P._pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    n_seeds = 1
-    for rule, r in results["rules"].items():
-        curves = np.array([[100 * e["test_acc"] for e in s["history"]] for s in r["seeds"]])
-        n_seeds = len(curves)
-        epochs = [e["epoch"] for e in r["seeds"][0]["history"]]
-        mean = curves.mean(axis=0)
-        (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=rule)
-        if len(curves) > 1:
-            sd = curves.std(axis=0, ddof=1)
-            ax.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
-    what = f"mean and std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
-    ax.set_title(f"Test accuracy per epoch ({what}), same network and optimizer")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return P._save(fig, path)
+    """Test accuracy per epoch for every arm: the mean over seeds with a band of one standard deviation
+    (each rule in its colour of every other plot)."""
+    return Path(P.plot_accuracy_curves({rule: [s["history"] for s in r["seeds"]] for rule, r in results["rules"].items()}, path))
 
 
 def _jsonable(x: Any) -> Any:
