@@ -73,7 +73,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backend import Backend, get_backend, ops_for
-from .spike_time import _non_negative, _positive
+from .spike_time import SpikeTimeLayers, _positive
 
 INF = float("inf")
 
@@ -252,7 +252,7 @@ def raster_to_times(raster: Any, dt: float = 1.0, max_spikes: int | None = None,
 
 
 # ---------------------------------------------------------------------------- the model
-class EventLIFNetwork:
+class EventLIFNetwork(SpikeTimeLayers):
     """Feed-forward layers of current-based LIF neurons simulated event by event (exact spike times).
 
     ``n_in`` input channels carry up to ``K`` spike times each (``xs`` ``(K, B, n_in)``, see
@@ -291,17 +291,9 @@ class EventLIFNetwork:
         init_std: float = 1.0,
         engine: str = "host",
     ) -> None:
-        if isinstance(n_in, bool) or not (isinstance(n_in, (int, np.integer)) and n_in > 0):
-            raise ValueError(f"n_in: expected a positive integer, got {n_in!r}")
-        sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
-        if not isinstance(sizes, list) or not sizes or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in sizes
-        ):
-            raise ValueError(f"sizes: expected a non-empty list of positive integers, got {sizes!r}")
-        self.n_in = int(n_in)
-        self.sizes = [int(s) for s in sizes]
-        self.threshold = _positive(threshold, "threshold")
-        self.tau_syn = _positive(tau_syn, "tau_syn")
+        super().__init__(n_in, sizes, threshold, tau_syn, t_max, init_mean, init_std)
+        if not self.t_max > 0:  # spike times are measured from 0
+            raise ValueError(f"t_max: expected a positive finite number, got {t_max!r}")
         if tau_mem is None:
             tau_mem = 2.0 * self.tau_syn
         if isinstance(tau_mem, bool) or not isinstance(tau_mem, (int, float, np.integer, np.floating)) or not (
@@ -312,68 +304,18 @@ class EventLIFNetwork:
                 f" threshold crossing), got {tau_mem!r}"
             )
         self.tau_mem = INF if math.isinf(tau_mem) else 2.0 * self.tau_syn
-        if isinstance(t_max, bool) or not isinstance(t_max, (int, float, np.integer, np.floating)) or not (
-            math.isfinite(t_max) and t_max > 0
-        ):
-            raise ValueError(f"t_max: expected a positive finite number, got {t_max!r}")
-        self.t_max = float(t_max)
         if isinstance(max_spikes, bool) or not isinstance(max_spikes, (int, np.integer)) or max_spikes < 1:
             raise ValueError(f"max_spikes: expected a positive integer, got {max_spikes!r}")
         self.max_spikes = int(max_spikes)
-        if isinstance(init_mean, bool) or not isinstance(init_mean, (int, float, np.integer, np.floating)) or not math.isfinite(init_mean):
-            raise ValueError(f"init_mean: expected a finite number, got {init_mean!r}")
-        self.init_mean = float(init_mean)
-        self.init_std = _non_negative(init_std, "init_std")
         if engine not in ENGINES:
             raise ValueError(f"engine: expected one of {list(ENGINES)}, got {engine!r}")
         self.engine = engine
-
-    @property
-    def n_out(self) -> int:
-        return self.sizes[-1]
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.sizes)
-
-    @property
-    def spiking(self) -> list[bool]:
-        return [True] * self.n_layers
 
     def __repr__(self) -> str:
         return (
             f"EventLIFNetwork(n_in={self.n_in}, sizes={self.sizes}, threshold={self.threshold}, tau_syn={self.tau_syn},"
             f" tau_mem={self.tau_mem}, t_max={self.t_max}, max_spikes={self.max_spikes}, engine={self.engine!r})"
         )
-
-    # ------------------------------------------------------------------ params
-    def init_numpy(self, seed: int | np.random.Generator = 0) -> dict:
-        """``{"layers": [{"w": (n_{l-1}, n_l)}, ...]}`` as numpy float64 (the same on every backend)."""
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        layers, n_prev = [], self.n_in
-        for n in self.sizes:
-            mean = self.init_mean * self.threshold / n_prev
-            std = self.init_std * self.threshold / math.sqrt(n_prev)
-            layers.append({"w": rng.normal(mean, std, (n_prev, n))})
-            n_prev = n
-        return {"layers": layers}
-
-    def init(self, seed: int | np.random.Generator = 0, backend: str | Backend = "jax", dtype: str = "float32", device: str | None = None) -> dict:
-        """Initial parameters on ``backend`` (see :meth:`init_numpy`)."""
-        B = backend if isinstance(backend, Backend) else get_backend(backend, device=device, dtype=dtype)
-        return B.tree_asarray(self.init_numpy(seed))
-
-    def check_params(self, params: Any) -> None:
-        """Raise a ``ValueError`` naming ``params`` unless the weight shapes fit the network."""
-        layers = params.get("layers") if isinstance(params, dict) else None
-        if not isinstance(layers, (list, tuple)) or len(layers) != self.n_layers:
-            raise ValueError(f"params: expected {{'layers': [...]}} with {self.n_layers} layers")
-        n_prev = self.n_in
-        for l, (p, n) in enumerate(zip(layers, self.sizes)):
-            shape = tuple(getattr(p.get("w") if isinstance(p, dict) else None, "shape", ()))
-            if shape != (n_prev, n):
-                raise ValueError(f"params: layers[{l}]['w'] should have shape {(n_prev, n)}, got {shape}")
-            n_prev = n
 
     def check_input(self, xs: Any, name: str = "xs") -> None:
         """Raise a ``ValueError`` naming ``name`` unless ``xs`` is spike times ``(K, B, n_in)`` without NaN."""
@@ -387,14 +329,6 @@ class EventLIFNetwork:
             raise ValueError(f"{name}: input spike times contain NaN")
 
     # ------------------------------------------------------------------ forward
-    def layer_weight(self, params: dict, l: int) -> Any:
-        """Layer ``l``'s weights ``(n_{l-1}, n_l)``."""
-        return params["layers"][l]["w"]
-
-    def param_tree(self, weights: Sequence[Any]) -> dict:
-        """A parameter-shaped tree from one weight array (or gradient) per layer."""
-        return {"layers": [{"w": w} for w in weights]}
-
     def to_engine(self, params: dict, xs: Any) -> tuple[list[Any], Any]:
         """``(weights, xs)`` as the arrays the simulation runs on (numpy float64 for ``engine="host"``)."""
         B = ops_for(xs)

@@ -95,36 +95,15 @@ def closed_form_time(w: Any, t_in: Any, mask: Any, threshold: float, tau: float)
 
 
 # ---------------------------------------------------------------------------- the model
-class SpikeTimeNetwork:
-    """Feed-forward layers of non-leaky IF neurons that each fire at most once.
+class SpikeTimeLayers:
+    """What the two event-based models share: ``n_in`` inputs, feed-forward ``sizes``, one weight
+    matrix per layer (``{"layers": [{"w": (n_{l-1}, n_l)}, ...]}``), a shared ``threshold``,
+    ``tau_syn`` and window ``t_max``, and the weight initialisation
+    ``N(init_mean * theta / n, (init_std * theta / sqrt(n))^2)`` for ``n`` inputs (an average
+    neuron gets ``init_mean`` thresholds of total weight)."""
 
-    ``n_in`` input channels carry one spike time each (inputs at ``t >= t_max`` are silent);
-    ``sizes`` lists the neurons of every layer, the last being the output.  All layers
-    share ``threshold`` (``theta``), ``tau_syn`` (``tau``) and the observation window
-    ``t_max``: a neuron that has not fired by ``t_max`` is silent and reports ``t_max``.
-    Weights start as ``N(init_mean * theta / n, (init_std * theta / sqrt(n))^2)`` for
-    ``n`` inputs, so an average neuron gets ``init_mean`` thresholds of total weight.
-
-    Event-based, not time-stepped: :meth:`run` takes ``xs`` of shape ``(1, B, n_in)`` (one
-    "step" carrying the input spike times) and returns ``(ys, {}, rec)`` with
-    ``ys = -t_out`` as ``(1, B, n_out)`` (so a cross-entropy of ``ys`` is a first-to-spike
-    loss), ``rec["out"]`` every layer's fired flags ``(1, B, n_l)`` (spikes per neuron and
-    example) and ``rec["times"]`` every layer's spike times ``(B, n_l)``.  It has the part
-    of the :class:`~neuroplastic.network.Network` interface the trainer uses (``n_in``,
-    ``spiking``, ``init``, ``run``), and ``run`` is differentiable by autodiff (so
-    ``"bptt"`` trains it too, through the same closed form).
-    """
-
-    def __init__(
-        self,
-        n_in: int,
-        sizes: Sequence[int],
-        threshold: float = 1.0,
-        tau_syn: float = 1.0,
-        t_max: float = 10.0,
-        init_mean: float = 2.0,
-        init_std: float = 1.0,
-    ) -> None:
+    def __init__(self, n_in: int, sizes: Sequence[int], threshold: float, tau_syn: float, t_max: float, init_mean: float,
+                 init_std: float) -> None:
         if isinstance(n_in, bool) or not (isinstance(n_in, (int, np.integer)) and n_in > 0):
             raise ValueError(f"n_in: expected a positive integer, got {n_in!r}")
         sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
@@ -156,12 +135,6 @@ class SpikeTimeNetwork:
     def spiking(self) -> list[bool]:
         return [True] * self.n_layers
 
-    def __repr__(self) -> str:
-        return (
-            f"SpikeTimeNetwork(n_in={self.n_in}, sizes={self.sizes}, threshold={self.threshold}, "
-            f"tau_syn={self.tau_syn}, t_max={self.t_max})"
-        )
-
     # ------------------------------------------------------------------ params
     def init_numpy(self, seed: int | np.random.Generator = 0) -> dict:
         """``{"layers": [{"w": (n_{l-1}, n_l)}, ...]}`` as numpy float64 (the same on every backend)."""
@@ -176,7 +149,7 @@ class SpikeTimeNetwork:
 
     def init(self, seed: int | np.random.Generator = 0, backend: str | Backend = "jax", dtype: str = "float32", device: str | None = None) -> dict:
         """Initial parameters on ``backend`` (see :meth:`init_numpy`)."""
-        B = get_backend(backend, device=device, dtype=dtype)
+        B = backend if isinstance(backend, Backend) else get_backend(backend, device=device, dtype=dtype)
         return B.tree_asarray(self.init_numpy(seed))
 
     def check_params(self, params: Any) -> None:
@@ -191,6 +164,53 @@ class SpikeTimeNetwork:
                 raise ValueError(f"params: layers[{l}]['w'] should have shape {(n_prev, n)}, got {shape}")
             n_prev = n
 
+    def layer_weight(self, params: dict, l: int) -> Any:
+        """Layer ``l``'s weights ``(n_{l-1}, n_l)``."""
+        return params["layers"][l]["w"]
+
+    def param_tree(self, weights: Sequence[Any]) -> dict:
+        """A parameter-shaped tree from one weight array (or gradient) per layer."""
+        return {"layers": [{"w": w} for w in weights]}
+
+
+class SpikeTimeNetwork(SpikeTimeLayers):
+    """Feed-forward layers of non-leaky IF neurons that each fire at most once.
+
+    ``n_in`` input channels carry one spike time each (inputs at ``t >= t_max`` are silent);
+    ``sizes`` lists the neurons of every layer, the last being the output.  All layers
+    share ``threshold`` (``theta``), ``tau_syn`` (``tau``) and the observation window
+    ``t_max``: a neuron that has not fired by ``t_max`` is silent and reports ``t_max``.
+    Weights start as ``N(init_mean * theta / n, (init_std * theta / sqrt(n))^2)`` for
+    ``n`` inputs, so an average neuron gets ``init_mean`` thresholds of total weight.
+
+    Event-based, not time-stepped: :meth:`run` takes ``xs`` of shape ``(1, B, n_in)`` (one
+    "step" carrying the input spike times) and returns ``(ys, {}, rec)`` with
+    ``ys = -t_out`` as ``(1, B, n_out)`` (so a cross-entropy of ``ys`` is a first-to-spike
+    loss), ``rec["out"]`` every layer's fired flags ``(1, B, n_l)`` (spikes per neuron and
+    example) and ``rec["times"]`` every layer's spike times ``(B, n_l)``.  It has the part
+    of the :class:`~neuroplastic.network.Network` interface the trainer uses (``n_in``,
+    ``spiking``, ``init``, ``run``), and ``run`` is differentiable by autodiff (so
+    ``"bptt"`` trains it too, through the same closed form).
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        sizes: Sequence[int],
+        threshold: float = 1.0,
+        tau_syn: float = 1.0,
+        t_max: float = 10.0,
+        init_mean: float = 2.0,
+        init_std: float = 1.0,
+    ) -> None:
+        super().__init__(n_in, sizes, threshold, tau_syn, t_max, init_mean, init_std)
+
+    def __repr__(self) -> str:
+        return (
+            f"SpikeTimeNetwork(n_in={self.n_in}, sizes={self.sizes}, threshold={self.threshold}, "
+            f"tau_syn={self.tau_syn}, t_max={self.t_max})"
+        )
+
     def check_input(self, xs: Any, name: str = "xs") -> None:
         """Raise a ``ValueError`` naming ``name`` unless ``xs`` is ``(1, B, n_in)``."""
         shape = tuple(getattr(xs, "shape", ()))
@@ -200,14 +220,6 @@ class SpikeTimeNetwork:
             )
 
     # ------------------------------------------------------------------ forward
-    def layer_weight(self, params: dict, l: int) -> Any:
-        """Layer ``l``'s weights ``(n_{l-1}, n_l)``."""
-        return params["layers"][l]["w"]
-
-    def param_tree(self, weights: Sequence[Any]) -> dict:
-        """A parameter-shaped tree from one weight array (or gradient) per layer."""
-        return {"layers": [{"w": w} for w in weights]}
-
     def forward(self, params: dict, t_in: Any) -> list[tuple[Any, Any, Any]]:
         """``[(t, fired, t_last)]`` for every layer from input times ``(B, n_in)`` (see :func:`layer_forward`)."""
         fired = t_in < self.t_max
