@@ -101,8 +101,9 @@ import numpy as np
 from ..backend import ops_for
 from ..losses import Objective
 from ..models.event_lif import INF, EventLIFNetwork, LayerTrace
-from ..models.spike_time import FirstToSpike, _non_negative  # noqa: F401 - FirstToSpike re-exported: the loss of this rule
+from ..models.spike_time import FirstToSpike, _non_negative, _positive  # noqa: F401 - FirstToSpike re-exported: the loss of this rule
 from .base import Rule
+from .spike_time import clip_per_layer
 
 
 def adjoint_propagate(lam_V: Any, lam_I: Any, s: Any, tau_syn: float, tau_mem: float, B: Any = None) -> tuple[Any, Any]:
@@ -191,13 +192,7 @@ class EventProp(Rule):
 
     def __init__(self, silent_penalty: float = 0.0, max_norm: float | None = None) -> None:
         self.silent_penalty = _non_negative(silent_penalty, "silent_penalty")
-        if max_norm is not None:
-            if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.integer, np.floating)) or not (
-                np.isfinite(max_norm) and max_norm > 0
-            ):
-                raise ValueError(f"max_norm: expected a positive finite number or None, got {max_norm!r}")
-            max_norm = float(max_norm)
-        self.max_norm = max_norm
+        self.max_norm = None if max_norm is None else _positive(max_norm, "max_norm")
 
     def __repr__(self) -> str:
         return f"EventProp(silent_penalty={self.silent_penalty}, max_norm={self.max_norm})"
@@ -232,8 +227,7 @@ class EventProp(Rule):
         for l in range(net.n_layers - 1, -1, -1):
             g_w, g_spk = layer_adjoint(weights[l], layers[l][1], g_spk, net.threshold, net.tau_syn, net.tau_mem, net.t_max)
             grads[l] = net.from_engine(g_w, net.layer_weight(params, l))
-        if self.max_norm is not None:
-            grads = [g * B.minimum(1.0, self.max_norm / (B.sqrt(B.sum(g * g)) + 1e-12)) for g in grads]
+        grads = clip_per_layer(grads, self.max_norm)
         pen = 0.0 * loss
         if self.silent_penalty > 0:                    # after the clipping, so the loss cannot scale it away
             silent = B.astype(times[:, :, 0] >= net.t_max, xs.dtype)          # (B, n_out)

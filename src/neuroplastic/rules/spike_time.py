@@ -107,6 +107,14 @@ PENALTY_INPUTS = ("fired", "all")
 
 
 # ---------------------------------------------------------------------------- one layer, backward
+def clip_per_layer(grads: list[Any], max_norm: float | None) -> list[Any]:
+    """Each layer's gradient rescaled to Euclidean norm at most ``max_norm`` (unchanged when ``None``)."""
+    if max_norm is None:
+        return grads
+    B = ops_for(grads[0])
+    return [g * B.minimum(1.0, max_norm / (B.sqrt(B.sum(g * g)) + 1e-12)) for g in grads]
+
+
 def layer_vjp(
     w: Any, t_in: Any, fired_in: Any, t_out: Any, fired_out: Any, t_last: Any, g_out: Any, threshold: float, tau: float
 ) -> tuple[Any, Any]:
@@ -204,13 +212,13 @@ class SpikeTime(Rule):
             grads[l], g_t = layer_vjp(net.layer_weight(params, l), *inputs[l], t, f, t_last, g_t, net.threshold, net.tau_syn)
         pen, pen_grads = self.penalty(net, params, [f for _, f in inputs])
         grads = [g + pg for g, pg in zip(grads, pen_grads)]
-        if self.max_norm is not None:
-            grads = [g * B.minimum(1.0, self.max_norm / (B.sqrt(B.sum(g * g)) + 1e-12)) for g in grads]
+        grads = clip_per_layer(grads, self.max_norm)
         aux = {"loss": loss + pen, "penalty": pen, "outputs": outputs, "spikes": rec["out"]}
         return net.param_tree(grads), rule_state, aux
 
 
 __all__ = [
+    "clip_per_layer",
     "FirstToSpike",
     "SpikeTime",
     "SpikeTimeNetwork",
