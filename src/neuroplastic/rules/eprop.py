@@ -55,7 +55,7 @@ from ..losses import Objective
 from ..network import Connection, Network
 from ..protocols import require_network
 from .base import OnlineRule, backend_of, random_block_matrices
-from .traces import adjoint_trace_sum, init_eligibility, single_decay, trace_step
+from .traces import adjoint_trace_sum, init_eligibility, readout_leak, trace_step
 
 FEEDBACK = ("symmetric", "random", "adaptive")
 
@@ -210,18 +210,9 @@ class EProp(OnlineRule):
         return {"feedback": fb}
 
     # ------------------------------------------------------------------ online
-    def _kappa(self, network: Network) -> float:
-        cell = network.blocks[-1].cell
-        if not cell.linear:
-            raise ValueError(
-                f"network: online e-prop needs a linear readout cell (LeakyReadout or Identity), got {type(cell).__name__};"
-                " use mode='offline'"
-            )
-        return single_decay(cell, "online e-prop's readout filter")
-
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
         network = self._check(network)
-        self._kappa(network)
+        readout_leak(network, "online e-prop")
         B = backend_of(params)
         eps, ebar = [], []
         for l, blk in enumerate(network.blocks[:-1]):
@@ -235,7 +226,7 @@ class EProp(OnlineRule):
         if objective.regularizer is not None:
             raise ValueError("regularizer: e-prop applies the rate regulariser in offline mode only")
         B = backend_of(params)
-        kappa = self._kappa(network)
+        kappa = readout_leak(network, "online e-prop")
         r = len(network.blocks) - 1
         step = network.step_record(params, carry["net"], x_t, jacobians=range(r))
         eps_all, ebar_all = [], []

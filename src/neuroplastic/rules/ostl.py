@@ -60,7 +60,7 @@ from ..network import Network
 from ..protocols import require_network
 from .base import OnlineRule, backend_of
 from .eprop import add_pieces, block_trace_gradient, readout_pass
-from .traces import init_eligibility, single_decay, trace_step
+from .traces import init_eligibility, readout_leak, trace_step
 
 
 class OSTL(OnlineRule):
@@ -105,19 +105,9 @@ class OSTL(OnlineRule):
         return grads, rule_state, {"loss": first.loss, "outputs": first.ys, "spikes": first.rec["out"]}
 
     # ------------------------------------------------------------------ online
-    def _kappa(self, network: Network) -> float:
-        """The readout's leak ``kappa`` (``y_t = kappa y_{t-1} + I_t``); a named error for a nonlinear readout."""
-        cell = network.blocks[-1].cell
-        if not cell.linear:
-            raise ValueError(
-                f"network: online OSTL needs a linear readout cell (LeakyReadout or Identity), got {type(cell).__name__};"
-                " use mode='offline'"
-            )
-        return single_decay(cell, "online OSTL's readout filter")
-
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
         network = self._check(network)
-        kappa = self._kappa(network)
+        kappa = readout_leak(network, "online OSTL")
         B = backend_of(params)
         r = len(network.blocks) - 1
         eps, ebar = [], []
@@ -138,7 +128,7 @@ class OSTL(OnlineRule):
         if objective.regularizer is not None:
             raise ValueError("regularizer: OSTL applies the rate regulariser in offline mode only")
         B = backend_of(params)
-        kappa = self._kappa(network)
+        kappa = readout_leak(network, "online OSTL")
         r = len(network.blocks) - 1
         step = network.step_record(params, carry["net"], x_t, jacobians=range(r))
         y = step.outs[r]

@@ -45,6 +45,18 @@ def single_decay(cell: Any, role: str) -> float:
     return d[0] if d else 0.0
 
 
+def readout_leak(network: Any, rule: str) -> float:
+    """The readout's leak ``kappa`` (``y_t = kappa y_{t-1} + I_t``) for ``rule``'s online readout filter;
+    a named error for a nonlinear readout or a cascade of decays."""
+    cell = network.blocks[-1].cell
+    if not cell.linear:
+        raise ValueError(
+            f"network: {rule} needs a linear readout cell (LeakyReadout or Identity), got {type(cell).__name__};"
+            " use mode='offline'"
+        )
+    return single_decay(cell, f"{rule}'s readout filter")
+
+
 def psp_init(B: Any, decays: tuple, batch: int, n: int) -> list:
     """The filter stages of one trace at ``t = 0``: one ``(batch, n)`` zero array per decay."""
     return [B.zeros((batch, n)) for _ in decays]
