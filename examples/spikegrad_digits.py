@@ -30,7 +30,7 @@ from neuroplastic.backend import get_backend
 from neuroplastic.data import Dataset, from_arrays, load_dataset
 from neuroplastic.layers import AvgPool2d, Conv2d, Dense
 from neuroplastic.rules.spikegrad import SpikeGrad, SpikeGradNet, relative_synops
-from neuroplastic.rules.spikegrad_events import connection_matrices, simulate_example
+from neuroplastic.rules.spikegrad_events import integer_ann_mismatches
 from neuroplastic.train import Trainer
 from neuroplastic.train.optimizers import make_optimizer
 
@@ -102,14 +102,7 @@ def event_check(arch: str, params: dict, data: Dataset, alpha: float, n: int = 1
     net, rule = make_net(arch, integer=True), SpikeGrad(alpha=alpha)
     x = data.x_test[0, :n].astype(np.float64).reshape((n,) + net.input_shape)
     y = data.y_test[:n]
-    ann = rule.integer_pass(net, params, x, y)
-    mats = connection_matrices(net, params)
-    sims = [simulate_example(net, params, x[b], int(y[b]), rule, matrices=mats) for b in range(n)]
-    mismatched = sum(
-        int(np.sum(np.stack([s.outputs[l] for s in sims]) != ann["outputs"][l].reshape(n, -1)))
-        + int(np.sum(np.stack([s.errors[l] for s in sims]) != ann["errors"][l].reshape(n, -1)))
-        for l in range(net.n_layers - 1)
-    )
+    sims, ann, mismatched = integer_ann_mismatches(net, params, x, y, rule)
     syn = {k: np.asarray(v) for k, v in ann["synops"].items()}
     return {
         "examples": n,

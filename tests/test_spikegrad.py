@@ -10,7 +10,7 @@ from neuroplastic.layers import AvgPool2d, Conv2d, Dense, RecurrentDense
 from neuroplastic.losses import Objective, make_loss
 from neuroplastic.rules import make_rule
 from neuroplastic.rules.spikegrad import SpikeGrad, SpikeGradNet, relative_synops, round_half_away
-from neuroplastic.rules.spikegrad_events import simulate_batch, simulate_example
+from neuroplastic.rules.spikegrad_events import integer_ann_mismatches, simulate_batch, simulate_example
 
 from .conftest import rel_err
 
@@ -131,6 +131,25 @@ def test_without_residual_spikes_counts_carry_the_discretisation_error():
     assert np.all(np.abs(s1 - a1) < 1.0)  # eq. 10: |SDE| < 1 for the first layer
     differs = any(not np.array_equal(np.stack([r.outputs[l] for r in results]), ann["outputs"][l]) for l in range(2))
     assert differs  # ...and the residual phase is what closes the gap
+
+
+def test_integer_ann_mismatches_counts_zero_and_sees_a_difference():
+    """The examples' equivalence check: 0 on exact (dyadic) weights, and every value counted when the ANN's
+    first-layer outputs are off by one (so the check can fail)."""
+    net, rng = dense_net(), np.random.default_rng(5)
+    params = dyadic_params(net, rng)
+    x, y = dyadic_inputs(net, rng, 4), rng.integers(0, net.n_out, 4)
+    sims, ann, mismatched = integer_ann_mismatches(net, params, x, y, SpikeGrad(alpha=20.0))
+    assert mismatched == 0 and len(sims) == 4 and np.abs(ann["outputs"][0]).sum() > 0
+
+    class OffByOne(SpikeGrad):
+        def integer_pass(self, *args, **kwargs):
+            out = super().integer_pass(*args, **kwargs)
+            out["outputs"] = [np.asarray(out["outputs"][0]) + 1.0, *out["outputs"][1:]]
+            return out
+
+    _, _, off = integer_ann_mismatches(net, params, x, y, OffByOne(alpha=20.0))
+    assert off == 4 * net.sizes[0]
 
 
 # --------------------------------------------------------------------------- gradients

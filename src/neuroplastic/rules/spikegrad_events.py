@@ -302,4 +302,23 @@ def simulate_batch(
     return results, total
 
 
-__all__ = ["EventResult", "ORDERS", "connection_matrices", "simulate_batch", "simulate_example"]
+def integer_ann_mismatches(net: SpikeGradNet, params: dict, images: np.ndarray, labels: np.ndarray,
+                           rule: SpikeGrad) -> tuple[list[EventResult], dict, int]:
+    """Simulate every example event by event and count the hidden neurons whose spike count or error sum
+    differs from the integer ANN's (:meth:`SpikeGrad.integer_pass`): SpikeGrad's equivalence, checked.
+
+    Returns ``(event results, the ANN pass, mismatched values)``; ``0`` mismatches is the guarantee.
+    """
+    n = images.shape[0]
+    ann = rule.integer_pass(net, params, images, labels)
+    mats = connection_matrices(net, params)
+    sims = [simulate_example(net, params, images[b], int(labels[b]), rule, matrices=mats) for b in range(n)]
+    mismatched = sum(
+        int(np.sum(np.stack([s.outputs[l] for s in sims]) != np.asarray(ann["outputs"][l]).reshape(n, -1)))
+        + int(np.sum(np.stack([s.errors[l] for s in sims]) != np.asarray(ann["errors"][l]).reshape(n, -1)))
+        for l in range(net.n_layers - 1)
+    )
+    return sims, ann, mismatched
+
+
+__all__ = ["EventResult", "ORDERS", "connection_matrices", "integer_ann_mismatches", "simulate_batch", "simulate_example"]
