@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from .conftest import rel_err
-from neuroplastic import network as network_module
+from neuroplastic.cells import lif as lif_module
 from neuroplastic.backend import get_backend
 from neuroplastic.backend.base import Backend
 from neuroplastic.cells import ALIF, LIF
@@ -108,7 +108,7 @@ def test_fused_block_selection():
 
 def test_fused_block_whitelists_fields(monkeypatch):
     """A LIF field outside the kernel's list must hold its default, or the block keeps the reference path."""
-    monkeypatch.setattr(network_module, "_FUSED_LIF_FIELDS", ("tau_mem", "decay", "dt", "reset", "detach_reset", "surrogate"))
+    monkeypatch.setattr(lif_module, "FUSED_FIELDS", ("tau_mem", "decay", "dt", "reset", "detach_reset", "surrogate"))
     assert _net(layers=[Dense(4), LIF(threshold=1.0), Dense(3), LIF()]).fused_block(0)
     assert not _net(layers=[Dense(4), LIF(threshold=2.0), Dense(3), LIF()]).fused_block(0)
 

@@ -40,7 +40,6 @@ that come from other blocks, and a replacement for a synapse's product (feedback
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -533,12 +532,12 @@ class Network:
         wanted = _record_names(record)
         cell = self.blocks[l].cell
         cp = self.cell_params(params, l) if cell_params is None else cell_params
-        if (truncate is None and "state" not in wanted and self.fused_block(l) and not cp
-                and not B.in_forward_mode(ext) and not B.in_forward_mode(state["cell"]["v"])):
-            spikes, v_last = B.lif_sequence(ext, state["cell"]["v"], cell.alpha, cell.threshold, cell.reset,
-                                            cell.detach_reset, cell.surrogate)
-            final = {"cell": {"v": v_last}, "out": spikes[-1]}
-            return final, (spikes, None, ext if "current" in wanted else None)
+        if (truncate is None and "state" not in wanted and self.fused_block(l) and not B.in_forward_mode(ext)
+                and not any(B.in_forward_mode(v) for v in state["cell"].values())):
+            fused = cell.sequence(cp, state["cell"], ext)
+            if fused is not None:
+                cell_state, outs = fused
+                return {"cell": cell_state, "out": outs[-1]}, (outs, None, ext if "current" in wanted else None)
 
         def body(carry, inp):
             ext_t, t = inp
@@ -551,17 +550,12 @@ class Network:
 
     def fused_block(self, l: int) -> bool:
         """Whether block ``l`` may run its recurrence as a fused kernel: the network allows it
-        (``fused=True``), the block has no delayed connection, and its cell is a voltage-based
-        :class:`~neuroplastic.cells.LIF` with a fixed decay and every other setting at its default.
-
-        The settings are whitelisted (decay, threshold, reset, surrogate), so a field added to
-        ``LIF`` later keeps the reference path until the kernel implements it.  A run with
-        ``truncate``, a ``"state"`` record or forward-mode differentiation also keeps the
-        reference path (:meth:`run_block` checks those per call).
+        (``fused=True``), the block has no delayed connection, and its cell has a kernel for its
+        settings (``cell.fused``; :meth:`Cell.sequence <neuroplastic.cells.base.Cell.sequence>`).
+        A run with ``truncate``, a ``"state"`` record, trained cell parameters or forward-mode
+        differentiation keeps the reference path (:meth:`run_block` checks those per call).
         """
-        if not self.fused or any(c.delay for c in self._into[l]):
-            return False
-        return _fused_lif(self.blocks[l].cell)
+        return self.fused and self.blocks[l].cell.fused and not any(c.delay for c in self._into[l])
 
     # ------------------------------------------------------------------ derived records
     def presynaptic_sequences(self, xs: Any, outs: Sequence[Any], initial_outs: Sequence[Any] | None = None) -> list:
@@ -617,30 +611,6 @@ class Network:
         flat = lambda x: B.reshape(x, (T * batch, n))  # noqa: E731
         _, _, J = step_with_jacobians(self.blocks[l].cell, self.cell_params(params, l), {k: flat(v) for k, v in h_prev.items()}, flat(cur))
         return reshape_jacobians(J, (T, batch, n))
-
-
-#: LIF fields the fused kernel implements; every other field must keep its default value
-_FUSED_LIF_FIELDS = ("tau_mem", "decay", "dt", "threshold", "reset", "detach_reset", "surrogate")
-
-
-def _fused_lif(cell: Cell) -> bool:
-    """True for a voltage-based LIF (the class itself) with fixed decay and defaults elsewhere."""
-    from .cells.lif import LIF
-
-    if type(cell) is not LIF or cell.current_based or cell.train_decay:
-        return False
-    for f in dataclasses.fields(cell):
-        if not f.init or f.name in _FUSED_LIF_FIELDS:
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
-        else:
-            return False
-        if getattr(cell, f.name) != default:
-            return False
-    return True
 
 
 def _record_names(record: Any) -> tuple:

@@ -104,6 +104,16 @@ class Cell:
     def step(self, params: dict, state: State, current: Any) -> tuple[State, Any]:  # pragma: no cover
         raise NotImplementedError
 
+    #: whether :meth:`sequence` runs a fused kernel for this cell's settings
+    fused = False
+
+    def sequence(self, params: dict, state: State, currents: Any) -> tuple[State, Any] | None:
+        """The cell over a whole sequence of input currents ``(T, B, n)`` in one fused kernel:
+        ``(last state, outputs (T, B, n))``, or ``None`` when the cell has none (then the network
+        scans :meth:`step`).  A kernel gives :meth:`step`'s numbers: the forward bit for bit, the
+        gradients to round-off."""
+        return None
+
     @property
     def psp_decays(self) -> tuple:
         """Decays of the linear filter from the input current to the membrane (the PSP kernel).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,7 @@ class LIF(Cell):
     input_gain: float = 1.0
     alpha: float = field(init=False, repr=False, default=0.0)
     beta: float | None = field(init=False, repr=False, default=None)
+    fused: bool = field(init=False, repr=False, default=False, compare=False)
 
     spiking = True
 
@@ -91,6 +93,7 @@ class LIF(Cell):
         if self.v_reset != 0.0 and self.reset != "zero":
             raise ValueError(f"v_reset: {self.v_reset!r} is the potential of reset='zero'; this cell has reset={self.reset!r}")
         object.__setattr__(self, "surrogate", make_surrogate(self.surrogate))
+        object.__setattr__(self, "fused", type(self) is LIF and _defaults_outside(self, FUSED_FIELDS))
 
     @classmethod
     def snntorch(
@@ -244,6 +247,30 @@ class LIF(Cell):
         z = B.spike(u - self.threshold, self.surrogate)
         new["v"], new["z"] = u, z
         return _ordered(new, self.state_names), z
+
+    def sequence(self, params: dict, state: State, currents: Any) -> tuple[State, Any] | None:
+        """The whole sequence as :meth:`Backend.lif_sequence` (a fused kernel) when :attr:`fused`: a
+        voltage-based LIF with fixed decay and every setting outside :data:`FUSED_FIELDS` at its default."""
+        if not self.fused or params:
+            return None
+        spikes, v_last = ops_for(currents).lif_sequence(currents, state["v"], self.alpha, self.threshold, self.reset,
+                                                        self.detach_reset, self.surrogate)
+        return {"v": v_last}, spikes
+
+
+#: the LIF settings ``Backend.lif_sequence`` implements; every other field must hold its default for
+#: :meth:`LIF.sequence` to use it (a field added later keeps the reference path until the kernel has it)
+FUSED_FIELDS = ("tau_mem", "decay", "dt", "threshold", "reset", "detach_reset", "surrogate")
+
+
+def _defaults_outside(cell: Any, names: tuple) -> bool:
+    """Whether every init field of ``cell`` not in ``names`` holds its default value."""
+    for f in dataclasses.fields(cell):
+        if not f.init or f.name in names:
+            continue
+        if f.default is dataclasses.MISSING or getattr(cell, f.name) != f.default:
+            return False
+    return True
 
 
 def check_threshold(threshold: Any, reset: str, v_reset: float, v_leak: float) -> None:
