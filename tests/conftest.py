@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("NEUROPLASTIC_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache"))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (neuroplastic.backend.prefer_passive_openmp)
 
 BACKENDS = ["torch", "jax"]
 

@@ -217,3 +217,24 @@ def test_without_a_compiler_the_python_loops_run(monkeypatch):
     z_ref, v_ref = stepwise(cell, currents, v0)
     z, v = lif_sequence(currents, v0, cell.alpha, cell.threshold, "subtract", True, cell.surrogate)
     assert torch.equal(z, z_ref) and torch.equal(v, v_ref)
+
+
+def test_passive_openmp_is_set_by_entry_points_not_imports():
+    """Importing the torch backend leaves the environment alone; prefer_passive_openmp sets the policy only
+    before torch loads and keeps a user's own value."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from neuroplastic.backend import prefer_passive_openmp\n"
+        "os.environ.pop('OMP_WAIT_POLICY', None)\n"
+        "first = prefer_passive_openmp(); set_to = os.environ.get('OMP_WAIT_POLICY')\n"
+        "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'; prefer_passive_openmp(); kept = os.environ['OMP_WAIT_POLICY']\n"
+        "os.environ.pop('OMP_WAIT_POLICY'); import neuroplastic.backend.torch\n"
+        "print(first, set_to, kept, os.environ.get('OMP_WAIT_POLICY'), prefer_passive_openmp())\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "PASSIVE", "ACTIVE", "None", "False"]

@@ -208,6 +208,9 @@ def _stamp(args: argparse.Namespace, what: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .backend import prefer_passive_openmp
+
+    prefer_passive_openmp()
     parser = argparse.ArgumentParser(prog="neuroplastic", description="Train and compare learning rules for spiking networks.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="the main job: compare learning rules on MNIST-1D and write a report")

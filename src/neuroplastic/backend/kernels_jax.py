@@ -21,7 +21,6 @@ import functools
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 #: time steps per loop iteration of the scans: 1 measured fastest on XLA CPU (a fused layer of
 #: 128 neurons, T=500, batch 64, forward + backward: unroll 2, 4, 8 took about 2x, 3x, 10x as long)

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
-if "torch" not in sys.modules:
-    # torch's CPU thread pool is OpenMP (libgomp), whose idle threads spin by default.  When the
-    # machine has fewer free cores than threads (other jobs, several trials per machine), every
-    # parallel operation then waits for a descheduled spinning thread: measured on a loaded 2-core
-    # machine, BPTT on the main job's network took 1-1.8 s a batch with 2 threads instead of 0.2 s.
-    # Passive waiting costs a thread wake-up per parallel region when the machine is idle.  The
-    # variable is read when torch loads, so it only applies when this module imports torch first,
-    # and an explicit OMP_WAIT_POLICY is kept.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
+import torch
 
 from ..tree import tree_leaves, tree_map, tree_unflatten_like
 from .base import Backend, seed_sequence_key, split_seed_sequence

@@ -252,6 +252,7 @@ def thread_env(cpus: int) -> dict[str, str]:
     xla = os.environ.get("XLA_FLAGS", "").strip()
     env = {
         "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),  # see backend.prefer_passive_openmp
         "XLA_FLAGS": (xla + " " if xla else "") + f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}",
     }
     for passed in ("NEUROPLASTIC_CACHE", "ATEN_CPU_CAPABILITY"):
