@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
+from ..backend import ops_for
 from .arrays import Dataset, _as_array, batches, check_arrays, check_labels
 
 Batch = tuple[np.ndarray, np.ndarray]
@@ -223,11 +224,13 @@ def _cut(x: np.ndarray, y: np.ndarray, start: int, stop: int, axis: int) -> tupl
 
 
 def _host(a: Any) -> Any:
-    """A framework tensor on the host, for ``numpy.asarray`` (CUDA tensors are copied to the CPU)."""
-    cpu = getattr(a, "cpu", None)
-    if callable(cpu) and type(a).__module__.startswith("torch"):
-        return a.detach().cpu() if hasattr(a, "detach") else cpu()
-    return a
+    """A framework tensor as a host numpy array through its backend (CUDA tensors are copied to the CPU);
+    anything else unchanged, for ``numpy.asarray``."""
+    try:
+        B = ops_for(a)
+    except TypeError:  # a list or another array-like
+        return a
+    return B.to_numpy(a)
 
 
 __all__ = ["BatchSource", "BatchStream", "StreamingData", "npz_batches", "training_batches"]
