@@ -60,15 +60,15 @@ def compiling_note(backend: Any, what: str, progress: bool | None = None) -> Non
 class _LineBar:
     """A minimal bar without tqdm: ``desc: k/total`` lines at about every tenth of the way."""
 
-    def __init__(self, total: int, desc: str) -> None:
-        self.total, self.desc, self.n, self._shown = max(int(total), 1), desc, 0, -1
+    def __init__(self, total: int | None, desc: str) -> None:
+        self.total, self.desc, self.n, self._shown = total, desc, 0, -1
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        tenth = 10 * self.n // self.total
+        tenth = 10 * self.n // max(self.total, 1) if self.total is not None else self.n // 10  # unknown length: every 10
         if tenth != self._shown:
             self._shown = tenth
-            print(f"{self.desc}: {self.n}/{self.total}", file=sys.stderr, flush=True)
+            print(f"{self.desc}: {self.n}/{self.total if self.total is not None else '?'}", file=sys.stderr, flush=True)
 
     def set_postfix(self, **values: Any) -> None:
         pass
@@ -77,7 +77,7 @@ class _LineBar:
         pass
 
 
-def progress_bar(total: int, desc: str, progress: bool | None = None) -> Any:
+def progress_bar(total: int | None, desc: str, progress: bool | None = None) -> Any:
     """A bar of ``total`` steps on ``stderr`` (``update(n)``, ``set_postfix(**kw)``, ``close()``), or ``None`` when
     progress is off."""
     if not resolve(progress):

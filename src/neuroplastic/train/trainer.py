@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from ..data.arrays import Dataset, batches, check_labels
 from ..data.stream import StreamingData, training_batches
 from ..losses import Loss, Objective, RateRegularizer, make_loss
 from ..metrics import correct_array, spikes_per_step_array
+from ..progress import progress_bar
 from ..protocols import Model
 from ..rules import Rule, make_rule, run_online
 from .guard import NonFiniteError, check_finite, nonfinite_leaves
@@ -408,7 +408,7 @@ class Trainer:
         for r in self.steps(params, data, epochs, batch_size, seed, (opt_state, rule_state), start_epoch):
             if r.index == 0:
                 summaries, seen, skipped, t0 = [], 0, 0, time.perf_counter()
-                bar = _progress(self.progress, n_batches, f"epoch {r.epoch + 1}/{last}")
+                bar = progress_bar(n_batches, f"epoch {r.epoch + 1}/{last}", self.progress)
             params, opt_state, rule_state = r.params, r.opt_state, r.rule_state
             if r.skipped:
                 skipped += 1
@@ -478,14 +478,6 @@ class Trainer:
         spikes = np.array([[float(to(z)) for z in s["spikes"]] for s in summaries])
         out["spikes_per_step"] = [float(v) for v in spikes.mean(axis=0)] if len(spikes) else []
         return out
-
-
-def _progress(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=True, file=sys.stderr, dynamic_ncols=True)
 
 
 __all__ = ["GUARDS", "NonFiniteError", "StepResult", "Trainer", "check_finite", "epoch_batches", "nonfinite_leaves"]
