@@ -1,9 +1,10 @@
 """The model protocol: what the trainer, the architecture-agnostic rules and the analysis need.
 
-Four containers satisfy it: :class:`~neuroplastic.network.Network` (blocks of projections
+Five containers satisfy it: :class:`~neuroplastic.network.Network` (blocks of projections
 and cells, with links), :class:`~neuroplastic.models.spikegrad.SpikeGradNet` (SpikeGrad's
 integer-threshold network), :class:`~neuroplastic.models.spike_time.SpikeTimeNetwork`
-(exact spike times) and :class:`~neuroplastic.adapters.ModelAdapter` (a user's torch or JAX
+(exact spike times), :class:`~neuroplastic.models.event_lif.EventLIFNetwork` (event-based LIF,
+for EventProp) and :class:`~neuroplastic.adapters.ModelAdapter` (a user's torch or JAX
 model).  Rules that only need a forward pass (BPTT, Manhattan, MALA/HMC) accept any
 :class:`Model`; rules that need the wiring (per-block traces, feedback paths) need a
 :class:`~neuroplastic.network.Network` and say so by name when given something else.
