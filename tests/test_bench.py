@@ -134,6 +134,7 @@ def test_rss_phase_sees_a_transient_allocation():
     assert ph.increase_bytes >= 48 * common.MiB
 
 
+@pytest.mark.slow  # a whole suite at tiny sizes (9-18 s); its parts have fast tests
 def test_memory_suite_end_to_end(tmp_path):
     """``python -m bench.memory`` at tiny sizes, with OTTT online: JSON, its docs section,
     the log-log PNG, and XLA's buffers growing with T for BPTT only."""
@@ -162,6 +163,7 @@ from bench import peers as bench_peers  # noqa: E402
 from bench import rules as bench_rules  # noqa: E402
 
 
+@pytest.mark.slow  # a whole suite at tiny sizes (9-18 s); its parts have fast tests
 def test_peers_suite_end_to_end(tmp_path):
     """``bench/run.py --suite peers`` at a tiny size with the main-environment implementations:
     every loss and gradient agrees with neuroplastic's, a peer without its environment is
@@ -300,6 +302,7 @@ def test_cli_rejects_bad_suite_arguments(argv, message, capsys):
 # ---------------------------------------------------------------------------- rules suite (issue 12)
 
 
+@pytest.mark.slow  # a whole suite at tiny sizes (9-18 s); its parts have fast tests
 def test_rules_suite_end_to_end(tmp_path):
     """``bench/run.py --suite rules`` on a tiny config: an offline and an online rule on both
     backends, JSON with per-epoch times, and the docs table with the column it filled."""

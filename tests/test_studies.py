@@ -36,6 +36,7 @@ def test_surrogate_path_tiny(tmp_path, monkeypatch):
     assert (tmp_path / "p.png").stat().st_size > 1000 and "| triangle |" in (tmp_path / "p.md").read_text()
 
 
+@pytest.mark.slow  # 13-28 s each; the guarantees it checks have fast unit tests
 def test_eprop_alignment_tiny(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     run_example("eprop_alignment.py", ["--tiny", "--seeds", "0", "1", "--out", str(tmp_path), "--img", str(tmp_path / "a.png"),
@@ -49,6 +50,7 @@ def test_eprop_alignment_tiny(tmp_path, monkeypatch):
     assert "eprop-random | recurrent" in doc and "+-" in doc and (tmp_path / "a.png").exists()
 
 
+@pytest.mark.slow  # 13-28 s each; the guarantees it checks have fast unit tests
 def test_locality_randman_tiny(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     run_example("locality_randman.py", ["--tiny", "--out", str(tmp_path), "--img-dir", str(tmp_path), "--doc", str(tmp_path / "l.md")],
@@ -61,6 +63,7 @@ def test_locality_randman_tiny(tmp_path, monkeypatch):
     assert (tmp_path / "locality_rate_landscape.png").exists() and "Slax's finding" in (tmp_path / "l.md").read_text()
 
 
+@pytest.mark.slow  # 13-28 s each; the guarantees it checks have fast unit tests
 def test_spikegrad_sweeps_tiny(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     pytest.importorskip("mlxtend")
@@ -74,6 +77,7 @@ def test_spikegrad_sweeps_tiny(tmp_path, monkeypatch):
     assert "| 100 |" in (tmp_path / "s.md").read_text()
 
 
+@pytest.mark.slow  # 13-28 s each; the guarantees it checks have fast unit tests
 def test_hmc_uncertainty_tiny(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     pytest.importorskip("scipy")

@@ -127,19 +127,22 @@ def test_the_main_job_compares_tbptt_and_online_ottt_beside_bptt_from_one_file(t
     assert replace(load_study(run / "study.toml"), seeds=1) == replace(load_study(f), seeds=1)
 
 
-def test_extra_seeds_train_on_the_sweep_engine(tmp_path):
-    """``seeds = 2``: each arm's second seed trains on an embedded Ray (the sweep engine) into its own run
-    folder; the table carries the spread and the paired test; a rerun of that configuration in this
-    process gives the same accuracy."""
-    pytest.importorskip("ray")
+@pytest.mark.parametrize("engine", ["in-process", pytest.param("ray", marks=pytest.mark.slow)])
+def test_extra_seeds_train_on_the_sweep_engine(tmp_path, engine):
+    """``seeds = 2``: each arm's second seed trains on the sweep engine (run_configs: in this process, or an
+    embedded Ray, 40 s of which Ray's start is most) into its own run folder; the table carries the spread and
+    the paired test; a rerun of that configuration in this process gives the same accuracy."""
+    if engine == "ray":
+        pytest.importorskip("ray")
     from neuroplastic.study import run_study
     from neuroplastic.sweep.runner import run_configs
 
     study = study_from_dict(__import__("tomllib").loads(STUDY))
     study = replace(study, base=replace(study.base, epochs=1), arms=study.arms[:2], seeds=2)
     lines: list[str] = []
-    results = run_study(study, tmp_path / "s", log=lines.append, engine="ray")
-    assert any(line.startswith("training 2 runs on ray (local") for line in lines), lines
+    results = run_study(study, tmp_path / "s", log=lines.append, engine=engine)
+    if engine == "ray":
+        assert any(line.startswith("training 2 runs on ray (local") for line in lines), lines
     for label in ("bptt", "tbptt-10"):
         seeds = results["rules"][label]["seeds"]
         assert [s["seed"] for s in seeds] == [0, 1]
