@@ -47,6 +47,21 @@ def _assert_same_outputs(a: list, b: list, min_spikes: int = 10) -> None:
     assert sum(float(x.sum()) for x in a[:-1]) >= min_spikes
 
 
+def _peer_run(torch, module, xs: np.ndarray, step_shape: tuple | None = None) -> np.ndarray:
+    """A peer's NIR import (a stateful torch module) run step by step on ``xs`` ``(T, B, n)``: its output spikes.
+
+    Each step goes in as ``(B, *step_shape)`` when ``step_shape`` is given: torch importers take
+    images as ``(B, C, H, W)``, while our networks take them flat, ``(T, B, C*H*W)``.
+    """
+    state, got = None, []
+    with torch.no_grad():
+        for t in range(xs.shape[0]):
+            x = xs[t] if step_shape is None else xs[t].reshape(xs.shape[1], *step_shape)
+            out, state = module(torch.tensor(x, dtype=torch.float32), state)
+            got.append((out[0] if isinstance(out, tuple) else out).numpy())
+    return np.stack(got)
+
+
 # ---------------------------------------------------------------- ours -> NIR -> ours
 
 
@@ -182,12 +197,7 @@ def test_snntorch_own_round_trip_reproduces_its_default_leaky():
     imported = import_from_nir(graph)
     xs = _spikes((T, 4, 5), 7)
     expected = _snntorch_spikes(torch, _snntorch_net(torch, snn), xs)
-    state, got = None, []
-    with torch.no_grad():
-        for t in range(T):
-            out, state = imported(torch.tensor(xs[t], dtype=torch.float32), state)
-            got.append((out[0] if isinstance(out, tuple) else out).numpy())
-    assert np.array_equal(np.stack(got), expected)
+    assert np.array_equal(_peer_run(torch, imported, xs), expected)
 
 
 def test_our_export_imports_into_snntorch_with_identical_spikes():
@@ -201,26 +211,40 @@ def test_our_export_imports_into_snntorch_with_identical_spikes():
     imported = import_from_nir(network_to_nir(net, params))  # dt = 1e-4, snnTorch's
     xs = _spikes((T, 4, 5), 9)
     ours = _run(net, params, xs, dtype="float32")
-    state, got = None, []
-    with torch.no_grad():
-        for t in range(T):
-            out, state = imported(torch.tensor(xs[t], dtype=torch.float32), state)
-            got.append((out[0] if isinstance(out, tuple) else out).numpy())
-    got = np.stack(got)
+    got = _peer_run(torch, imported, xs)
     assert ours[-1].sum() >= 10
     assert np.array_equal(got, ours[-1]), f"{int((got != ours[-1]).sum())} spikes differ"
 
 
+_SNNTORCH_IF = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="snnTorch 1.0's import_from_nir asserts r == 1 for an IF node (at its dt = 1e-4 a unit-gain IF has r = 1/dt = 1e4)"
+           " and builds it as Leaky(beta=0.9, init_hidden=False): a leaky neuron with a subtractive reset, not an IF")
+
+
+@pytest.mark.parametrize("last_cell", [LIF(decay=0.875, reset="zero"), pytest.param(LIF(decay=1.0, reset="zero"), marks=_SNNTORCH_IF)],
+                         ids=["LIF", "IF"])
+def test_our_conv_export_imports_into_snntorch_with_identical_spikes(tmp_path, last_cell):
+    """Conv2d -> LIF -> AvgPool2d -> Dense -> cell through a file into snnTorch: the Flatten before the
+    dense layer counts its dimensions from the end, so torch.nn.Flatten keeps the batch."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("snntorch")
+    from snntorch.import_nir import import_from_nir
+
+    net = Network((2, 8, 8), [Conv2d(4, 3, padding=1, bias=True), LIF(decay=0.85, reset="zero"), AvgPool2d(2),
+                              Dense(5, bias=True), last_cell])
+    params = _scaled(net, 2, 3.0)
+    path = tmp_path / "conv.nir"
+    nir.write(str(path), network_to_nir(net, params))  # dt = 1e-4, snnTorch's
+    imported = import_from_nir(nir.read(str(path)))
+    xs = _spikes((T, 3, 2 * 8 * 8), 13)
+    ours = _run(net, params, xs, dtype="float32")
+    got = _peer_run(torch, imported, xs, step_shape=(2, 8, 8))
+    assert ours[0].sum() >= 100 and ours[-1].sum() >= 10
+    assert np.array_equal(got, ours[-1]), f"{int((got != ours[-1]).sum())} spikes differ"
+
+
 # ---------------------------------------------------------------- Norse
-
-
-def _norse_run(torch, module, xs):
-    state, got = None, []
-    with torch.no_grad():
-        for t in range(xs.shape[0]):
-            out, state = module(torch.tensor(xs[t], dtype=torch.float32), state)
-            got.append(out.numpy())
-    return np.stack(got)
 
 
 @pytest.mark.parametrize("tau_syn_inv", [None, 200.0], ids=["LIF", "CubaLIF"])
@@ -234,8 +258,33 @@ def test_our_norse_preset_network_imports_into_norse_with_identical_spikes(tau_s
     imported = norse.from_nir(network_to_nir(net, params, dt=0.001), dt=0.001)
     xs = _spikes((T, 4, 5), 11)
     ours = _run(net, params, xs, dtype="float32")
-    got = _norse_run(torch, imported, xs)
+    got = _peer_run(torch, imported, xs)
     assert ours[-1].sum() >= 10
+    assert np.array_equal(got, ours[-1]), f"{int((got != ours[-1]).sum())} spikes differ"
+
+
+_NORSE_AVGPOOL = pytest.mark.xfail(
+    strict=True, raises=(RuntimeError, AssertionError),
+    reason="Norse 1.1's from_nir maps SumPool2d but not AvgPool2d: nirtorch drops the unmapped node, and the graph"
+           " either feeds the conv layer's spikes to the dense layer (a shape error) or returns them as its output,"
+           " depending on the order nirtorch visits the nodes in (Python's hash seed)")
+
+
+@pytest.mark.parametrize("pool", [False, pytest.param(True, marks=_NORSE_AVGPOOL)], ids=["conv", "conv-avgpool"])
+def test_our_conv_norse_preset_network_imports_into_norse_with_identical_spikes(pool):
+    torch = pytest.importorskip("torch")
+    norse = pytest.importorskip("norse.torch")
+
+    cell = LIF.norse(tau_mem_inv=100.0, tau_syn_inv=None, dt=0.001)
+    net = Network((2, 8, 8), [Conv2d(4, 3, padding=1, bias=True), cell] + ([AvgPool2d(2)] if pool else [])
+                  + [Dense(5, bias=True), cell])
+    params = _scaled(net, 2, 30.0)
+    imported = norse.from_nir(network_to_nir(net, params, dt=0.001), dt=0.001)
+    xs = _spikes((T, 3, 2 * 8 * 8), 14)
+    ours = _run(net, params, xs, dtype="float32")
+    got = _peer_run(torch, imported, xs, step_shape=(2, 8, 8))
+    assert ours[0].sum() >= 100 and ours[-1].sum() >= 10
+    assert got.shape == ours[-1].shape, f"Norse's output has shape {got.shape}, ours {ours[-1].shape}"
     assert np.array_equal(got, ours[-1]), f"{int((got != ours[-1]).sum())} spikes differ"
 
 
@@ -253,7 +302,7 @@ def test_norse_own_round_trip_reproduces_lifbox():
     lif = next(n for n in graph.nodes.values() if isinstance(n, nir.LIF))
     np.testing.assert_allclose(np.asarray(lif.tau), 1.0 / 100.0)  # LIFBoxCell's default tau_mem_inv is 100 / s
     xs = _spikes((T, 2, 5), 12)
-    assert np.array_equal(_norse_run(torch, norse.from_nir(graph), xs), _norse_run(torch, model, xs))
+    assert np.array_equal(_peer_run(torch, norse.from_nir(graph), xs), _peer_run(torch, model, xs))
 
 
 # ---------------------------------------------------------------- run folders

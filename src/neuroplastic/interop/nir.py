@@ -19,7 +19,15 @@ and back: a cell with decay ``alpha`` and gain ``g`` is written with ``tau = dt/
 current-based LIF), the convention of snnTorch's export (``dt = 1e-4``, our default), so that
 snnTorch reads unit gain.  Projections: ``Affine``/``Linear`` (``weight`` is ``(out, in)``, ours
 ``(in, out)``), ``Conv2d`` (stride 1, no dilation or groups), ``AvgPool2d`` (stride = kernel);
-``Flatten`` nodes are read as no-ops (images travel flat between our blocks).  A recurrent weight
+``Flatten`` nodes are read as no-ops (images travel flat between our blocks).  The export writes a
+``Flatten`` before a dense layer that reads an image with ``start_dim = -3, end_dim = -1``
+(dimensions counted from the end): NIR's shapes leave the batch out, so NIR reads it as
+``(C, H, W) -> (C*H*W,)`` (its type inference agrees, through ``nir.write``/``nir.read``), while
+snnTorch's, Norse's and nirtorch's importers hand ``start_dim``/``end_dim`` to ``torch.nn.Flatten``
+on batched tensors ``(B, C, H, W)``, which with negative dimensions keeps the batch.  (The
+batch-free ``start_dim = 0`` that snnTorch's own export writes flattens the batch into the
+features there; ``start_dim = 1`` would break NIR's type check, ``(C, H*W)`` against the dense
+layer's ``(C*H*W,)``.)  A recurrent weight
 is a ``Linear`` node in a cycle ``cell -> Linear -> cell``: NIR's cycles take the previous step's
 output, as ours do.
 
@@ -152,7 +160,8 @@ def network_to_nir(network: Network, params: dict, dt: float = SNNTORCH_DT, appr
     """``network`` with ``params`` (any backend's arrays) as a ``nir.NIRGraph``; see the module docstring.
 
     ``dt`` is the time step the graph's time constants refer to (snnTorch assumes ``1e-4``).
-    Node names: ``input``, ``layer{l}`` (the projection), ``flatten{l}``, ``cell{l}``, ``rec{l}``
+    Node names: ``input``, ``layer{l}`` (the projection), ``flatten{l}`` (``start_dim=-3``, see the
+    module docstring), ``cell{l}``, ``rec{l}``
     (a recurrent weight), ``link{i}``, ``output``.
     """
     nir = _nir()
@@ -174,7 +183,8 @@ def network_to_nir(network: Network, params: dict, dt: float = SNNTORCH_DT, appr
         name = f"layer{l}"
         if isinstance(proj, Dense):
             if len(in_shape) > 1:
-                nodes[f"flatten{l}"] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1)
+                # counted from the end: NIR (no batch) and torch.nn.Flatten (batched) both read it as "flatten the image"
+                nodes[f"flatten{l}"] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=-len(in_shape), end_dim=-1)
                 edges.append((src, f"flatten{l}"))
                 src = f"flatten{l}"
             w = _numpy(p["w"]).T
