@@ -15,6 +15,9 @@ The threshold of ``tc``, ``sf`` and ``mw`` is one number for the whole dataset, 
 the training set only: ``thr = factor * mean |x_t - x_{t-1}|`` over all training examples
 and steps ``t >= 1`` (``factor = 1`` by default).  Each encoding is trained with every rule
 (BPTT and symmetric e-prop by default) with the same network, optimizer, epochs and seed.
+``--seed N`` sets that seed (the initial weights, the rule's state and the batch order; the
+data and the encodings do not depend on it); the page reports mean ± standard deviation over
+the seeds it is given.
 
 Two networks (``--network``):
 
@@ -31,17 +34,20 @@ For every encoding the script reports the test accuracy of each rule, the input 
 (fraction of zero entries of the network's input; for ``none`` the raw signal's fraction of
 exact zeros), the input events per sample (non-zero input entries: spikes for the encoders)
 and the encode-decode reconstruction error (:func:`~neuroplastic.encoders.contrast_decode`).
-It writes the results as JSON (``docs/img/encoding_mnist1d.json``, or
-``docs/img/encoding_mnist1d_comparison.json`` for the comparison network) and the page
-``docs/encoding-mnist1d.md``, one table per network: a training run re-renders the page from
-its own results plus the other networks' saved JSON (``--with-json``; by default their
-default JSON files, when writing the default page).  Usage::
+It writes the results as JSON, one file per (network, seed) (:func:`default_json`:
+``docs/img/encoding_mnist1d.json`` for seed 0, ``docs/img/encoding_mnist1d_seed1.json`` for
+seed 1, ``docs/img/encoding_mnist1d_comparison*.json`` for the comparison network) and the page
+``docs/encoding-mnist1d.md``, one table per network, each aggregating its seeds: a training
+run re-renders the page from its own results plus the other saved JSON (``--with-json``; by
+default every saved default file of either network and any seed, when writing the default
+page).  Usage::
 
     python examples/encoding_mnist1d.py --epochs 30                       # train-default: 4 encodings x 2 rules (15 min on 2 shared CPU cores)
-    python examples/encoding_mnist1d.py --network comparison --epochs 60  # the rule-comparison network (5 min)
+    python examples/encoding_mnist1d.py --epochs 30 --seed 1              # the same with seed 1 (docs/img/encoding_mnist1d_seed1.json)
+    python examples/encoding_mnist1d.py --network comparison --epochs 60  # the rule-comparison network (3-5 min)
     python examples/encoding_mnist1d.py --epochs 2 --doc /tmp/t.md --json /tmp/t.json
     python examples/encoding_mnist1d.py --encodings none tc sf mw tbr
-    python examples/encoding_mnist1d.py --from-json docs/img/encoding_mnist1d.json docs/img/encoding_mnist1d_comparison.json  # re-render
+    python examples/encoding_mnist1d.py --from-json docs/img/encoding_mnist1d*.json  # re-render from every saved seed and network
 
 A "What we noticed" section already in the table is kept when the table is rewritten.
 """
@@ -52,6 +58,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import shlex
 import sys
 import time
@@ -62,6 +69,7 @@ import numpy as np
 
 from neuroplastic.data import Dataset, load_dataset
 from neuroplastic.encoders import contrast_decode, moving_window, step_forward, tbr_threshold, temporal_contrast, threshold_based
+from neuroplastic.sweep.stats import Summary, describe
 
 #: encodings in table order; ``none`` is the raw signal
 ENCODINGS = ("none", "tc", "sf", "mw", "tbr")
@@ -97,6 +105,24 @@ DEFAULT_EPOCHS = {"train-default": 30, "comparison": 60}
 #: where each network's results go by default
 DEFAULT_JSON = {"train-default": "docs/img/encoding_mnist1d.json", "comparison": "docs/img/encoding_mnist1d_comparison.json"}
 DEFAULT_DOC = "docs/encoding-mnist1d.md"
+#: settings that may differ between the seeds of one table
+PER_SEED_SETTINGS = ("seed", "machine")
+
+
+def default_json(network: str, seed: int = 0) -> str:
+    """Where ``network``'s results for ``seed`` go by default: :data:`DEFAULT_JSON` for seed 0, ``..._seed<N>.json`` otherwise."""
+    if network not in DEFAULT_JSON:
+        raise ValueError(f"network: unknown network {network!r}; choose one of {list(NETWORKS)}")
+    check_seed(seed)
+    base = DEFAULT_JSON[network]
+    return base if seed == 0 else base.removesuffix(".json") + f"_seed{seed}.json"
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` if it is a non-negative integer (numpy's batch shuffling takes no negative seed), else a ``ValueError``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    return int(seed)
 
 NOTICED = "## What we noticed"
 
@@ -225,6 +251,24 @@ def threshold_sweep(x_train: np.ndarray, factors: tuple[float, ...] = (0.5, 1.0,
 
 
 # ----------------------------------------------------------------------------- training
+def machine_description() -> str:
+    """Architecture, CPU model and widest AVX extension (from ``/proc/cpuinfo`` where there is one), OS and Python version."""
+    cpu = ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    if model:
+        cpu = model.group(1).strip()
+    if flags:
+        words = set(flags.group(1).split())
+        isa = "AVX-512" if "avx512f" in words else "AVX2" if "avx2" in words else "no AVX2"
+        cpu = f"{cpu} ({isa})" if cpu else isa
+    return ", ".join(part for part in (platform.machine(), cpu, platform.system(), f"Python {platform.python_version()}") if part)
+
+
 def build_trainer(data: Dataset, rule: str, epochs: int, backend: str = "jax", settings: dict | None = None,
                   network: str = "train-default") -> tuple[Any, Any, dict]:
     """``(net, trainer, settings)`` for ``rule`` on ``data`` with ``network``'s settings updated by ``settings``.
@@ -292,13 +336,14 @@ def run_experiment(
         raise ValueError(f"rules: unknown {bad}; choose from {sorted(RULES)}")
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs: expected a positive integer, got {epochs!r}")
+    check_seed({**network_settings(network), **(settings or {})}["seed"])
     results: dict = {
         "settings": {
             "network": network, **network_settings(network), **(settings or {}), "epochs": epochs, "backend": backend, "factor": factor, "window": window,
             "tbr_factor": tbr_factor, "data": data.name, "n_train": int(data.x_train.shape[1]),
             "n_test": int(data.x_test.shape[1]), "steps": int(data.n_steps),
             "mean_abs_step_train": mean_abs_step(data.x_train),
-            "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+            "machine": machine_description(),
         },
         "encodings": [], "runs": [], "sweep": threshold_sweep(data.x_train, window=window),
     }
@@ -316,17 +361,21 @@ def run_experiment(
 
 
 # ----------------------------------------------------------------------------- the table
+MACHINE_NOTE = (
+    "Figures move by machine: floating-point sums round differently on other CPUs and instruction sets (AVX2,"
+    " AVX-512), thread counts and library versions, and the difference grows over the epochs, so a single"
+    " training's accuracy can move by a point or more elsewhere; compare encodings and rules by their spreads"
+    " over seeds, not by single numbers."
+)
+
+
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
-def table_rows(results: dict) -> list[dict]:
-    """One row per encoding: its input statistics and each rule's final and best test accuracy."""
-    rows = []
-    for info in results["encodings"]:
-        runs = {r["rule"]: r for r in results["runs"] if r["encoding"] == info["encoding"]}
-        rows.append({**info, "runs": runs})
-    return rows
+def _spread_pct(s: Summary) -> str:
+    """``mean ± std%`` of a :class:`~neuroplastic.sweep.stats.Summary` of accuracies (just the value for one seed)."""
+    return f"{100 * s.mean:.1f}%" if s.n < 2 else f"{100 * s.mean:.1f} ± {100 * s.std:.1f}%"
 
 
 def network_of(results: dict) -> str:
@@ -334,8 +383,96 @@ def network_of(results: dict) -> str:
     return results["settings"].get("network", "train-default")
 
 
-def describe_network(s: dict) -> str:
-    """One sentence on the network and training of the settings ``s`` of a result set."""
+def seed_of(results: dict) -> int:
+    """The training seed of a result set."""
+    return check_seed(results["settings"].get("seed", 0))
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def setup_difference(a: dict, b: dict) -> str | None:
+    """What makes result sets ``a`` and ``b`` not two seeds of one table (``None`` if nothing does).
+
+    They must share every setting both record (but the seed and the machine) and, for every
+    encoding both ran, its input statistics (threshold, sparsity, events, reconstruction).
+    """
+    sa, sb = a["settings"], b["settings"]
+    for k in sorted((sa.keys() & sb.keys()) - set(PER_SEED_SETTINGS)):
+        if not _close(sa[k], sb[k]):
+            return f"setting {k!r}: {sa[k]!r} against {sb[k]!r}"
+    ea = {e["encoding"]: e for e in a["encodings"]}
+    eb = {e["encoding"]: e for e in b["encodings"]}
+    for name in ea.keys() & eb.keys():
+        if not _close(ea[name], eb[name]):
+            return f"encoding {name!r}: input statistics {ea[name]} against {eb[name]}"
+    return None
+
+
+def group_by_network(result_sets: list[dict]) -> list[list[dict]]:
+    """Result sets grouped by network (in :data:`NETWORKS` order, others after), each group ordered by seed.
+
+    A ``ValueError`` if a network has a seed twice or two of its seeds were run with
+    different settings (:func:`setup_difference`).
+    """
+    groups: dict[str, list[dict]] = {}
+    for res in result_sets:
+        groups.setdefault(network_of(res), []).append(res)
+    out = []
+    for net in sorted(groups, key=lambda n: (NETWORKS.index(n) if n in NETWORKS else len(NETWORKS), n)):
+        sets = sorted(groups[net], key=seed_of)
+        for prev, res in zip(sets, sets[1:]):
+            if seed_of(prev) == seed_of(res):
+                raise ValueError(f"result_sets: network {net!r} has two result sets for seed {seed_of(res)}"
+                                 f" ({prev.get('command')!r} and {res.get('command')!r})")
+        for res in sets[1:]:
+            diff = setup_difference(sets[0], res)
+            if diff is not None:
+                raise ValueError(f"result_sets: seeds {seed_of(sets[0])} and {seed_of(res)} of network {net!r}"
+                                 f" were not run the same way ({diff})")
+        out.append(sets)
+    return out
+
+
+def aggregate_runs(sets: list[dict]) -> dict[tuple[str, str], dict]:
+    """Per ``(encoding, rule)`` over the seeds of one network: ``{"seeds", "test_acc", "best_test_acc"}``.
+
+    ``test_acc`` and ``best_test_acc`` are :class:`~neuroplastic.sweep.stats.Summary` objects
+    (mean, standard deviation with ``n - 1``) of the final and best-epoch test accuracy.
+    """
+    runs: dict[tuple[str, str], list[tuple[int, dict]]] = {}
+    for res in sets:
+        for r in res["runs"]:
+            runs.setdefault((r["encoding"], r["rule"]), []).append((seed_of(res), r))
+    return {
+        key: {
+            "seeds": [seed for seed, _ in rows],
+            "test_acc": describe([r["test_acc"] for _, r in rows]),
+            "best_test_acc": describe([r["best_test_acc"] for _, r in rows]),
+        }
+        for key, rows in runs.items()
+    }
+
+
+def table_rows(sets: list[dict]) -> list[dict]:
+    """One row per encoding (in :data:`ENCODINGS` order): its input statistics and, per rule, :func:`aggregate_runs`'s cell."""
+    infos: dict[str, dict] = {}
+    for res in sets:
+        for info in res["encodings"]:
+            infos.setdefault(info["encoding"], info)
+    cells = aggregate_runs(sets)
+    order = sorted(infos, key=lambda e: ENCODINGS.index(e) if e in ENCODINGS else len(ENCODINGS))
+    return [{**infos[e], "runs": {rule: c for (enc, rule), c in cells.items() if enc == e}} for e in order]
+
+
+def describe_network(s: dict, seeds: list[int] | None = None) -> str:
+    """One sentence on the network and training of the settings ``s`` of a result set (``seeds``: those of its table)."""
+    seeds = [s["seed"]] if seeds is None else seeds
     reg = s.get("reg_rate_hz")
     loss = (f"loss `{s['loss']}` plus the firing-rate regulariser `{s['reg_strength']:g} * mean_j (r_j - {reg:g} Hz)^2`"
             if reg is not None else f"loss `{s['loss']}` (no rate regulariser)")
@@ -343,9 +480,14 @@ def describe_network(s: dict) -> str:
         f"Same network and training for every cell: `{s['model']}` with {s['hidden']} hidden neurons"
         f" (`tau_mem = {s.get('tau_mem', 20.0):g}` step{'' if s.get('tau_mem', 20.0) == 1 else 's'}, {s['surrogate']} surrogate) and a leaky readout"
         f" (`tau_out = {s.get('tau_out', 20.0):g}` steps), {s['optimizer']} lr {s['lr']} with {s['schedule']} decay,"
-        f" {s['epochs']} epochs, batch {s['batch_size']}, {loss}, seed {s['seed']}, backend `{s['backend']}`"
+        f" {s['epochs']} epochs, batch {s['batch_size']}, {loss}, seed{'s' if len(seeds) > 1 else ''} {_seed_list(seeds)},"
+        f" backend `{s['backend']}`"
         + (f"; settings from `{s['config']}`." if s.get("config") else ".")
     )
+
+
+def _seed_list(seeds: list[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
 
 
 def _threshold_line(s: dict) -> str:
@@ -354,42 +496,63 @@ def _threshold_line(s: dict) -> str:
             f" (the signal's standard deviation is about 1); MW averages the last {s['window']} steps.")
 
 
-def render_section(results: dict, command: str, title: str) -> list[str]:
-    """One network's part of the page: command, settings, the main table and every training."""
-    s = results["settings"]
-    rules = list(dict.fromkeys(r["rule"] for r in results["runs"]))
-    wall = sum(r["time_s"] for r in results["runs"])
+def render_section(sets: list[dict], title: str) -> list[str]:
+    """One network's part of the page from its result sets (one per seed): commands, settings, the main table and every training."""
+    if not sets:
+        raise ValueError("sets: expected at least one result set")
+    sets = sorted(sets, key=seed_of)
+    s = sets[0]["settings"]
+    seeds = [seed_of(r) for r in sets]
+    n = len(seeds)
+    runs = [(seed_of(res), r) for res in sets for r in res["runs"]]
+    rules = list(dict.fromkeys(r["rule"] for _, r in runs))
+    wall = sum(r["time_s"] for _, r in runs)
+    machines = list(dict.fromkeys(res["settings"]["machine"] for res in sets))
+    commands = [res.get("command", "python examples/encoding_mnist1d.py") for res in sets]
     lines = [
         f"## {title}",
         "",
-        f"Produced by `{command}` ({len(results['runs'])} trainings, {wall / 60:.0f} min of training on {s['machine']}).",
+        f"Produced by {'; '.join(f'`{c}`' for c in commands)}"
+        f" ({n} seed{'s' if n > 1 else ''}: {_seed_list(seeds)}; {len(runs)} trainings,"
+        f" {wall / 60:.0f} min of training on {' and '.join(machines)}).",
         "",
-        describe_network(s),
+        describe_network(s, seeds),
+        "",
+        (f"Test accuracy: mean ± standard deviation (n - 1) over the {n} seeds of the final epoch's accuracy"
+         " (of the best epoch's in brackets)" if n > 1 else
+         f"Test accuracy of 1 seed (seed {seeds[0]}): final epoch (best epoch in brackets)")
+        + "; the input columns do not depend on the seed.",
         "",
         "| encoding | threshold | input channels | input sparsity | events / sample | reconstruction error | "
         + " | ".join(f"{r} test acc" for r in rules) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(rules),
     ]
-    for r in table_rows(results):
+    for r in table_rows(sets):
         thr = "—" if r["threshold"] is None else f"{r['threshold']:.4f}"
         if r["encoding"] == "tbr":
             thr = "per sequence"
         rec = "—" if r["reconstruction"] is None else f"{r['reconstruction']['nrmse']:.2f}"
-        accs = " | ".join(
-            f"{_pct(r['runs'][rule]['test_acc'])} ({_pct(r['runs'][rule]['best_test_acc'])})" if rule in r["runs"] else "—"
-            for rule in rules
-        )
-        lines.append(f"| {r['encoding']} | {thr} | {r['channels']} | {r['sparsity']:.3f} | {r['events_per_sample']:.1f} | {rec} | {accs} |")
+        cells = []
+        for rule in rules:
+            c = r["runs"].get(rule)
+            if c is None:
+                cells.append("—")
+                continue
+            part = "" if c["test_acc"].n == n else f", seed{'s' if c['test_acc'].n > 1 else ''} {_seed_list(c['seeds'])} only"
+            cells.append(f"{_spread_pct(c['test_acc'])} ({_spread_pct(c['best_test_acc'])}){part}")
+        lines.append(f"| {r['encoding']} | {thr} | {r['channels']} | {r['sparsity']:.3f} | {r['events_per_sample']:.1f} | {rec} | {' | '.join(cells)} |")
+    enc_order = [e["encoding"] for e in table_rows(sets)]
+    runs.sort(key=lambda sr: (enc_order.index(sr[1]["encoding"]), rules.index(sr[1]["rule"]), sr[0]))
     lines += [
         "",
         "Every training:",
         "",
-        "| encoding | rule | final test acc | best test acc (epoch) | final train acc | hidden rate (Hz) | wall time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| encoding | rule | seed | final test acc | best test acc (epoch) | final train acc | hidden rate (Hz) | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in results["runs"]:
+    for seed, r in runs:
         lines.append(
-            f"| {r['encoding']} | {r['rule']} | {_pct(r['test_acc'])} | {_pct(r['best_test_acc'])} ({r['best_epoch']}) |"
+            f"| {r['encoding']} | {r['rule']} | {seed} | {_pct(r['test_acc'])} | {_pct(r['best_test_acc'])} ({r['best_epoch']}) |"
             f" {_pct(r['train_acc'])} | {', '.join(f'{h:.1f}' for h in r['rate_hz'])} | {r['time_s']:.0f} |"
         )
     return lines
@@ -402,20 +565,22 @@ SECTION_TITLES = {
 
 
 def render_page(result_sets: list[dict], noticed: str | None = None) -> str:
-    """The markdown page: what is measured, one section per result set (network), the threshold sweep, notes.
+    """The markdown page: what is measured, one section per network (its seeds aggregated), the threshold sweep, notes.
 
-    Each result set carries its ``command``; sets are ordered as :data:`NETWORKS`.
+    Each result set carries its ``command``; result sets of one network are its seeds
+    (:func:`group_by_network`), networks are ordered as :data:`NETWORKS`.
     """
     if not result_sets:
         raise ValueError("result_sets: expected at least one set of results")
-    sets = sorted(result_sets, key=lambda r: NETWORKS.index(network_of(r)) if network_of(r) in NETWORKS else len(NETWORKS))
-    s0 = sets[0]["settings"]
+    groups = group_by_network(result_sets)
+    s0 = groups[0][0]["settings"]
     lines = [
         "# Temporal spike encodings on MNIST-1D (Neko's Table 1, BPTT and e-prop)",
         "",
         f"MNIST-1D ({s0['data']}, {s0['n_train']} train / {s0['n_test']} test) as a time series of {s0['steps']} steps x 1 channel,"
         " fed to the network raw (`none`, 1 input channel) or through a temporal encoder with on/off channels (`(40, N, 2)`)."
-        f" Each table trains every encoding with every rule on one network ({len(sets)} network{'s' if len(sets) > 1 else ''} below).",
+        f" Each table trains every encoding with every rule on one network ({len(groups)} network{'s' if len(groups) > 1 else ''} below),"
+        " once per training seed.",
         "",
         _threshold_line(s0),
         "",
@@ -423,17 +588,21 @@ def render_page(result_sets: list[dict], noticed: str | None = None) -> str:
         " (for `none`, the raw signal's fraction of exact zeros); events per sample counts its non-zero entries"
         " (spikes, for the encoders; every sample for `none`). Reconstruction: encode, decode with `contrast_decode`"
         " (start at `x_0`), RMS error over the test signal's standard deviation. Accuracy is the final-epoch test"
-        " accuracy (best epoch in brackets).",
+        " accuracy (best epoch in brackets), mean ± standard deviation over the seeds each table names. The seed sets"
+        " the initial weights and the order of the training batches; the data, the thresholds and the spikes, and so"
+        " the input columns, are the same for every seed.",
+        "",
+        MACHINE_NOTE,
     ]
-    for i, res in enumerate(sets):
-        net = network_of(res)
+    for i, sets in enumerate(groups):
+        net = network_of(sets[0])
         title = SECTION_TITLES.get(net, f"Table {i + 1}: network `{net}`")
         if net in SECTION_TITLES:
             title = f"Table {i + 1}:" + title.split(":", 1)[1]
-        lines += ["", *render_section(res, res.get("command", "python examples/encoding_mnist1d.py"), title)]
-        if _threshold_line(res["settings"]) != _threshold_line(s0):
-            lines += ["", _threshold_line(res["settings"])]
-    sweep = next((r["sweep"] for r in sets if r.get("sweep")), None)
+        lines += ["", *render_section(sets, title)]
+        if _threshold_line(sets[0]["settings"]) != _threshold_line(s0):
+            lines += ["", _threshold_line(sets[0]["settings"])]
+    sweep = next((r["sweep"] for sets in groups for r in sets if r.get("sweep")), None)
     if sweep:
         factors = sorted({w["factor"] for w in sweep})
         lines += [
@@ -454,6 +623,17 @@ def render_page(result_sets: list[dict], noticed: str | None = None) -> str:
             )
     lines += ["", NOTICED, "", noticed.strip() if noticed else "(to be written after looking at the numbers)"]
     return "\n".join(lines) + "\n"
+
+
+def saved_default_files() -> list[Path]:
+    """The result files saved at the default places (:func:`default_json`) that exist: every network, seeds in order."""
+    files = []
+    for network, base in DEFAULT_JSON.items():
+        b = Path(base)
+        found = (re.fullmatch(rf"{re.escape(b.stem)}_seed(\d+)", f.stem) for f in b.parent.glob(f"{b.stem}_seed*.json"))
+        seeds = sorted({0, *(int(m.group(1)) for m in found if m)})
+        files += [f for f in (Path(default_json(network, seed)) for seed in seeds) if f.exists()]
+    return files
 
 
 def render_table(results: dict, command: str, noticed: str | None = None) -> str:
@@ -482,19 +662,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--window", type=int, default=3, help="MW window (steps)")
     ap.add_argument("--tbr-factor", type=float, default=0.5, help="TBR's factor on the per-sequence std")
     ap.add_argument("--backend", default="jax")
-    ap.add_argument("--json", default=None, help=f"where the results go (default: {DEFAULT_JSON})")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed: initial weights, the rule's state and batch order (the encodings do not depend on it)")
+    ap.add_argument("--json", default=None,
+                    help=f"where the results go (default: {DEFAULT_JSON} for seed 0, with _seed<N> before .json for seed N)")
     ap.add_argument("--doc", default=DEFAULT_DOC)
     ap.add_argument("--with-json", nargs="*", default=None, metavar="JSON",
-                    help="other networks' saved results to keep on the page after training (default: their default"
-                         " JSON files when writing the default page, none otherwise)")
+                    help="saved results (other seeds, other networks) to keep on the page after training (default: every"
+                         " saved default JSON file, any network and seed, when writing the default page; none otherwise)")
     ap.add_argument("--from-json", nargs="+", default=None, metavar="JSON",
-                    help="re-render the page from saved results, one table per file (no training)")
+                    help="re-render the page from saved results, any seeds and networks: one table per network,"
+                         " aggregated over its seeds (no training)")
     args = ap.parse_args(argv)
     doc = Path(args.doc)
     if args.from_json:
         result_sets = [json.loads(Path(p).read_text()) for p in args.from_json]
     else:
-        out = Path(args.json or DEFAULT_JSON[args.network])
+        try:
+            out = Path(args.json or default_json(args.network, args.seed))
+        except ValueError as err:
+            ap.error(str(err))
         epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[args.network]
         command = "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix() if argv is None else "examples/encoding_mnist1d.py", *(sys.argv[1:] if argv is None else argv)])
 
@@ -504,18 +691,25 @@ def main(argv: list[str] | None = None) -> None:
 
         data = load_dataset("mnist1d", as_sequence=True)
         results = run_experiment(data, args.encodings, args.rules, epochs, args.factor, args.window, args.tbr_factor,
-                                 args.backend, done=save, network=args.network)
+                                 args.backend, settings={"seed": args.seed}, done=save, network=args.network)
         save(results)
         print(f"wrote {out}")
         others = args.with_json
         if others is None:
-            others = [p for n, p in DEFAULT_JSON.items() if n != args.network] if doc == Path(DEFAULT_DOC) else []
-        result_sets = [{**results, "command": command}]
+            others = [str(p) for p in saved_default_files()] if doc == Path(DEFAULT_DOC) else []
+        fresh = {**results, "command": command}
+        result_sets = [fresh]
         for p in others:
-            if Path(p).exists() and Path(p).resolve() != out.resolve():
-                res = json.loads(Path(p).read_text())
-                if network_of(res) != args.network:
-                    result_sets.append(res)
+            if not Path(p).exists() or Path(p).resolve() == out.resolve():
+                continue
+            res = json.loads(Path(p).read_text())
+            if network_of(res) == args.network:
+                # another seed of this table joins it only if it was run the same way
+                diff = "the same seed" if seed_of(res) == args.seed else setup_difference(fresh, res)
+                if diff is not None:
+                    print(f"left {p} off the page: not another seed of this run ({diff})")
+                    continue
+            result_sets.append(res)
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(render_page(result_sets, kept_notes(doc)))
     print(f"wrote {doc}")

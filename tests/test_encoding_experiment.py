@@ -82,8 +82,9 @@ def test_one_epoch_on_a_slice_gives_every_row(ex, tmp_path):
     x_test = full.x_test[:, :32].copy()
     x_test[:4] = 0.0
     data = Dataset("mnist1d-slice", x_train, full.y_train[:48], x_test, full.y_test[:32], n_classes=10, dt=full.dt)
-    res = ex.run_experiment(data, epochs=1, backend="torch", settings={"hidden": 8, "batch_size": 16}, log=lambda *_: None)
+    res = ex.run_experiment(data, epochs=1, backend="torch", settings={"hidden": 8, "batch_size": 16, "seed": 1}, log=lambda *_: None)
 
+    assert res["settings"]["seed"] == 1
     assert [e["encoding"] for e in res["encodings"]] == ["none", "tc", "sf", "mw"]
     assert [(r["encoding"], r["rule"]) for r in res["runs"]] == [
         (e, r) for e in ("none", "tc", "sf", "mw") for r in ("bptt", "eprop-symmetric")
@@ -175,3 +176,103 @@ def test_from_json_renders_one_table_per_network(ex, tmp_path):
     assert text.index("## Table 2:") < text.index("`cmd-new`")
     rows = [line for line in text.splitlines() if line.startswith("| none |")]
     assert "50.0%" in rows[0] and "90.0%" in rows[2]  # main table and every-training rows of each section
+
+
+def _result_set(ex, network: str, seed: int, accs: dict, **settings) -> dict:
+    """A saved result set without training: ``accs[(encoding, rule)] = (final, best)`` test accuracy."""
+    infos = {
+        "none": {"encoding": "none", "threshold": None, "channels": 1, "sparsity": 0.0, "events_per_sample": 40.0, "reconstruction": None},
+        "tc": {"encoding": "tc", "threshold": 0.43, "channels": 2, "sparsity": 0.817, "events_per_sample": 14.6,
+               "reconstruction": {"rmse": 1.05, "nrmse": 1.04}},
+    }
+    base = {"data": "mnist1d", "n_train": 4000, "n_test": 1000, "steps": 40, "factor": 1.0, "window": 3, "mean_abs_step_train": 0.43,
+            "machine": f"machine-{seed}", "backend": "jax", "epochs": 30}
+    runs = [{"encoding": e, "rule": r, "test_acc": final, "best_test_acc": best, "best_epoch": 7 + seed, "train_acc": 0.9,
+             "rate_hz": [10.0], "time_s": 60.0} for (e, r), (final, best) in accs.items()]
+    encodings = [infos[e] for e in dict.fromkeys(e for e, _ in accs)]
+    return {"settings": {**ex.network_settings(network), **base, "network": network, "seed": seed, **settings},
+            "encodings": encodings, "runs": runs, "command": f"cmd-{network}-seed{seed}"}
+
+
+def test_seeds_of_a_network_are_aggregated_into_mean_and_std(ex, tmp_path):
+    # three seeds of the first network: none/bptt final 70, 74, 75% -> 73.0 +- 2.6 (std with n - 1 = sqrt(7e-4)),
+    # best 71, 75, 78% -> 74.7 +- 3.5; tc/bptt final 50, 50, 50% -> 50.0 +- 0.0
+    finals = {0: (0.70, 0.71), 1: (0.74, 0.75), 2: (0.75, 0.78)}
+    default = [_result_set(ex, "train-default", seed, {("none", "bptt"): finals[seed], ("tc", "bptt"): (0.5, 0.55)}) for seed in (2, 0, 1)]
+    # one seed of the comparison network, with numbers no aggregate of the first network gives
+    comparison = _result_set(ex, "comparison", 0, {("none", "bptt"): (0.91, 0.92), ("tc", "bptt"): (0.66, 0.67)}, epochs=60)
+    paths = []
+    for i, res in enumerate([*default, comparison]):
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(res))
+    doc = tmp_path / "p.md"
+    ex.main(["--from-json", *map(str, paths), "--doc", str(doc)])
+    text = doc.read_text()
+    t1, t2 = text.split("## Table 1:", 1)[1].split("## Table 2:", 1)
+    t2 = t2.split("## What we noticed")[0]
+
+    # Table 1: mean +- std over its 3 seeds, the seeds and every seed's command named, one row per (encoding, rule, seed)
+    assert "(3 seeds: 0, 1, 2; 6 trainings" in t1 and "seeds 0, 1, 2," in t1
+    assert all(f"`cmd-train-default-seed{s}`" in t1 for s in (0, 1, 2))
+    row = next(line for line in t1.splitlines() if line.startswith("| none | — |"))
+    assert "| 73.0 ± 2.6% (74.7 ± 3.5%) |" in row
+    assert "| 50.0 ± 0.0% (55.0 ± 0.0%) |" in next(line for line in t1.splitlines() if line.startswith("| tc | 0.4300 |"))
+    per_seed = [line for line in t1.splitlines() if line.startswith("| none | bptt |")]
+    assert per_seed == [f"| none | bptt | {s} | {100 * finals[s][0]:.1f}% | {100 * finals[s][1]:.1f}% ({7 + s}) | 90.0% | 10.0 | 60 |"
+                        for s in (0, 1, 2)]
+    assert "91.0%" not in t1 and "66.0%" not in t1  # the comparison network's numbers stay in their own table
+
+    # Table 2: one seed renders its own numbers and says so
+    assert "(1 seed: 0; 2 trainings" in t2 and "Test accuracy of 1 seed (seed 0)" in t2 and "seed 0," in t2
+    assert "| 91.0% (92.0%) |" in next(line for line in t2.splitlines() if line.startswith("| none | — |"))
+    assert "±" not in t2 and "73.0" not in t2
+    assert [line.split("|")[3].strip() for line in t2.splitlines() if line.startswith("| none | bptt |")] == ["0"]
+    # the page says the figures move by machine
+    assert "Figures move by machine" in text and "AVX-512" in text
+
+
+def test_aggregation_refuses_sets_that_are_not_seeds_of_one_run(ex):
+    a = _result_set(ex, "comparison", 0, {("none", "bptt"): (0.9, 0.9)})
+    with pytest.raises(ValueError, match="seed 0"):
+        ex.render_page([a, _result_set(ex, "comparison", 0, {("none", "bptt"): (0.8, 0.8)})])
+    with pytest.raises(ValueError, match="'epochs': 30 against 60"):
+        ex.render_page([a, _result_set(ex, "comparison", 1, {("none", "bptt"): (0.8, 0.8)}, epochs=60)])
+    other_inputs = _result_set(ex, "comparison", 1, {("none", "bptt"): (0.8, 0.8)})
+    other_inputs["encodings"][0] = {**other_inputs["encodings"][0], "sparsity": 0.5}
+    with pytest.raises(ValueError, match="encoding 'none'"):
+        ex.render_page([a, other_inputs])
+    # a seed that ran only some cells says which seeds each such cell has
+    b = _result_set(ex, "comparison", 1, {("none", "bptt"): (0.8, 0.8), ("tc", "bptt"): (0.6, 0.6)})
+    page = ex.render_page([a, b])
+    assert "| 85.0 ± 7.1% (85.0 ± 7.1%) |" in page and "| 60.0% (60.0%), seed 1 only |" in page
+
+
+def test_seed_option_names_the_result_file_and_reaches_the_training(ex, tmp_path, monkeypatch):
+    assert ex.default_json("train-default", 0) == "docs/img/encoding_mnist1d.json"
+    assert ex.default_json("train-default", 1) == "docs/img/encoding_mnist1d_seed1.json"
+    assert ex.default_json("comparison", 2) == "docs/img/encoding_mnist1d_comparison_seed2.json"
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="seed"):
+            ex.default_json("comparison", bad)
+
+    # main passes --seed to the experiment and keeps the saved seeds of the same run on the page (no training: a stand-in experiment)
+    seen = {}
+
+    def fake_experiment(data, *args, settings=None, done=None, network="train-default", **kwargs):
+        seen.update(settings=settings, network=network)
+        return _result_set(ex, network, settings["seed"], {("none", "bptt"): (0.80, 0.81)})
+
+    monkeypatch.setattr(ex, "run_experiment", fake_experiment)
+    monkeypatch.setattr(ex, "load_dataset", lambda *a, **k: None)
+    saved = {0: (0.70, 0.71), 1: (0.75, 0.76)}
+    for seed, acc in saved.items():
+        (tmp_path / f"s{seed}.json").write_text(json.dumps(_result_set(ex, "train-default", seed, {("none", "bptt"): acc})))
+    (tmp_path / "other.json").write_text(json.dumps(_result_set(ex, "train-default", 3, {("none", "bptt"): (0.1, 0.1)}, epochs=2)))
+    doc = tmp_path / "p.md"
+    ex.main(["--seed", "2", "--json", str(tmp_path / "s2.json"), "--doc", str(doc),
+             "--with-json", str(tmp_path / "s0.json"), str(tmp_path / "s1.json"), str(tmp_path / "other.json")])
+    assert seen == {"settings": {"seed": 2}, "network": "train-default"}
+    assert json.loads((tmp_path / "s2.json").read_text())["settings"]["seed"] == 2
+    text = doc.read_text()
+    assert "| 75.0 ± 5.0% (76.0 ± 5.0%) |" in text  # seeds 0, 1, 2: 70, 75, 80%; the 2-epoch run is left off
+    assert "(3 seeds: 0, 1, 2;" in text and "10.0%" not in text
