@@ -507,14 +507,18 @@ def render_section(sets: list[dict], title: str) -> list[str]:
     runs = [(seed_of(res), r) for res in sets for r in res["runs"]]
     rules = list(dict.fromkeys(r["rule"] for _, r in runs))
     wall = sum(r["time_s"] for _, r in runs)
-    machines = list(dict.fromkeys(res["settings"]["machine"] for res in sets))
+    machines: dict[str, list[int]] = {}
+    for res in sets:
+        machines.setdefault(res["settings"]["machine"], []).append(seed_of(res))
+    where = next(iter(machines)) if len(machines) == 1 else " and ".join(
+        f"{m} (seed{'s' if len(ss) > 1 else ''} {_seed_list(ss)})" for m, ss in machines.items())
     commands = [res.get("command", "python examples/encoding_mnist1d.py") for res in sets]
     lines = [
         f"## {title}",
         "",
         f"Produced by {'; '.join(f'`{c}`' for c in commands)}"
         f" ({n} seed{'s' if n > 1 else ''}: {_seed_list(seeds)}; {len(runs)} trainings,"
-        f" {wall / 60:.0f} min of training on {' and '.join(machines)}).",
+        f" {wall / 60:.0f} min of training on {where}).",
         "",
         describe_network(s, seeds),
         "",

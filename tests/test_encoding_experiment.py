@@ -214,6 +214,7 @@ def test_seeds_of_a_network_are_aggregated_into_mean_and_std(ex, tmp_path):
     # Table 1: mean +- std over its 3 seeds, the seeds and every seed's command named, one row per (encoding, rule, seed)
     assert "(3 seeds: 0, 1, 2; 6 trainings" in t1 and "seeds 0, 1, 2," in t1
     assert all(f"`cmd-train-default-seed{s}`" in t1 for s in (0, 1, 2))
+    assert "on machine-0 (seed 0) and machine-1 (seed 1) and machine-2 (seed 2))." in t1  # which seed ran where
     row = next(line for line in t1.splitlines() if line.startswith("| none | — |"))
     assert "| 73.0 ± 2.6% (74.7 ± 3.5%) |" in row
     assert "| 50.0 ± 0.0% (55.0 ± 0.0%) |" in next(line for line in t1.splitlines() if line.startswith("| tc | 0.4300 |"))
@@ -223,7 +224,7 @@ def test_seeds_of_a_network_are_aggregated_into_mean_and_std(ex, tmp_path):
     assert "91.0%" not in t1 and "66.0%" not in t1  # the comparison network's numbers stay in their own table
 
     # Table 2: one seed renders its own numbers and says so
-    assert "(1 seed: 0; 2 trainings" in t2 and "Test accuracy of 1 seed (seed 0)" in t2 and "seed 0," in t2
+    assert "(1 seed: 0; 2 trainings, 2 min of training on machine-0)." in t2 and "Test accuracy of 1 seed (seed 0)" in t2 and "seed 0," in t2
     assert "| 91.0% (92.0%) |" in next(line for line in t2.splitlines() if line.startswith("| none | — |"))
     assert "±" not in t2 and "73.0" not in t2
     assert [line.split("|")[3].strip() for line in t2.splitlines() if line.startswith("| none | bptt |")] == ["0"]
