@@ -22,8 +22,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/neuroplastic run
 
+# two pytest-xdist workers where there are two CPUs (one on a single CPU); the Ray tests share one
+# worker (xdist_group "ray"); tests/conftest.py shares compiled XLA programs between tests
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n logical --maxprocesses=2 --dist loadgroup
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

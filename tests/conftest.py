@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("NEUROPLASTIC_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache"))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (neuroplastic.backend.prefer_passive_openmp)
+
+# XLA compilation is most of the suite's time, and many tests (and the run folders, seeds and sweep
+# trials they start, in this process or in subprocesses) compile the same programs again: JAX's
+# persistent compilation cache in a fresh directory for this session (deleted at exit, so every
+# session, a clean clone's included, starts cold) compiles each program once.  Set
+# JAX_COMPILATION_CACHE_DIR yourself to keep a cache between sessions.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _jax_cache = tempfile.mkdtemp(prefix="neuroplastic-tests-xla-")
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 BACKENDS = ["torch", "jax"]
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
+# one pytest-xdist worker runs every Ray test: two local clusters at once would compete for Ray's default ports
+pytestmark = pytest.mark.xdist_group("ray")
 
 from neuroplastic.sweep.runner import TRIALS, Manifest  # noqa: E402
 
