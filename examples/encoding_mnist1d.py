@@ -364,7 +364,7 @@ def run_experiment(
 MACHINE_NOTE = (
     "Figures move by machine: floating-point sums round differently on other CPUs and instruction sets (AVX2,"
     " AVX-512), thread counts and library versions, and the difference grows over the epochs, so a single"
-    " training's accuracy can move by a point or more elsewhere; compare encodings and rules by their spreads"
+    " training's accuracy can move by a few points elsewhere; compare encodings and rules by their spreads"
     " over seeds, not by single numbers."
 )
 
