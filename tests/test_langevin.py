@@ -321,7 +321,6 @@ def test_errors_name_the_argument():
 @pytest.mark.slow
 def test_mnist1d_uncertainty_is_higher_on_errors_reduced_run():
     """The example's reduced run: the entropy of the posterior mean is larger on errors (p < 0.01)."""
-    import argparse
     import importlib.util
     from pathlib import Path
 
@@ -329,12 +328,180 @@ def test_mnist1d_uncertainty_is_higher_on_errors_reduced_run():
     spec = importlib.util.spec_from_file_location("hmc_uncertainty_mnist1d", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    args = argparse.Namespace(
-        sampler="mala", hidden=64, loss="ce_mean", lr=5e-3, pretrain_epochs=5, burnin=30, samples=40, thin=1,
-        leapfrog=5, step_size=3e-4, prior_std=1.0, backend="jax", seed=0, plot=None,
-        trace_plot=None, track=20, precondition=True,
-    )
+    args = example.configure(["--quick", "--no-doc", "--plot", "", "--trace-plot", "", "--track", "20"])
     out = example.run(args)
     assert out["tests"]["entropy_of_mean"]["p_value"] < 0.01
     assert 0.0 < out["accept_rate"] <= 1.0
     assert out["posterior_mean_test_acc"] > 0.3
+
+
+# ---------------------------------------------------------------------- adapted scales, reused energy
+def test_scale_adaptation_windows_are_stans():
+    from neuroplastic.rules.langevin import scale_adaptation_windows
+
+    # Stan's warm-up of 1000: fast 75, slow windows 25, 50, 100, 200, 500, fast 50
+    assert scale_adaptation_windows(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
+    assert scale_adaptation_windows(400) == [(75, 100), (100, 150), (150, 350)]
+    assert scale_adaptation_windows(100) == [(15, 90)]  # short: 15% / 75% / 10%
+    with pytest.raises(ValueError, match="burnin: adapting the scales needs at least 20"):
+        scale_adaptation_windows(10)
+    with pytest.raises(ValueError, match="base_window must be a positive"):
+        scale_adaptation_windows(1000, 75, 0, 50)
+    with pytest.raises(ValueError, match="adapt_scale must be True or False"):
+        MALA(adapt_scale="yes")
+    with pytest.raises(ValueError, match="params: adapt_scale=True needs"):
+        MALA(burnin=100, adapt_scale=True).init_state(get_backend("jax"))
+
+
+STD6 = np.geomspace(0.05, 20.0, 6)  # standard deviations 400-fold apart
+MU6 = np.linspace(-1.0, 1.0, 6)
+
+
+def _scaled_gaussian(B):
+    return lambda p: 0.5 * B.sum(((p["w"] - B.asarray(MU6)) / B.asarray(STD6)) ** 2)
+
+
+@pytest.mark.parametrize("rule_cls", [MALA, HMC], ids=["mala", "hmc"])
+def test_adapted_scales_learn_an_unknown_diagonal_covariance(rule_cls):
+    """Started with unit scales, the burn-in's windows find the standard deviations; the same
+    budget without adaptation gets the widest coordinate wrong (the check can fail)."""
+    B = get_backend("jax", dtype="float64")
+    opts = {"n_leapfrog": 3} if rule_cls is HMC else {}
+
+    def run(adapt):
+        rule = rule_cls(step_size=0.1, burnin=3000, adapt_scale=adapt, **opts)
+        samples, state, _ = run_chain(rule, make_potential(_scaled_gaussian(B)), {"w": B.asarray(MU6)}, 11000, B.key(4))
+        return B.to_numpy(samples["w"])[3000:], state
+
+    w, state = run(True)
+    np.testing.assert_allclose(B.to_numpy(state["scale"]["w"]) / STD6, 1.0, atol=0.2)
+    np.testing.assert_allclose(w.std(0) / STD6, 1.0, atol=0.12)
+    assert np.all(np.abs(w.mean(0) - MU6) < 0.15 * STD6), w.mean(0)
+    assert 0.2 < float(B.to_numpy(state["accept_sum"])) / 8000 < 0.95
+    w_plain, _ = run(False)
+    assert w_plain.std(0)[-1] / STD6[-1] < 0.6  # unit scales: the step fits the narrowest coordinate
+
+
+def test_adapted_scales_and_step_are_frozen_after_burnin():
+    B = get_backend("jax", dtype="float64")
+    rule = MALA(step_size=0.1, burnin=200, adapt_scale=True)
+    potential = make_potential(_scaled_gaussian(B))
+    _, at_end_of_burnin, _ = run_chain(rule, potential, {"w": B.asarray(MU6)}, 200, B.key(7))
+    _, later, infos = run_chain(rule, potential, {"w": B.asarray(MU6)}, 500, B.key(7))
+    np.testing.assert_array_equal(B.to_numpy(later["scale"]["w"]), B.to_numpy(at_end_of_burnin["scale"]["w"]))
+    assert not np.allclose(B.to_numpy(later["scale"]["w"]), 1.0)  # it did adapt during burn-in
+    eps = B.to_numpy(infos["step_size"])
+    assert np.all(eps[201:] == eps[200])
+
+
+@pytest.mark.parametrize("rule", [MALA(step_size=0.4, burnin=20), HMC(step_size=0.3, n_leapfrog=3, burnin=20)], ids=["mala", "hmc"])
+def test_reused_energy_gives_the_same_chain_with_fewer_evaluations(rule):
+    B = get_backend("torch", dtype="float64")
+    calls = []
+
+    def energy(p):
+        calls.append(1)
+        return _gaussian(B)(p)
+
+    chains = {}
+    for reuse in (True, False):
+        calls.clear()
+        samples, _, infos = run_chain(rule, make_potential(energy), {"w": B.zeros((2,))}, 30, B.key(3), jit=False, reuse_potential=reuse)
+        chains[reuse] = (B.to_numpy(samples["w"]), B.to_numpy(infos["accepted"]), len(calls))
+    np.testing.assert_allclose(chains[True][0], chains[False][0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(chains[True][1], chains[False][1])
+    assert 0 < chains[True][1].sum() < 30  # both accepted and rejected proposals were replayed
+    assert chains[True][2] == 30 * rule.potential_evals(True) + 1
+    assert chains[False][2] == 30 * rule.potential_evals(False)
+
+
+def test_full_batch_sample_reuses_the_energy_and_adapts_scales(backend_name):
+    B = get_backend(backend_name)
+    net = _snn()
+    x, y = _task()
+    params = net.init(0, backend=B)
+    rule = MALA(step_size=0.05, n_data=40, burnin=40, adapt_scale=True)
+    res = sample(rule, net, params, x, y, n_samples=5, backend=B, track=3)
+    assert res.gradient_evals == 45 + 1  # one per transition, plus the start
+    assert len(res.trace) == 45 and all(np.isfinite(t["loss"]) for t in res.trace)
+    scales = _leaves(res.scale)
+    assert [s.shape for s in scales] == [tuple(a.shape) for a in _leaves(params)]
+    assert all(np.all(s > 0) for s in scales) and not all(np.allclose(s, 1.0) for s in scales)
+    res_mb = sample(MALA(step_size=0.05, n_data=40, burnin=2), net, params, x, y, n_samples=3, batch_size=20, backend=B)
+    assert res_mb.gradient_evals == 5 * 2 and res_mb.scale is None  # mini-batches recompute U
+
+
+def _blocked_gaussian(B):
+    """N(MU, COV) on params {"a": (1,), "b": (1,)}: two blocks of one coordinate each."""
+    energy = _gaussian(B)
+    return lambda p: energy({"w": B.concatenate([p["a"], p["b"]])})
+
+
+class _UnmaskedRatio(MALA):
+    """A blocked MALA whose proposal ratio wrongly sums over the parameters that did not move."""
+
+    @staticmethod
+    def log_accept_ratio(B, w, u0, g0, w1, u1, g1, eps, scale=None, mask=None):
+        return MALA.log_accept_ratio(B, w, u0, g0, w1, u1, g1, eps, scale, None)
+
+
+def _blocked_chain_error(rule, seed=1):
+    """Largest error of mean and covariance of a blocked chain whose drift points at another,
+    differently correlated Gaussian (each block's drift depends on the other block)."""
+    B = get_backend("jax", dtype="float64")
+    wrong_mu, wrong_prec = B.asarray(MU + 0.5), B.asarray(np.array([[1.0, -0.8], [-0.8, 1.0]]))
+
+    def drift(p):
+        g = B.matmul(wrong_prec, B.concatenate([p["a"], p["b"]]) - wrong_mu)
+        return {"a": g[:1], "b": g[1:]}
+
+    samples, state, _ = run_chain(
+        rule, make_potential(_blocked_gaussian(B), proposal_grad=drift), {"a": B.zeros((1,)), "b": B.zeros((1,))}, 61000, B.key(seed)
+    )
+    w = np.concatenate([B.to_numpy(samples["a"]), B.to_numpy(samples["b"])], axis=1)[1000:]
+    moved = np.diff(w, axis=0) != 0
+    assert not np.any(moved[:, 0] & moved[:, 1])  # one block at a time
+    assert B.to_numpy(state["log_step"]).shape == (2,)  # a step size per block
+    return max(np.abs(w.mean(0) - MU).max(), np.abs(np.cov(w.T) - COV).max())
+
+
+@pytest.mark.parametrize("rule_cls", [MALA, HMC], ids=["mala", "hmc"])
+def test_blocks_target_the_joint_distribution_even_with_a_bad_drift(rule_cls):
+    """Metropolis-within-Gibbs: each block's move is corrected on its own, so a drift towards
+    the wrong Gaussian still gives the right correlated distribution; with the proposal ratio
+    summed over the parameters that did not move, the same check fails."""
+    opts = {"n_leapfrog": 3} if rule_cls is HMC else {}
+    assert _blocked_chain_error(rule_cls(step_size=0.5, burnin=1000, blocks=[["a"], ["b"]], **opts)) < 0.12
+    if rule_cls is MALA:
+        assert _blocked_chain_error(_UnmaskedRatio(step_size=0.5, burnin=1000, blocks=[["a"], ["b"]])) > 0.18
+
+
+def test_blocks_adapt_their_own_step_sizes():
+    B = get_backend("jax", dtype="float64")
+    std = np.array([20.0, 0.05])
+    energy = lambda p: 0.5 * (B.sum((p["a"] / std[0]) ** 2) + B.sum((p["b"] / std[1]) ** 2))
+    rule = MALA(step_size=0.1, burnin=2000, blocks=[["a"], ["b"]])
+    samples, state, _ = run_chain(rule, make_potential(energy), {"a": B.zeros((3,)), "b": B.zeros((3,))}, 12000, B.key(9))
+    eps = np.exp(B.to_numpy(state["log_step"]))
+    assert 100 < eps[0] / eps[1] < 1600, eps  # about the 400-fold ratio of the scales
+    w = np.concatenate([B.to_numpy(samples["a"]), B.to_numpy(samples["b"])], axis=1)[2000:]
+    np.testing.assert_allclose(w.std(0) / np.repeat(std, 3), 1.0, atol=0.2)
+    with pytest.raises(ValueError, match="blocks: parameter 'b' is in no block"):
+        run_chain(MALA(blocks=[["a"]]), make_potential(energy), {"a": B.zeros((3,)), "b": B.zeros((3,))}, 2)
+    with pytest.raises(ValueError, match="blocks must be"):
+        MALA(blocks=[[]])
+
+
+def test_blocks_on_a_network_by_layer(backend_name):
+    B = get_backend(backend_name)
+    net = _snn()
+    x, y = _task()
+    params = net.init(0, backend=B)
+    rule = MALA(step_size=0.05, n_data=40, burnin=30, blocks=[["layers.1"], ["layers.0"]], adapt_scale=True)
+    res = sample(rule, net, params, x, y, n_samples=6, backend=B, track=40)
+    assert np.shape(res.step_size) == (2,) and np.all(np.asarray(res.step_size) > 0)
+    first = np.concatenate([np.ravel(a) for a in _leaves(B.tree_to_numpy(params))])[res.tracked_index]
+    in_layer0 = res.tracked_index < int(np.prod(params["layers"][0]["w"].shape))
+    changed = np.abs(np.diff(np.vstack([first, res.tracked]), axis=0)) > 0  # (36, 40): which coordinates moved
+    odd, even = changed[1::2], changed[0::2]
+    assert not np.any(even[:, in_layer0]) and not np.any(odd[:, ~in_layer0])  # block 0 = layers.1 first, then layers.0

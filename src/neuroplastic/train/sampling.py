@@ -34,12 +34,14 @@ class SampleResult:
     state: dict
     predictive: Any  # a PredictiveAccumulator over the evaluation set (None without one)
     accept_rate: float
-    step_size: float
+    step_size: float | np.ndarray  # the kept chain's step (one per block with ``blocks``)
     trace: list[dict] = field(default_factory=list)
     samples: list[Any] = field(default_factory=list)
     seconds: float = 0.0
     tracked: np.ndarray | None = None  # (transitions, k): the tracked coordinates at every transition
     tracked_index: np.ndarray | None = None  # (k,): their positions in the flattened parameters
+    gradient_evals: int = 0  # evaluations of U and its proposal direction, burn-in included
+    scale: Any = None  # the proposal scales of the kept chain (numpy tree; None without preconditioning)
 
 
 def predict_probs(network: Any, params: Any, xs: Any, loss: Loss) -> Any:
@@ -78,7 +80,9 @@ def sample(
     ``result.samples`` with ``keep_params``).  ``progress(step, info)`` is called after each
     transition with floats.  ``track = k > 0`` records ``k`` coordinates of the flattened
     parameters, drawn at random (seeded by ``seed``), at every transition, burn-in included
-    (``result.tracked``, ``result.tracked_index``).
+    (``result.tracked``, ``result.tracked_index``).  Full batches reuse ``U`` and its direction
+    at the current state between transitions (:meth:`MALA.with_potential`: one gradient
+    evaluation per MALA transition, ``L`` per HMC one); ``result.gradient_evals`` counts them.
     """
     from ..analysis.uncertainty import PredictiveAccumulator
 
@@ -111,7 +115,12 @@ def sample(
     acc = PredictiveAccumulator(keep=keep_predictions) if eval_x is not None else None
     result = SampleResult(params=None, state={}, predictive=acc, accept_rate=float("nan"), step_size=float("nan"))
     t0 = time.perf_counter()
+    start_params = params
     state = trainer.init_state(params, seed)[1]
+    reused = batch_size is None
+    if reused:  # a fixed target: keep U and its direction at the current state in the sampler state
+        start = trainer.compile(lambda p, s, xs, ys: rule.with_potential(B, rule.potential(network, (xs, ys), objective), p, s))
+        state = start(params, state, B.asarray(x), B.asarray(y))
     n_params = sum(int(np.prod(np.shape(a))) for a in tree_leaves(params))
     index = np.sort(np.random.default_rng(seed).choice(n_params, min(int(track), n_params), replace=False)) if track else None
     tracked: list[np.ndarray] = []
@@ -134,8 +143,16 @@ def sample(
     result.params, result.state = params, state
     kept = max(total - rule.burnin, 1)
     result.accept_rate = float(B.to_numpy(state["accept_sum"])) / kept
-    result.step_size = float(np.exp(B.to_numpy(state["log_step"])))
+    step = np.exp(B.to_numpy(state["log_step"]))
+    result.step_size = float(step) if np.ndim(step) == 0 else step  # one per block with ``blocks``
     result.seconds = time.perf_counter() - t0
+    result.gradient_evals = len(result.trace) * rule.potential_evals(reused) + int(reused)
+    if "scale" in state:
+        from ..rules.langevin import align_to_params  # jax sorts the state's dict keys: back to params' order
+
+        result.scale = align_to_params(B.tree_to_numpy(state["scale"]), B.tree_to_numpy(start_params))
+    elif rule.scale is not None:
+        result.scale = rule.scale
     if index is not None:
         result.tracked, result.tracked_index = np.stack(tracked), index
     return result
