@@ -59,7 +59,7 @@ class _NoProposalCorrection(MALA):
     """MALA without the proposal-density ratio (Neko's sampler): only ``U(w) - U(w')``."""
 
     @staticmethod
-    def log_accept_ratio(B, w, u0, g0, w1, u1, g1, eps):
+    def log_accept_ratio(B, w, u0, g0, w1, u1, g1, eps, scale=None, mask=None):
         return u0 - u1
 
 

@@ -410,18 +410,12 @@ class MALA(Rule):
         energy ``u0``, proposal direction ``g0`` and scalar aux ``aux0``; ``scale``: ``s`` or ``None``;
         ``mask``: per-array 0/1 of the block to move, or ``None`` (all)."""
         xi = _normal_like(B, key, params)
-        if mask is not None:
-            ones = scale if scale is not None else tree_map(lambda w: 1.0, params)
-            w1 = tree_map(lambda w, g, z, s, m: w + m * (eps * s * z - 0.5 * eps * eps * s * s * g), params, g0, xi, ones, mask)
-            u1, g1, aux1 = potential(w1)
-            return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps, ones, mask), (u1, g1, _scalars(aux1))
-        if scale is None:
-            w1 = tree_map(lambda w, g, z: w - 0.5 * eps * eps * g + eps * z, params, g0, xi)
-            u1, g1, aux1 = potential(w1)
-            return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps), (u1, g1, _scalars(aux1))
-        w1 = tree_map(lambda w, g, z, s: w - 0.5 * eps * eps * s * s * g + eps * s * z, params, g0, xi, scale)
+        s = scale if scale is not None else tree_map(lambda w: 1.0, params)
+        m = mask if mask is not None else tree_map(lambda w: 1.0, params)
+        # w' = w - (eps^2/2) s^2 grad U + eps s xi, on the moving block only (m = 1: exactly the unmasked form)
+        w1 = tree_map(lambda w, g, z, s_, m_: w - m_ * (0.5 * eps * eps * s_ * s_ * g) + m_ * (eps * s_ * z), params, g0, xi, s, m)
         u1, g1, aux1 = potential(w1)
-        return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps, scale), (u1, g1, _scalars(aux1))
+        return w1, self.log_accept_ratio(B, params, u0, g0, w1, u1, g1, eps, scale, mask), (u1, g1, _scalars(aux1))
 
     def transition(self, B: Backend, potential: Potential, params: Any, state: dict) -> tuple[Any, dict, dict]:
         """One Metropolis-Hastings transition: ``(new_params, state, info)``.
@@ -444,10 +438,7 @@ class MALA(Rule):
         else:
             u0, g0, aux = potential(params)
         scale = state["scale"] if self.adapt_scale else self.scale_for(B, params)
-        if mask is None:
-            w1, log_alpha, (u1, g1, aux1) = self.propose(B, potential, params, u0, g0, _scalars(aux), eps, k_prop, scale)
-        else:
-            w1, log_alpha, (u1, g1, aux1) = self.propose(B, potential, params, u0, g0, _scalars(aux), eps, k_prop, scale, mask)
+        w1, log_alpha, (u1, g1, aux1) = self.propose(B, potential, params, u0, g0, _scalars(aux), eps, k_prop, scale, mask)
         log_alpha = B.where(B.isfinite(log_alpha), log_alpha, -math.inf)  # a diverged proposal is rejected
         accept_prob = B.exp(B.minimum(log_alpha, 0.0))
         if self.metropolis:
