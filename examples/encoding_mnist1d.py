@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import re
 import shlex
 import sys
@@ -69,6 +68,7 @@ import numpy as np
 
 from neuroplastic.data import Dataset, load_dataset
 from neuroplastic.encoders import contrast_decode, moving_window, step_forward, tbr_threshold, temporal_contrast, threshold_based
+from neuroplastic.experiment import machine_description
 from neuroplastic.sweep.stats import Summary, describe
 
 #: encodings in table order; ``none`` is the raw signal
@@ -251,24 +251,6 @@ def threshold_sweep(x_train: np.ndarray, factors: tuple[float, ...] = (0.5, 1.0,
 
 
 # ----------------------------------------------------------------------------- training
-def machine_description() -> str:
-    """Architecture, CPU model and widest AVX extension (from ``/proc/cpuinfo`` where there is one), OS and Python version."""
-    cpu = ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
-    if model:
-        cpu = model.group(1).strip()
-    if flags:
-        words = set(flags.group(1).split())
-        isa = "AVX-512" if "avx512f" in words else "AVX2" if "avx2" in words else "no AVX2"
-        cpu = f"{cpu} ({isa})" if cpu else isa
-    return ", ".join(part for part in (platform.machine(), cpu, platform.system(), f"Python {platform.python_version()}") if part)
-
-
 def build_trainer(data: Dataset, rule: str, epochs: int, backend: str = "jax", settings: dict | None = None,
                   network: str = "train-default") -> tuple[Any, Any, dict]:
     """``(net, trainer, settings)`` for ``rule`` on ``data`` with ``network``'s settings updated by ``settings``.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -31,6 +30,7 @@ import numpy as np
 from neuroplastic.backend import get_backend
 from neuroplastic.data import load_dataset
 from neuroplastic.data.arrays import Dataset, from_arrays
+from neuroplastic.experiment import machine_description
 from neuroplastic.models import build_model
 from neuroplastic.train.compare import GradientComparison
 
@@ -80,21 +80,6 @@ def phase_table(records_by_seed: Sequence[Sequence[dict]], rules: Sequence[str],
                 cells.append(f"{np.mean(per_seed):.3f} +- {np.std(per_seed):.3f}")
             lines.append(f"| {rule} | {LAYER_NAMES.get(layer, layer)} | {' | '.join(cells)} |")
     return lines
-
-
-def machine_description() -> str:
-    """The CPU model and core count, for the study pages (``/proc/cpuinfo`` where there is one)."""
-    import os
-
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def subset(data: Dataset, n_train: int | None) -> Dataset:

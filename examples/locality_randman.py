@@ -50,7 +50,8 @@ from neuroplastic.train.compare import GradientComparison
 from neuroplastic.tree import tree_leaves
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eprop_alignment import machine_description, phase_table, seed_stats  # noqa: E402
+from eprop_alignment import phase_table, seed_stats  # noqa: E402
+from neuroplastic.experiment import machine_description  # noqa: E402
 
 CODES = {"R-Randman": "rate", "T-Randman": "timing"}
 COMPARED = ("bptt", "ottt", "otpe", "ostl", "eprop", "fptt")

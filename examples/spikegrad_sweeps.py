@@ -44,7 +44,7 @@ from neuroplastic.train import Trainer
 from neuroplastic.train.optimizers import make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eprop_alignment import machine_description  # noqa: E402
+from neuroplastic.experiment import machine_description  # noqa: E402
 
 LAYERS = ["8C3", "P2", "16C3", "P2", "64", "10"]
 

@@ -48,7 +48,7 @@ from neuroplastic.surrogates import SURROGATES
 from neuroplastic.train import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eprop_alignment import machine_description  # noqa: E402
+from neuroplastic.experiment import machine_description  # noqa: E402
 
 DOC = Path("docs/studies/surrogate-path.md")
 IMG = Path("docs/img/surrogate_path.png")

@@ -44,6 +44,31 @@ CHECKPOINTS = "checkpoints"
 EFFICIENCY_EXAMPLES = 256
 
 
+def machine_description() -> str:
+    """Architecture, CPU model with its widest AVX extension, usable cores, OS and Python: the line that
+    says where a result was measured (results move by machine; ``/proc/cpuinfo`` where there is one)."""
+    import os
+    import re
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    cpu = model.group(1).strip() if model else platform.processor()
+    if flags:
+        words = set(flags.group(1).split())
+        isa = "AVX-512" if "avx512f" in words else "AVX2" if "avx2" in words else "no AVX2"
+        cpu = f"{cpu} ({isa})" if cpu else isa
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    parts = (platform.machine(), cpu, f"{cores} cores" if cores else "", platform.system(), f"Python {platform.python_version()}")
+    return ", ".join(part for part in parts if part)
+
+
 def load_run_data(cfg: RunConfig) -> Dataset:
     """The dataset of ``cfg``, passed through its encoder when ``cfg.encoder`` is set."""
     data = load_dataset(cfg.data, **cfg.data_options)
@@ -203,7 +228,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
         "final": history[-1] if history else {},
         "best_test_acc": max((h["test_acc"] for h in history), default=None),
         "wall_time_s": wall,
-        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
+        "machine": machine_description(),
         "efficiency": _efficiency(net, params, xs, rec),
     }
     if resume:
