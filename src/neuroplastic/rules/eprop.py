@@ -55,7 +55,7 @@ from ..losses import Objective
 from ..network import Connection, Network
 from ..protocols import require_network
 from .base import OnlineRule, backend_of, random_block_matrices
-from .traces import adjoint_trace_sum, init_eligibility, readout_leak, trace_step
+from .traces import adjoint_trace_sum, init_eligibility, readout_leak, synapse_sum, trace_step
 
 FEEDBACK = ("symmetric", "random", "adaptive")
 
@@ -240,7 +240,7 @@ class EProp(OnlineRule):
         pieces = network.split_stacked(r, B.einsum("bp,bo->po", pbar, dy))
         for l, F in enumerate(self.feedback_matrices(network, params, rule_state)):
             L_t = B.matmul(dy, B.transpose(F, (1, 0)))
-            pieces = add_pieces(pieces, network.split_stacked(l, B.einsum("bpn,bn->pn", ebar_all[l], L_t)))
+            pieces = add_pieces(pieces, network.split_stacked(l, synapse_sum(ebar_all[l], L_t)))
         pieces = self._decay_readout(network, params, pieces, 1.0 / T)
         new_carry = {"net": step.state, "eps": eps_all, "ebar": ebar_all, "pbar": pbar}
         return network.gradient_tree(params, pieces), new_carry, {"loss": loss_t, "output": y, "spikes": step.outs}

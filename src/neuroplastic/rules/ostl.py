@@ -60,7 +60,7 @@ from ..network import Network
 from ..protocols import require_network
 from .base import OnlineRule, backend_of
 from .eprop import add_pieces, block_trace_gradient, readout_pass
-from .traces import init_eligibility, readout_leak, trace_step
+from .traces import init_eligibility, readout_leak, synapse_sum, trace_step
 
 
 class OSTL(OnlineRule):
@@ -149,11 +149,11 @@ class OSTL(OnlineRule):
             eps_all.insert(0, eps)
             if kappa == 0:
                 ebar_all.insert(0, None)
-                g_l = B.einsum("bpn,bn->pn", e, signal)
+                g_l = synapse_sum(e, signal)
             elif l == r - 1:
                 ebar = kappa * carry["ebar"][l] + e
                 ebar_all.insert(0, ebar)
-                g_l = B.einsum("bpn,bn->pn", ebar, signal)
+                g_l = synapse_sum(ebar, signal)
             else:
                 ebar = kappa * carry["ebar"][l] + path[:, :, None, :] * e[:, None, :, :]
                 ebar_all.insert(0, ebar)

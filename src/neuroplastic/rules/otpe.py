@@ -53,7 +53,7 @@ from ..network import Network
 from ..protocols import require_network
 from .base import OnlineRule, StepLoss, backend_of, no_regularizer, per_step_loss
 from .eprop import add_pieces
-from .traces import adjoint_trace_sum, init_eligibility, psp_filter, psp_init, psp_step, single_decay, trace_step
+from .traces import adjoint_trace_sum, init_eligibility, psp_filter, psp_init, psp_step, single_decay, synapse_sum, trace_step
 
 
 class OTPE(OnlineRule):
@@ -106,6 +106,7 @@ class OTPE(OnlineRule):
         return c.synapse.transpose(network.connection_params(params, c), g)
 
     def _step(self, network: Network, params: dict, carry: dict, x_t: Any, step_loss: StepLoss):
+        """One online step; ``step_loss`` reads the readout's output only (a per-step loss, no regulariser)."""
         B = backend_of(params)
         mus = self._check(network)
         step = network.step_record(params, carry["net"], x_t, jacobians=True)
@@ -126,23 +127,32 @@ class OTPE(OnlineRule):
             new_blocks.append(c)
             directs.append(direct)
 
-        (_, loss_t), d_outs = B.value_and_grad(lambda o: step_loss(o), has_aux=True)(list(step.outs))
+        # the loss reads the readout only, so a hidden block's direct term d^l is zero: it is left
+        # out (None) rather than multiplied into a (B, P, n) trace
+        outs = list(step.outs)
+        (_, loss_t), d_y = B.value_and_grad(lambda y: step_loss(outs[:-1] + [y]), has_aux=True)(outs[-1])
+        d_outs = [None] * (len(outs) - 1) + [d_y]
         pieces: dict = {}
         signal = None
         for l in range(len(network.blocks) - 1, -1, -1):
             c, d = new_blocks[l], d_outs[l]
+            dW = None
             if self.approximate:
                 a, z_I = directs[l]
-                dW = B.einsum("bp,bn->pn", a, d * z_I)
+                if d is not None:
+                    dW = B.einsum("bp,bn->pn", a, d * z_I)
                 if signal is not None:
-                    dW = dW + B.einsum("bp,bn->pn", c["zhat"], signal * c["gbar"])
+                    up = B.einsum("bp,bn->pn", c["zhat"], signal * c["gbar"])
+                    dW = up if dW is None else dW + up
             else:
-                dW = B.einsum("bpn,bn->pn", directs[l], d)
+                if d is not None:
+                    dW = synapse_sum(directs[l], d)
                 if signal is not None:
-                    dW = dW + B.einsum("bpn,bn->pn", c["R"], signal)
+                    up = synapse_sum(c["R"], signal)
+                    dW = up if dW is None else dW + up
             pieces = add_pieces(pieces, network.split_stacked(l, dW))
             if l > 0:
-                g = d if signal is None else signal + d
+                g = d if signal is None else (signal if d is None else signal + d)
                 signal = self._down(network, params, l, g * c["gbar"])
         new_carry = {"net": step.state, "blocks": new_blocks}
         return network.gradient_tree(params, pieces), new_carry, {"loss": loss_t, "output": step.outs[-1], "spikes": step.outs}

@@ -42,7 +42,7 @@ from ..network import Network
 from ..protocols import require_network
 from .base import OnlineRule, backend_of, random_block_matrices
 from .eprop import add_pieces
-from .traces import psp_init, psp_step
+from .traces import psp_init, psp_step, synapse_sum
 
 FEEDBACK = ("random", "symmetric")
 
@@ -138,10 +138,10 @@ class SuperSpike(OnlineRule):
         loss_t = 0.5 * scale * B.sum(f * f) / batch
         err = (scale / batch) * f
         r = len(network.blocks) - 1
-        pieces = network.split_stacked(r, B.einsum("bpn,bn->pn", elig[r], err))
+        pieces = network.split_stacked(r, synapse_sum(elig[r], err))
         for l, F in enumerate(self.feedback_matrices(network, params, rule_state)):
             e_l = B.matmul(err, B.transpose(F, (1, 0)))
-            pieces = add_pieces(pieces, network.split_stacked(l, B.einsum("bpn,bn->pn", elig[l], e_l)))
+            pieces = add_pieces(pieces, network.split_stacked(l, synapse_sum(elig[l], e_l)))
         grads = network.gradient_tree(params, pieces)
         new_carry = {"net": step.state, "traces": traces, "elig": elig, "error": f}
         return grads, new_carry, {"loss": loss_t, "output": step.outs[-1], "spikes": step.outs}

@@ -99,6 +99,18 @@ def trace_step(J: CellJacobians, eps: dict, pre: Any) -> tuple[dict, Any]:
     return new, e
 
 
+def synapse_sum(trace: Any, signal: Any) -> Any:
+    """``sum_b trace[b, p, n] * signal[b, n]`` ``(P, n)``: a per-synapse trace ``(B, P, n)`` weighted by a
+    per-neuron signal ``(B, n)`` and summed over the batch (``einsum("bpn,bn->pn")``).
+
+    Written as a product and a sum: torch's ``einsum`` turns this contraction into a batched
+    product over ``n`` and copies the trace into that layout slice by slice (ten times slower
+    on a ``(64, 129, 128)`` trace), and XLA fuses the two into one reduction.
+    """
+    B = ops_for(trace)
+    return B.sum(trace * signal[:, None, :], axis=0)
+
+
 def adjoint_trace_sum(J: CellJacobians, pre: Any, signal: Any) -> Any:
     """``sum_t sum_b signal_t e_t`` ``(P, n)`` (``e`` the per-synapse eligibility trace) without forming ``e``.
 
@@ -129,5 +141,5 @@ def adjoint_trace_sum(J: CellJacobians, pre: Any, signal: Any) -> Any:
 
 
 __all__ = [
-    "adjoint_trace_sum", "init_eligibility", "psp_filter", "psp_init", "psp_step", "single_decay", "trace_step",
+    "adjoint_trace_sum", "init_eligibility", "synapse_sum", "psp_filter", "psp_init", "psp_step", "single_decay", "trace_step",
 ]

@@ -1,0 +1,155 @@
+"""The fast paths of the online rules give the reference paths' numbers (float64, both backends).
+
+* cell Jacobians by one reverse-mode pass over stacked input copies against one forward-mode
+  ``jvp`` per input field (:func:`neuroplastic.cells.jacobians.step_with_jacobians`);
+* ``synapse_sum`` (product and sum) against ``einsum("bpn,bn->pn")``;
+* whole online steps of the trace rules with the reverse-mode Jacobians against the forward-mode ones.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from neuroplastic.cells import ALIF, LIF, Identity, LeakyReadout, SignedIF, TanhRNN
+from neuroplastic.cells.jacobians import jacobian_method, step_with_jacobians
+from neuroplastic.tree import tree_leaves, tree_paths
+
+CELLS = {
+    "lif": LIF(tau_mem=5.0),
+    "lif-current-attached-reset": LIF(tau_mem=5.0, tau_syn=3.0, detach_reset=False),
+    "lif-zero-reset": LIF(tau_mem=5.0, reset="zero", detach_reset=False),
+    "lif-snntorch": LIF.snntorch(0.9),
+    "lif-trained-decay": LIF(tau_mem=5.0, train_decay=True),
+    "alif": ALIF(),
+    "readout": LeakyReadout(),
+    "identity": Identity(),
+    "tanh": TanhRNN(leak=0.3),
+    "signed-if": SignedIF(),
+}
+
+
+def _inputs(B, cell, seed=0, batch=5, n=7):
+    rng = np.random.default_rng(seed)
+    state = {k: B.asarray(rng.normal(0.5, 1.0, (batch, n))) for k in cell.state_names}
+    if "z" in state:
+        state["z"] = B.asarray((rng.random((batch, n)) < 0.5).astype(np.float64))
+    params = {k: B.asarray(v * rng.uniform(0.8, 1.0, n)) for k, v in cell.init_params(rng, n).items()}
+    return params, state, B.asarray(rng.normal(0.3, 1.0, (batch, n)))
+
+
+def _by_path(tree):
+    return dict(zip(tree_paths(tree), tree_leaves(tree)))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_reverse_jacobians_equal_forward(B64, name):
+    cell = CELLS[name]
+    params, state, current = _inputs(B64, cell)
+    fwd = _by_path(step_with_jacobians(cell, params, state, current, method="forward"))
+    rev = _by_path(step_with_jacobians(cell, params, state, current, method="reverse"))
+    assert sorted(fwd) == sorted(rev)  # the same state fields and Jacobian entries (JAX sorts dict keys)
+    for path, a in fwd.items():
+        np.testing.assert_allclose(B64.to_numpy(rev[path]), B64.to_numpy(a), rtol=1e-13, atol=1e-14, err_msg=path)
+    # and the step's values are the cell's own
+    new_state, out = cell.step(params, state, current)
+    np.testing.assert_array_equal(B64.to_numpy(step_with_jacobians(cell, params, state, current)[1]), B64.to_numpy(out))
+
+
+def test_reverse_jacobians_keep_the_callers_graph(B64):
+    """The values come from the cell's own step, so a gradient through them is the plain step's."""
+    cell = CELLS["alif"]
+    params, state, current = _inputs(B64, cell)
+
+    def through(method):
+        def f(i):
+            new, out, _ = step_with_jacobians(cell, params, state, i, method=method)
+            return B64.sum(out * 1.5) + B64.sum(new["v"] ** 2)
+
+        return B64.to_numpy(B64.value_and_grad(f)(current)[1])
+
+    np.testing.assert_allclose(through("reverse"), through("forward"), rtol=1e-13, atol=1e-14)
+
+
+def test_auto_method(B64):
+    cell = CELLS["lif"]
+    _, state, current = _inputs(B64, cell)
+    expected = "forward" if B64.compiles else "reverse"
+    assert jacobian_method(B64, state, current) == expected
+    assert jacobian_method(B64, state, current, "forward") == "forward"
+    with pytest.raises(ValueError, match="method: unknown Jacobian method 'sideways'"):
+        step_with_jacobians(cell, {}, state, current, method="sideways")
+
+
+def test_auto_method_under_a_transform_is_forward(B64):
+    """Inside an outer transform (vmap) the inputs are traced: ``auto`` keeps the forward-mode reference."""
+    cell = CELLS["lif"]
+    _, state, current = _inputs(B64, cell)
+    seen = []
+
+    def f(i):
+        seen.append(jacobian_method(B64, state, i))
+        return step_with_jacobians(cell, {}, state, i)[2].z_I
+
+    stacked = B64.stack([current, current * 0.5])
+    out = B64.vmap(f)(stacked)
+    assert seen and set(seen) == {"forward"}
+    np.testing.assert_allclose(B64.to_numpy(out[1]), B64.to_numpy(step_with_jacobians(cell, {}, state, current * 0.5)[2].z_I),
+                               rtol=1e-13)
+
+
+def test_synapse_sum_equals_einsum(B64):
+    from neuroplastic.rules.traces import synapse_sum
+
+    rng = np.random.default_rng(1)
+    trace, signal = B64.asarray(rng.normal(size=(6, 9, 4))), B64.asarray(rng.normal(size=(6, 4)))
+    np.testing.assert_allclose(B64.to_numpy(synapse_sum(trace, signal)), B64.to_numpy(B64.einsum("bpn,bn->pn", trace, signal)),
+                               rtol=1e-13, atol=1e-14)
+
+
+# ------------------------------------------------------------------ whole online steps
+def _online_case(B, rule_name, rng_seed=0):
+    from neuroplastic.layers import Dense, RecurrentDense
+    from neuroplastic.network import Network
+
+    layers = [RecurrentDense(6), ALIF(), Dense(3), LeakyReadout()]
+    if rule_name == "otpe":
+        layers = [RecurrentDense(6), LIF(tau_mem=4.0), Dense(5), LIF(tau_mem=3.0), Dense(3), LeakyReadout()]
+    net = Network(4, layers)
+    params = net.init(rng_seed, backend=B)
+    rng = np.random.default_rng(rng_seed)
+    xs = B.asarray((rng.random((7, 3, 4)) < 0.5).astype(np.float64) * 2.0)
+    ys = B.asarray(rng.integers(0, 3, 3))
+    return net, params, xs, ys
+
+
+@pytest.mark.parametrize("rule_name", ["eprop-symmetric", "ostl", "otpe", "otpe-approximate"])
+def test_online_rules_equal_with_either_jacobians(B64, rule_name, monkeypatch):
+    """Deferred (summed per-step) gradients of the trace rules: reverse-mode cell Jacobians (torch's
+    default) against forward-mode ones, and OTPE's direct terms (readout only) against the recursion."""
+    import neuroplastic.network as network_module
+    from neuroplastic.losses import Objective, make_loss
+    from neuroplastic.rules import make_rule
+    from neuroplastic.rules.base import run_online
+
+    rule = make_rule("otpe") if rule_name.startswith("otpe") else make_rule(rule_name)
+    if rule_name == "otpe-approximate":
+        from neuroplastic.rules.otpe import OTPE
+
+        rule = OTPE(approximate=True)
+    net, params, xs, ys = _online_case(B64, rule_name.split("-")[0])
+    objective = Objective(make_loss("ce_per_step"))
+    state = rule.init(net, params, B64.key(0))
+
+    def grads(method):
+        monkeypatch.setattr(network_module, "step_with_jacobians", functools.partial(step_with_jacobians, method=method))
+        _, g, _, aux, _ = run_online(rule, net, params, state, (xs, ys), objective, "deferred", None, None)
+        return [B64.to_numpy(x) for x in tree_leaves(g)], float(B64.to_numpy(aux["loss"]))
+
+    (g_rev, loss_rev), (g_fwd, loss_fwd) = grads("reverse"), grads("forward")
+    assert loss_rev == loss_fwd
+    assert any(np.abs(g).max() > 0 for g in g_fwd)
+    for a, b in zip(g_rev, g_fwd):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
