@@ -153,3 +153,56 @@ def test_online_rules_equal_with_either_jacobians(B64, rule_name, monkeypatch):
     assert any(np.abs(g).max() > 0 for g in g_fwd)
     for a, b in zip(g_rev, g_fwd):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_trace_step_product_order_keeps_the_numbers(B64):
+    """``trace_step`` forms ``pre (x) dz/dI`` with the presynaptic operand first (fast on torch): the same numbers."""
+    from neuroplastic.rules.traces import trace_step
+
+    cell = CELLS["alif"]
+    params, state, current = _inputs(B64, cell)
+    J = step_with_jacobians(cell, params, state, current)[2]
+    rng = np.random.default_rng(3)
+    pre = B64.asarray(rng.normal(size=(5, 4)))
+    eps = {a: B64.asarray(rng.normal(size=(5, 4, 7))) for a in cell.state_names}
+    new, e = trace_step(J, eps, pre)
+    np_ = B64.to_numpy
+    p3 = np_(pre)[:, :, None]
+    e_ref = np_(J.z_I)[:, None, :] * p3
+    for b in cell.state_names:
+        e_ref = e_ref + np_(J.z_h[b])[:, None, :] * np_(eps[b])
+    np.testing.assert_array_equal(np_(e), e_ref)
+    for a in cell.state_names:
+        ref = np_(J.h_I[a])[:, None, :] * p3
+        for b in cell.state_names:
+            ref = ref + np_(J.h_h[a][b])[:, None, :] * np_(eps[b])
+        np.testing.assert_array_equal(np_(new[a]), ref)
+
+
+def test_rtrl_basis_is_built_once_per_layout(B64):
+    from neuroplastic.rules.rtrl import RTRL, parameter_basis
+
+    rule = RTRL()
+    nets = [_online_case(B64, "eprop")[:2], _online_case(B64, "otpe")[:2]]
+    for net, params in nets + nets:
+        basis = rule._basis(params)
+        ref = parameter_basis(params)[0]
+        assert tree_paths(basis) == tree_paths(ref)
+        for a, b in zip(tree_leaves(basis), tree_leaves(ref)):
+            np.testing.assert_array_equal(B64.to_numpy(a), B64.to_numpy(b))
+    net, params = nets[0]
+    if not B64.compiles:
+        assert rule._basis(params) is rule._basis(params)
+
+
+def test_rtrl_contraction_equals_einsum(B64):
+    from neuroplastic.rules.rtrl import RTRL
+
+    net, params, xs, _ = _online_case(B64, "eprop")
+    rng = np.random.default_rng(4)
+    M = {"layers": [{"out": B64.asarray(rng.normal(size=(11, 3, blk.size)))} for blk in net.blocks]}
+    dz = [B64.asarray(rng.normal(size=(3, blk.size))) for blk in net.blocks]
+    ref = sum(B64.to_numpy(B64.einsum("pbn,bn->p", M["layers"][l]["out"], dz[l])) for l in range(len(dz)))
+    np.testing.assert_allclose(B64.to_numpy(RTRL._contract(net, M, dz)), ref, rtol=1e-13)
+    only_last = B64.to_numpy(RTRL._contract(net, M, [None] * (len(dz) - 1) + [dz[-1]]))
+    np.testing.assert_allclose(only_last, B64.to_numpy(B64.einsum("pbn,bn->p", M["layers"][-1]["out"], dz[-1])), rtol=1e-13)

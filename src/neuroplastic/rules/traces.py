@@ -86,13 +86,15 @@ def init_eligibility(B: Any, names: tuple, batch: int, n_pre: int, n: int) -> di
 
 def trace_step(J: CellJacobians, eps: dict, pre: Any) -> tuple[dict, Any]:
     """Advance the eligibility vectors once and return ``(eps_t, e_t)``; see the module docstring."""
+    # the (B, P, 1) operand first: torch lays the product out after its first operand, and with the
+    # (B, 1, n) one first it walks the stride-0 axis innermost, 30x slower (the same numbers either way)
     pre3 = pre[:, :, None]
-    e = J.z_I[:, None, :] * pre3
+    e = pre3 * J.z_I[:, None, :]
     for b, eps_b in eps.items():
         e = e + J.z_h[b][:, None, :] * eps_b
     new = {}
     for a in eps:
-        acc = J.h_I[a][:, None, :] * pre3
+        acc = pre3 * J.h_I[a][:, None, :]
         for b, eps_b in eps.items():
             acc = acc + J.h_h[a][b][:, None, :] * eps_b
         new[a] = acc
