@@ -27,7 +27,7 @@ from typing import Any
 from ..backend import ops_for
 from ..losses import Objective
 from ..network import Network
-from ..tree import tree_leaves, tree_map, tree_unflatten_like
+from ..tree import tree_leaves, tree_map, tree_paths, tree_unflatten_like
 from .base import OnlineRule
 
 
@@ -88,11 +88,16 @@ class RTRL(OnlineRule):
 
     @staticmethod
     def _contract(network: Network, M: dict, dz: list) -> Any:
-        """``sum_l sum_{b,n} M^l_out[p, b, n] * dz^l[b, n]`` -> ``(P,)``."""
-        B = ops_for(dz[0])
-        total = 0.0
+        """``sum_l sum_{b,n} M^l_out[p, b, n] * dz^l[b, n]`` -> ``(P,)``; blocks with ``dz^l = None`` add nothing.
+
+        Each term is a matrix-vector product of ``M^l_out`` flattened to ``(P, B n)``."""
+        total = None
         for M_l, d in zip(network.block_outputs(M), dz):
-            total = total + B.einsum("pbn,bn->p", M_l, d)
+            if d is None:
+                continue
+            B = ops_for(d)
+            term = B.matmul(B.reshape(M_l, (M_l.shape[0], -1)), B.reshape(d, (-1,)))
+            total = term if total is None else total + term
         return total
 
     def gradients(self, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective):
@@ -113,6 +118,22 @@ class RTRL(OnlineRule):
         (_, _, g), _ = B.scan(body, (state, M, B.zeros((P,))), (xs, dz))
         return flat_to_tree(g, params), rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
 
+    def _basis(self, params: dict) -> Any:
+        """:func:`parameter_basis` of ``params``, built once per parameter layout on a backend that does not
+        compile (torch would otherwise build a ``P x P`` identity at every online step; under ``jit`` it is
+        built once per trace anyway, and a traced array must not outlive its trace)."""
+        leaves = tree_leaves(params)
+        B = ops_for(leaves[0])
+        if B.compiles:
+            return parameter_basis(params)[0]
+        key = (B.name, str(getattr(leaves[0], "device", "")), str(leaves[0].dtype), tuple(tree_paths(params)),
+               tuple(tuple(x.shape) for x in leaves))
+        cache = self.__dict__.setdefault("_basis_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = parameter_basis(params)[0]
+        return cache[key]
+
     def online_init(self, network: Network, params: dict, rule_state: Any, batch_size: int) -> dict:
         basis, state, M = self._init(network, params, batch_size)
         return {"net": state, "M": M}
@@ -121,10 +142,10 @@ class RTRL(OnlineRule):
         if objective.regularizer is not None:
             raise ValueError("regularizer: RTRL applies the rate regulariser in offline mode only")
         B = ops_for(x_t)
-        basis, _ = parameter_basis(params)
-        state, y, M = self._advance(network, params, basis, carry["net"], carry["M"], x_t)
+        state, y, M = self._advance(network, params, self._basis(params), carry["net"], carry["M"], x_t)
         loss_t, dy = B.value_and_grad(lambda yy: objective.loss.per_step(yy, target_t, t, T))(y)
         outs = network.block_outputs(state)
-        dz = [B.zeros_like(z) for z in outs[:-1]] + [dy]
+        # the per-step loss reads the readout only: the other blocks' dz are zero and left out
+        dz = [None] * (len(outs) - 1) + [dy]
         grads = flat_to_tree(self._contract(network, M, dz), params)
         return grads, {"net": state, "M": M}, {"loss": loss_t, "output": y, "spikes": outs}
