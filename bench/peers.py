@@ -147,13 +147,14 @@ IMPLEMENTATIONS: tuple[Implementation, ...] = (
                    options={"backend": "jax"}, note="`BPTT().gradients`, jit-compiled"),
     Implementation("neuroplastic-torch", "**neuroplastic, torch**", "neuroplastic_impl.py", "neuroplastic",
                    options={"backend": "torch"}, framework="torch", note="`BPTT().gradients`, eager"),
-    Implementation("neuroplastic-jax-reference", "neuroplastic, JAX, reference path (`fused=False`)", "neuroplastic_impl.py",
-                   "reference", options={"backend": "jax", "fused": False},
-                   note="as neuroplastic, JAX, with `Network(..., fused=False)`: a scan of `LIF.step` per layer instead of "
-                        "the fused kernel (the speed of the fused kernel, measured in the same run)"),
-    Implementation("neuroplastic-torch-reference", "neuroplastic, torch, reference path (`fused=False`)", "neuroplastic_impl.py",
-                   "reference", options={"backend": "torch", "fused": False}, framework="torch",
-                   note="as neuroplastic, torch, with `Network(..., fused=False)`"),
+    Implementation("neuroplastic-jax-reference", "neuroplastic, JAX, reference path", "neuroplastic_impl.py",
+                   "reference", options={"backend": "jax", "fused": False, "events": False},
+                   note="as neuroplastic, JAX, with `Network(..., fused=False)` and `NEUROPLASTIC_EVENT_KERNELS=0`: a scan "
+                        "of `LIF.step` per layer instead of the fused kernel, dense products instead of the event kernels "
+                        "(the speed of the fast paths, measured in the same run)"),
+    Implementation("neuroplastic-torch-reference", "neuroplastic, torch, reference path", "neuroplastic_impl.py",
+                   "reference", options={"backend": "torch", "fused": False, "events": False}, framework="torch",
+                   note="as neuroplastic, torch, with `Network(..., fused=False)` and `NEUROPLASTIC_EVENT_KERNELS=0`"),
     Implementation("jax-scan", "plain JAX, scan over time, all layers in the body", "plain_jax.py", "reference",
                    options={"variant": "scan"}),
     Implementation("jax-layer", "plain JAX, layer by layer (one matmul per layer, scan per LIF)", "plain_jax.py", "reference",

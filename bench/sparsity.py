@@ -9,7 +9,10 @@ dense and in the sparse forms each framework offers on the CPU:
 * torch: CSR (``x.to_sparse_csr() @ W``, MKL's sparse routines) and COO
   (``torch.sparse.mm``), the conversion from dense included in the time;
 * JAX (jit-compiled; the number of non-zeros is fixed at trace time): ``BCOO.fromdense`` and
-  a gather + ``segment_sum`` of the active rows of ``W``.
+  a gather + ``segment_sum`` of the active rows of ``W``;
+* both: ``event``, neuroplastic's own event kernels (``backend/event_matmul.cc``: the
+  non-zeros listed per row, rows of ``W`` in 256-byte column panels; through ``ctypes`` on
+  torch and an XLA FFI call on JAX), the kernels ``Backend.event_matmul`` selects.
 
 The figure is the process CPU time of one call (minimum over ``--repeats``), which a loaded,
 shared machine inflates less than wall-clock time; every (framework, density) runs in its
@@ -32,7 +35,7 @@ if __package__ in (None, ""):
 from bench import common  # noqa: E402
 
 NAME = "sparsity"
-DEFAULTS = {"rows": 4096, "hidden": 2048, "densities": [0.005, 0.01, 0.02, 0.04, 0.083, 0.15], "repeats": 3, "seed": 0}
+DEFAULTS = {"rows": 4096, "hidden": 2048, "densities": [0.01, 0.02, 0.04, 0.083, 0.15, 0.25], "repeats": 3, "seed": 0}
 
 
 def _cpu_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -65,6 +68,10 @@ def measure(config: dict) -> dict:
             "csr": (lambda: xt.to_sparse_csr() @ Wt, lambda: xt.T.contiguous().to_sparse_csr() @ gt),
             "coo": (lambda: torch.sparse.mm(xt.to_sparse(), Wt), lambda: torch.sparse.mm(xt.T.to_sparse(), gt)),
         }
+        from neuroplastic.backend import events_torch, native
+
+        if native.event_library() is not None:
+            forms["event"] = (lambda: events_torch._forward(xt, Wt), lambda: events_torch._weight_grad(xt, gt))
         to_np = lambda a: a.numpy()  # noqa: E731
     else:
         import jax
@@ -85,6 +92,12 @@ def measure(config: dict) -> dict:
                      jax.jit(lambda a, b: sparse.BCOO.fromdense(a.T, nse=nse_t) @ b)),
             "segment_sum": (jax.jit(lambda a, b: segment(a, b, nse)), jax.jit(lambda a, b: segment(a.T, b, nse_t))),
         }
+        from neuroplastic.backend import events_jax, native
+
+        if native.event_library_ffi() is not None:
+            threads = native.usable_threads()
+            compiled["event"] = (jax.jit(lambda a, b: events_jax._ffi("event_matmul", a, b, (a.shape[0], b.shape[1]), threads)),
+                                 jax.jit(lambda a, b: events_jax._ffi("event_matmul_xt", a, b, (a.shape[1], b.shape[1]), threads)))
         forms = {k: (lambda f=f: jax.block_until_ready(f(xj, Wj)), lambda f=b: jax.block_until_ready(f(xj, gj)))
                  for k, (f, b) in compiled.items()}
         to_np = np.asarray

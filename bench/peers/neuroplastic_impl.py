@@ -3,8 +3,9 @@
 ``Network(100, [Dense(H, bias=True), LIF(decay=0.9, threshold=1, surrogate=FastSigmoid(25)),
 Dense(H, bias=True), LIF(...), Dense(10, bias=True), LIF(...)])`` (LIF's default
 subtractive, detached reset), one ``BPTT().gradients`` of ``ce_sum``; jit-compiled on JAX
-(compiled ahead of time, timed as ``compile_s``), eager on torch; option ``fused=False`` runs
-the reference path instead of the fused LIF kernels.  The problem's numpy weights replace
+(compiled ahead of time, timed as ``compile_s``), eager on torch; options ``fused=False`` and
+``events=False`` run the reference path instead of the fused LIF kernels and the event-driven
+products.  The problem's numpy weights replace
 the initial parameters leaf by leaf (the ``w``/``b`` leaves of the parameter tree, in layer
 order, checked by shape).
 """
@@ -33,6 +34,8 @@ def _weight_paths(paths: list[str], leaves: list[Any], problem: dict) -> dict[st
 
 def measure(config: dict) -> dict:
     """Time and check one (backend, H) configuration; runs in the child process."""
+    import os
+
     import numpy as np
 
     from bench import common
@@ -46,6 +49,8 @@ def measure(config: dict) -> dict:
     from neuroplastic.tree import tree_flatten_dict, tree_leaves, tree_paths, tree_unflatten_like
 
     cfg = {**peers.DEFAULTS, **config}
+    if not cfg.get("events", True):
+        os.environ["NEUROPLASTIC_EVENT_KERNELS"] = "0"  # the dense products (this child process only)
     name = cfg["backend"]
     problem = peers.load_problem(cfg["problem"])
     H, n_out = problem["w2"].shape[0], problem["w3"].shape[1]

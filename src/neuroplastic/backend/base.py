@@ -273,6 +273,16 @@ class Backend:
         """Matrix product (batched over leading axes)."""
         raise NotImplementedError
 
+    def event_matmul(self, x, w) -> Any:
+        """``x @ w`` for a ``x`` (``(..., K)``) that may be mostly zeros, such as spikes, and a 2-D ``w``.
+
+        Backends with an event-driven kernel (:mod:`neuroplastic.backend.native`) use it where it
+        pays (large products, ``x`` at most :data:`~neuroplastic.backend.native.MAX_DENSITY`
+        non-zero, reverse-mode differentiation) and the dense product elsewhere: the same numbers
+        up to the rounding of another summation order.  This reference is the dense product.
+        """
+        return self.matmul(x, w)
+
     def einsum(self, spec, *xs) -> Any:
         """Einstein summation."""
         raise NotImplementedError

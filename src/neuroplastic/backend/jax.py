@@ -69,6 +69,12 @@ class JaxBackend(NumpyLikeOps, Backend):
     def matmul(self, a: Any, b: Any) -> Any:
         return jnp.matmul(a, b, precision=self.matmul_precision)
 
+    def event_matmul(self, x: Any, w: Any) -> Any:
+        """The event kernel of :mod:`.events_jax` on the CPU where it applies, else :meth:`matmul`."""
+        from . import events_jax
+
+        return events_jax.event_matmul(x, w) if self.matmul_precision == "highest" else self.matmul(x, w)
+
     def einsum(self, spec: str, *xs: Any) -> Any:
         return jnp.einsum(spec, *xs, precision=self.matmul_precision)
 

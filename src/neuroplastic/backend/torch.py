@@ -189,6 +189,13 @@ class TorchBackend(Backend):
 
     # shapes and products
     def matmul(self, a, b): return torch.matmul(a, b)
+
+    def event_matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The event kernel of :mod:`.events_torch` on the CPU where it applies, else :meth:`matmul`."""
+        from . import events_torch
+
+        return events_torch.event_matmul(x, w)
+
     def einsum(self, spec, *xs): return torch.einsum(spec, *xs)
     def outer(self, a, b): return a[..., :, None] * b[..., None, :]
     def stack(self, xs, axis=0): return torch.stack(list(xs), dim=axis)

@@ -56,7 +56,12 @@ class Synapse:
 
 @dataclass(frozen=True)
 class DenseMap(Synapse):
-    """``I = x @ w``; ``mask_diagonal`` keeps ``diag(w)`` out of the map (no self-connections)."""
+    """``I = x @ w``; ``mask_diagonal`` keeps ``diag(w)`` out of the map (no self-connections).
+
+    :meth:`apply` uses :meth:`Backend.event_matmul <neuroplastic.backend.base.Backend.event_matmul>`:
+    where ``x`` is sparse spikes over many steps at once, an event-driven product (same numbers
+    up to summation order); a single step or a dense input takes the dense product.
+    """
 
     n_src: int
     n_dst: int
@@ -71,7 +76,7 @@ class DenseMap(Synapse):
         return w * (1.0 - ops_for(w).eye(self.n_dst, dtype=w.dtype))
 
     def apply(self, p: dict, x: Any) -> Any:
-        return ops_for(x).matmul(x, self.weight(p))
+        return ops_for(x).event_matmul(x, self.weight(p))
 
     def transpose(self, p: dict, g: Any) -> Any:
         B = ops_for(g)

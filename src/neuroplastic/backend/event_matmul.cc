@@ -1,0 +1,230 @@
+// Event-driven products of a mostly-zero (spike) matrix x with a dense matrix.
+//
+//   forward:            out (N x M) = x (N x K) @ w (K x M)
+//   weight gradient:    out (K x M) = x (N x K)^T @ g (N x M)
+//
+// Only the non-zero entries of x are visited: a row's non-zeros are listed once (CSR: column
+// index and value), and each adds value * (a row of w) into the output row -- for a binary
+// spike matrix at density p that is p * N * K * M multiply-adds instead of N * K * M.
+//
+// Cache layout: the dense operand is cut into column chunks of 256 bytes (64 floats / 32
+// doubles) stored as contiguous panels (chunk, row, 256 bytes), so a gathered row of a chunk
+// is 4 adjacent cache lines and a panel of a 2048-row matrix (512 KiB) stays in L2; a
+// row's accumulators for one chunk are 8 vector registers.  Rows of x whose width is a
+// power of two would otherwise map the gathered rows of w onto a few cache sets.
+//
+// Order of the sums: each output element is summed over the non-zeros of x in increasing
+// index order (k for the forward, n for the weight gradient), by one thread; the result
+// therefore does not depend on the number of threads.  It differs from a dense GEMM's
+// blocked order by rounding only.
+//
+// Entry points: plain C functions for ctypes (torch backend) and, when compiled with
+// NEUROPLASTIC_XLA_FFI, XLA FFI handlers for jax.ffi (JAX backend).  Built on first use by
+// neuroplastic.backend.native.
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <thread>
+#include <vector>
+
+namespace {
+
+typedef float vf __attribute__((vector_size(32), aligned(4)));
+typedef double vd __attribute__((vector_size(32), aligned(8)));
+template <typename T> struct Vec;
+template <> struct Vec<float> { typedef vf type; };
+template <> struct Vec<double> { typedef vd type; };
+
+constexpr int64_t kChunkBytes = 256;  // 8 vectors of 32 bytes
+constexpr int64_t kRowBlock = 256;    // rows of x per forward tile
+
+// Runs fn(0..ntiles-1) on up to nthreads threads, tile t on thread t % nthreads.
+template <typename F>
+void parallel_for(int64_t ntiles, int nthreads, const F &fn) {
+  if (nthreads > ntiles) nthreads = static_cast<int>(ntiles);
+  if (nthreads <= 1) {
+    for (int64_t t = 0; t < ntiles; ++t) fn(t);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(nthreads - 1);
+  for (int i = 1; i < nthreads; ++i)
+    pool.emplace_back([&, i] { for (int64_t t = i; t < ntiles; t += nthreads) fn(t); });
+  for (int64_t t = 0; t < ntiles; t += nthreads) fn(t);
+  for (auto &th : pool) th.join();
+}
+
+template <typename T>
+struct Csr {
+  std::vector<int64_t> start;  // N + 1
+  std::vector<int32_t> index;  // nnz
+  std::vector<T> value;        // nnz
+};
+
+// The non-zeros of each row of x (N x K), in increasing column order.
+template <typename T>
+void build_csr(const T *x, int64_t N, int64_t K, Csr<T> &c, int nthreads) {
+  c.start.assign(N + 1, 0);
+  const int64_t nblocks = (N + kRowBlock - 1) / kRowBlock;
+  parallel_for(nblocks, nthreads, [&](int64_t b) {
+    const int64_t n1 = (b + 1) * kRowBlock < N ? (b + 1) * kRowBlock : N;
+    for (int64_t n = b * kRowBlock; n < n1; ++n) {
+      const T *row = x + n * K;
+      int64_t count = 0;
+      for (int64_t k = 0; k < K; ++k) count += row[k] != T(0);
+      c.start[n + 1] = count;
+    }
+  });
+  for (int64_t n = 0; n < N; ++n) c.start[n + 1] += c.start[n];
+  const int64_t nnz = c.start[N];
+  c.index.resize(nnz);
+  c.value.resize(nnz);
+  parallel_for(nblocks, nthreads, [&](int64_t b) {
+    const int64_t n1 = (b + 1) * kRowBlock < N ? (b + 1) * kRowBlock : N;
+    for (int64_t n = b * kRowBlock; n < n1; ++n) {
+      const T *row = x + n * K;
+      int64_t p = c.start[n];
+      for (int64_t k = 0; k < K; ++k)
+        if (row[k] != T(0)) {
+          c.index[p] = static_cast<int32_t>(k);
+          c.value[p++] = row[k];
+        }
+    }
+  });
+}
+
+// a (R x M) cut into zero-padded column chunks: panel[(chunk * R + r) * CW + j].
+template <typename T>
+std::vector<T> pack_panels(const T *a, int64_t R, int64_t M, int nthreads) {
+  constexpr int64_t CW = kChunkBytes / sizeof(T);
+  const int64_t nchunks = (M + CW - 1) / CW;
+  std::vector<T> panel(nchunks * R * CW, T(0));
+  parallel_for(nchunks, nthreads, [&](int64_t c) {
+    const int64_t j0 = c * CW, width = M - j0 < CW ? M - j0 : CW;
+    for (int64_t r = 0; r < R; ++r) std::memcpy(&panel[(c * R + r) * CW], a + r * M + j0, width * sizeof(T));
+  });
+  return panel;
+}
+
+// out (N x M) = x (N x K) @ w (K x M); returns the number of non-zeros of x.
+template <typename T>
+int64_t event_matmul(const T *x, const T *w, T *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+  typedef typename Vec<T>::type V;
+  constexpr int64_t CW = kChunkBytes / sizeof(T);
+  Csr<T> c;
+  build_csr(x, N, K, c, nthreads);
+  const std::vector<T> panel = pack_panels(w, K, M, nthreads);
+  const int64_t nchunks = (M + CW - 1) / CW, nblocks = (N + kRowBlock - 1) / kRowBlock;
+  parallel_for(nchunks * nblocks, nthreads, [&](int64_t tile) {
+    const int64_t chunk = tile / nblocks, b = tile % nblocks;
+    const int64_t j0 = chunk * CW, width = M - j0 < CW ? M - j0 : CW;
+    const T *P = panel.data() + chunk * K * CW;
+    const int64_t n1 = (b + 1) * kRowBlock < N ? (b + 1) * kRowBlock : N;
+    for (int64_t n = b * kRowBlock; n < n1; ++n) {
+      V a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
+      for (int64_t p = c.start[n]; p < c.start[n + 1]; ++p) {
+        const T v = c.value[p];
+        const V *r = reinterpret_cast<const V *>(P + static_cast<int64_t>(c.index[p]) * CW);
+        a0 += v * r[0]; a1 += v * r[1]; a2 += v * r[2]; a3 += v * r[3];
+        a4 += v * r[4]; a5 += v * r[5]; a6 += v * r[6]; a7 += v * r[7];
+      }
+      V acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+      std::memcpy(out + n * M + j0, acc, width * sizeof(T));
+    }
+  });
+  return c.start[N];
+}
+
+// out (K x M) = x (N x K)^T @ g (N x M); returns the number of non-zeros of x.
+template <typename T>
+int64_t event_matmul_xt(const T *x, const T *g, T *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+  typedef typename Vec<T>::type V;
+  constexpr int64_t CW = kChunkBytes / sizeof(T);
+  Csr<T> c;
+  build_csr(x, N, K, c, nthreads);
+  const int64_t nchunks = (M + CW - 1) / CW;
+  std::vector<T> panel(nchunks * K * CW, T(0));
+  parallel_for(nchunks, nthreads, [&](int64_t chunk) {
+    const int64_t j0 = chunk * CW, width = M - j0 < CW ? M - j0 : CW;
+    T *P = panel.data() + chunk * K * CW;
+    V grow[8] = {};
+    for (int64_t n = 0; n < N; ++n) {
+      if (c.start[n] == c.start[n + 1]) continue;
+      std::memcpy(grow, g + n * M + j0, width * sizeof(T));  // the rest stays zero
+      const V g0 = grow[0], g1 = grow[1], g2 = grow[2], g3 = grow[3], g4 = grow[4], g5 = grow[5], g6 = grow[6], g7 = grow[7];
+      for (int64_t p = c.start[n]; p < c.start[n + 1]; ++p) {
+        const T v = c.value[p];
+        V *d = reinterpret_cast<V *>(P + static_cast<int64_t>(c.index[p]) * CW);
+        d[0] += v * g0; d[1] += v * g1; d[2] += v * g2; d[3] += v * g3;
+        d[4] += v * g4; d[5] += v * g5; d[6] += v * g6; d[7] += v * g7;
+      }
+    }
+    for (int64_t k = 0; k < K; ++k) std::memcpy(out + k * M + j0, P + k * CW, width * sizeof(T));
+  });
+  return c.start[N];
+}
+
+template <typename T>
+int64_t guarded(int64_t (*fn)(const T *, const T *, T *, int64_t, int64_t, int64_t, int), const T *a, const T *b, T *out,
+                int64_t N, int64_t K, int64_t M, int nthreads) {
+  try {
+    return fn(a, b, out, N, K, M, nthreads < 1 ? 1 : nthreads);
+  } catch (const std::bad_alloc &) {
+    return -1;
+  } catch (...) {
+    return -2;
+  }
+}
+
+}  // namespace
+
+// ctypes entry points: the number of non-zeros of x, -1 when memory ran out, -2 on another failure.
+extern "C" {
+int64_t np_event_matmul_f32(const float *x, const float *w, float *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+  return guarded<float>(event_matmul<float>, x, w, out, N, K, M, nthreads);
+}
+int64_t np_event_matmul_f64(const double *x, const double *w, double *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+  return guarded<double>(event_matmul<double>, x, w, out, N, K, M, nthreads);
+}
+int64_t np_event_matmul_xt_f32(const float *x, const float *g, float *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+  return guarded<float>(event_matmul_xt<float>, x, g, out, N, K, M, nthreads);
+}
+int64_t np_event_matmul_xt_f64(const double *x, const double *g, double *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+  return guarded<double>(event_matmul_xt<double>, x, g, out, N, K, M, nthreads);
+}
+}
+
+#ifdef NEUROPLASTIC_XLA_FFI
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// x (N x K) and the dense operand (R x M) as 2-D buffers; out as the product's shape.
+template <ffi::DataType DT, bool Transposed>
+ffi::Error EventMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> b, ffi::ResultBuffer<DT> out, int32_t nthreads) {
+  typedef ffi::NativeType<DT> T;
+  const auto xd = x.dimensions(), bd = b.dimensions();
+  if (xd.size() != 2 || bd.size() != 2)
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: x and the dense operand must be 2-D");
+  const int64_t N = xd[0], K = xd[1], M = bd[1];
+  if (bd[0] != (Transposed ? N : K))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: inner dimensions differ");
+  const int64_t r = Transposed ? guarded<T>(event_matmul_xt<T>, x.typed_data(), b.typed_data(), out->typed_data(), N, K, M, nthreads)
+                               : guarded<T>(event_matmul<T>, x.typed_data(), b.typed_data(), out->typed_data(), N, K, M, nthreads);
+  if (r == -1) return ffi::Error(ffi::ErrorCode::kResourceExhausted, "event_matmul: out of memory");
+  if (r < 0) return ffi::Error(ffi::ErrorCode::kInternal, "event_matmul: kernel failed");
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define NP_BIND(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>().Attr<int32_t>("nthreads")
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF32, (EventMatmulFfi<ffi::DataType::F32, false>), NP_BIND(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF64, (EventMatmulFfi<ffi::DataType::F64, false>), NP_BIND(ffi::DataType::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF32, (EventMatmulFfi<ffi::DataType::F32, true>), NP_BIND(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF64, (EventMatmulFfi<ffi::DataType::F64, true>), NP_BIND(ffi::DataType::F64));
+#endif

@@ -1,0 +1,85 @@
+"""Event-driven ``x @ w`` for torch: one autograd node whose forward and weight gradient visit only
+the non-zeros of a spike matrix ``x`` (``event_matmul.cc``, see :mod:`.native`).
+
+    forward:   y = x @ w                  (event kernel: p * N * K * M multiply-adds at density p)
+    backward:  dx = dy @ w^T              (dense: dy has no zeros to skip)
+               dw = x^T @ dy              (event kernel)
+
+:func:`event_matmul` picks, per call, the event kernel or torch's dense ``matmul``: the event kernel
+needs a plain CPU tensor of float32 or float64 (not ``torch.func``-wrapped, no forward-AD tangent:
+the Function has no forward-mode rule), the library (:func:`.native.event_library`), enough work
+(:func:`.native.worth_it`) and a density of ``x`` at most :data:`.native.MAX_DENSITY`.  Both give the
+same numbers up to the rounding of another summation order (tests/test_event_matmul.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import native
+from .kernels_torch import in_transform
+
+_FN = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _call(name: str, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, n: int, k: int, m: int) -> None:
+    lib = native.event_library()
+    code = getattr(lib, f"np_{name}_{_FN[a.dtype]}")(a.data_ptr(), b.data_ptr(), out.data_ptr(), n, k, m, torch.get_num_threads())
+    native.check_status(code, name)
+
+
+def _forward(x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
+    _call("event_matmul", x2, w, out, x2.shape[0], x2.shape[1], w.shape[1])
+    return out
+
+
+def _weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    out = torch.empty((x2.shape[1], g.shape[1]), dtype=x2.dtype)
+    _call("event_matmul_xt", x2, g, out, x2.shape[0], x2.shape[1], g.shape[1])
+    return out
+
+
+class EventMatmul(torch.autograd.Function):
+    """``x2 @ w`` for a 2-D ``x2`` with the event kernel forward and for the weight gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x2, w)
+        return _forward(x2, w)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):
+        x2, w = ctx.saved_tensors
+        g = g.contiguous()
+        gx = g @ w.t() if ctx.needs_input_grad[0] else None
+        gw = _weight_grad(x2, g) if ctx.needs_input_grad[1] else None
+        return gx, gw
+
+
+def applicable(x: Any, w: Any) -> bool:
+    """Whether the event kernel can take ``x @ w`` (dtype, device, shapes, no transform, library built, size)."""
+    if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dtype not in _FN or w.dtype != x.dtype:
+        return False
+    if x.device.type != "cpu" or w.device.type != "cpu" or x.ndim < 2 or w.ndim != 2 or x.shape[-1] != w.shape[0]:
+        return False
+    rows = x.numel() // max(1, x.shape[-1])
+    if not native.events_enabled() or not native.worth_it(rows, w.shape[0], w.shape[1]) or in_transform(x) or in_transform(w):
+        return False
+    return native.event_library() is not None
+
+
+def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w`` over the last axis of ``x``; the event kernel when :func:`applicable` and ``x`` is sparse enough."""
+    if not applicable(x, w):
+        return torch.matmul(x, w)
+    x2 = x.reshape(-1, x.shape[-1]).contiguous()
+    if int(torch.count_nonzero(x2)) > native.MAX_DENSITY * x2.numel():
+        return torch.matmul(x, w)
+    out = EventMatmul.apply(x2, w.contiguous())
+    return out.reshape(*x.shape[:-1], w.shape[1])
+
+
+__all__ = ["EventMatmul", "applicable", "event_matmul"]

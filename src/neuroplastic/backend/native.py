@@ -1,0 +1,194 @@
+"""Native kernels shipped as C++ source and built on first use: the event-driven products.
+
+:func:`event_library` compiles ``event_matmul.cc`` (next to this file) with the system's C++
+compiler into ``$NEUROPLASTIC_CACHE/kernels`` (default ``~/.cache/neuroplastic/kernels``) and
+loads it with ``ctypes``; :func:`event_library_ffi` builds the same source with XLA's FFI
+handlers for ``jax.ffi``.  Builds are keyed by the source, the flags, the compiler's version
+and this CPU (they use ``-march=native``), written atomically, and reused by later processes.
+Without a compiler, when a build fails, or with ``NEUROPLASTIC_C_KERNELS=0``, the libraries
+are ``None`` (:func:`build_error` says why) and the backends keep their dense products;
+``NEUROPLASTIC_EVENT_KERNELS=0`` keeps the dense products too (the reference path).
+
+Which product runs is decided per call by :func:`use_events`: the event kernel when the work
+is large enough to pay for listing the non-zeros (``rows * K * M >= MIN_WORK``, ``K, M >= MIN_SIDE``) and the
+spike matrix is sparse enough (density ``<= MAX_DENSITY``; measured crossover on a 2-core AMD
+EPYC in ``docs/benchmarks.md``, "Event-driven products").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+SOURCE = Path(__file__).with_name("event_matmul.cc")
+CXX_FLAGS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-pthread", "-w")
+#: the event kernel runs when x's density (non-zeros / entries) is at most this
+MAX_DENSITY = 0.15
+#: and the dense product would take at least this many multiply-adds (rows * K * M)
+MIN_WORK = 1 << 24
+#: and both matrix sides are at least this wide (K and M): at 128 x 128 the event kernel only
+#: broke even in the peers network (listing the non-zeros costs as much as it saves)
+MIN_SIDE = 256
+
+_lock = threading.Lock()
+_libraries: dict[str, Any] = {}
+_errors: dict[str, str] = {}
+
+
+def enabled() -> bool:
+    """False when ``NEUROPLASTIC_C_KERNELS=0`` turns every native kernel off."""
+    return os.environ.get("NEUROPLASTIC_C_KERNELS", "1") != "0"
+
+
+def events_enabled() -> bool:
+    """False when ``NEUROPLASTIC_EVENT_KERNELS=0`` (or ``NEUROPLASTIC_C_KERNELS=0``) keeps every product dense:
+    the reference path, for checking and for benchmarks of it.  Read on every call."""
+    return enabled() and os.environ.get("NEUROPLASTIC_EVENT_KERNELS", "1") != "0"
+
+
+def cxx_compiler() -> str | None:
+    """``$CXX``, ``c++``, ``g++`` or ``clang++``, the first found on ``PATH``."""
+    for name in (os.environ.get("CXX") or "", "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def cpu_signature() -> str:
+    """This CPU's model and instruction-set flags (part of a ``-march=native`` build's cache key)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+        return "\n".join(sorted(set(lines)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+
+
+def kernel_dir() -> Path:
+    """Where built libraries are kept: ``$NEUROPLASTIC_CACHE/kernels``."""
+    from ..data._common import cache_dir
+
+    return cache_dir() / "kernels"
+
+
+def build(name: str, source: Path, flags: tuple[str, ...]) -> Path:
+    """Compile ``source`` into ``kernel_dir()/name-<key>.so`` unless it is there; return its path.
+
+    Tries ``-march=native`` first and plain flags if the compiler refuses it.  Raises
+    ``RuntimeError`` naming the compiler's message when both fail.
+    """
+    cxx = cxx_compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set CXX, or install g++ or clang++)")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    text = source.read_text()
+    folder = kernel_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for arch in (("-march=native",), ()):
+        all_flags = (*flags, *arch)
+        key = "\0".join((text, " ".join(all_flags), version, cpu_signature() if arch else ""))
+        path = folder / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+        if path.exists():
+            return path
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            out = Path(tmp) / f"{name}.so"
+            done = subprocess.run([cxx, *all_flags, str(source), "-o", str(out)], capture_output=True, text=True, timeout=300)
+            if done.returncode == 0:
+                os.replace(out, path)  # atomic: a concurrent process sees the whole library or none
+                return path
+            errors.append(done.stderr.strip()[-2000:])
+    raise RuntimeError(f"building {source.name} failed: {errors[-1]}")
+
+
+def _load(name: str, make: Any) -> Any:
+    if not enabled():
+        return None
+    with _lock:
+        if name not in _libraries:
+            try:
+                _libraries[name] = make()
+            except (OSError, RuntimeError, subprocess.SubprocessError, ImportError) as e:
+                _libraries[name] = None
+                _errors[name] = f"{type(e).__name__}: {e}"
+        return _libraries[name]
+
+
+def _event_ctypes() -> Any:
+    lib = ctypes.CDLL(str(build("event_matmul", SOURCE, CXX_FLAGS)))
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for fn in ("np_event_matmul_f32", "np_event_matmul_f64", "np_event_matmul_xt_f32", "np_event_matmul_xt_f64"):
+        f = getattr(lib, fn)
+        f.argtypes = [p, p, p, i64, i64, i64, ctypes.c_int]
+        f.restype = i64
+    return lib
+
+
+def event_library() -> Any:
+    """The event kernels as a ``ctypes`` library (``np_event_matmul[_xt]_f32/_f64``), or ``None``."""
+    return _load("event_matmul", _event_ctypes)
+
+
+def _event_ffi() -> Any:
+    import jax.ffi
+
+    flags = (*CXX_FLAGS, "-DNEUROPLASTIC_XLA_FFI", f"-I{jax.ffi.include_dir()}")
+    lib = ctypes.CDLL(str(build("event_matmul_ffi", SOURCE, flags)))
+    for symbol, target in FFI_TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    return lib
+
+
+#: XLA FFI handler symbol -> the custom-call target name it is registered under (CPU)
+FFI_TARGETS = {
+    "NpEventMatmulF32": "neuroplastic_event_matmul_f32",
+    "NpEventMatmulF64": "neuroplastic_event_matmul_f64",
+    "NpEventMatmulXtF32": "neuroplastic_event_matmul_xt_f32",
+    "NpEventMatmulXtF64": "neuroplastic_event_matmul_xt_f64",
+}
+
+
+def event_library_ffi() -> Any:
+    """The event kernels registered as XLA FFI targets (:data:`FFI_TARGETS`) for JAX on the CPU, or ``None``."""
+    return _load("event_matmul_ffi", _event_ffi)
+
+
+def build_error(name: str = "event_matmul") -> str | None:
+    """Why library ``name`` (``event_matmul`` or ``event_matmul_ffi``) is unavailable, if it is."""
+    if not enabled():
+        return "NEUROPLASTIC_C_KERNELS=0"
+    return _errors.get(name)
+
+
+def worth_it(rows: int, k: int, m: int) -> bool:
+    """Whether a product of this size is large enough for the event kernel
+    (``rows * k * m >= MIN_WORK`` and ``k, m >= MIN_SIDE``)."""
+    return rows * k * m >= MIN_WORK and min(k, m) >= MIN_SIDE
+
+
+def usable_threads() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def check_status(code: int, what: str) -> None:
+    """Raise for a kernel's failure code (-1: out of memory, other negatives: failure)."""
+    if code == -1:
+        raise MemoryError(f"{what}: out of memory in the event kernel")
+    if code < 0:
+        raise RuntimeError(f"{what}: the event kernel failed (code {code})")
+
+
+__all__ = ["FFI_TARGETS", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "check_status", "cpu_signature", "cxx_compiler",
+           "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "usable_threads", "worth_it"]

@@ -1,0 +1,259 @@
+"""The event-driven products (issue 12): ``backend/event_matmul.cc`` through torch and JAX.
+
+Ground truth is the dense product: in float64 the event kernel must agree to round-off
+(1e-12), forward and both gradients, on binary spikes and on general sparse values, at
+widths that are and are not multiples of the kernel's 256-byte column chunks.  The kernel's
+sums run in a fixed order per output element, so the result must not depend on the number
+of threads (bit for bit).  The selection must fall back to the dense product where the kernel
+cannot run (forward mode, vmap, dense inputs, small products, switched off) and give the
+same numbers there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuroplastic.backend import native
+
+lib = native.event_library()
+pytestmark = pytest.mark.skipif(lib is None, reason=f"event kernels unavailable: {native.build_error()}")
+
+
+def _spikes(rng: np.random.Generator, shape: tuple, density: float, binary: bool = True) -> np.ndarray:
+    mask = rng.random(shape) < density
+    values = np.ones(shape) if binary else rng.standard_normal(shape)
+    return np.where(mask, values, 0.0)
+
+
+SHAPES = [(300, 256, 256), (257, 300, 70), (64, 512, 10), (5, 1, 1), (1000, 256, 520)]
+
+
+@pytest.mark.parametrize("n,k,m", SHAPES)
+@pytest.mark.parametrize("binary", [True, False])
+def test_ctypes_kernels_equal_dense_products_float64(n: int, k: int, m: int, binary: bool) -> None:
+    import ctypes
+
+    rng = np.random.default_rng(n + k + m)
+    x = _spikes(rng, (n, k), 0.08, binary)
+    x[0] = 0.0  # an empty row
+    w, g = rng.standard_normal((k, m)), rng.standard_normal((n, m))
+    out, out_t = np.empty((n, m)), np.empty((k, m))
+    p = ctypes.c_void_p
+    nnz = lib.np_event_matmul_f64(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2)
+    assert nnz == np.count_nonzero(x)
+    lib.np_event_matmul_xt_f64(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, 2)
+    np.testing.assert_allclose(out, x @ w, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out_t, x.T @ g, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
+def test_ctypes_kernels_do_not_depend_on_the_thread_count(suffix: str, dtype: type) -> None:
+    import ctypes
+
+    rng = np.random.default_rng(3)
+    n, k, m = 700, 300, 200
+    x = _spikes(rng, (n, k), 0.1).astype(dtype)
+    w, g = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((n, m)).astype(dtype)
+    p = ctypes.c_void_p
+    results = []
+    for threads in (1, 2, 3):
+        out, out_t = np.empty((n, m), dtype), np.empty((k, m), dtype)
+        getattr(lib, f"np_event_matmul_{suffix}")(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, threads)
+        getattr(lib, f"np_event_matmul_xt_{suffix}")(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, threads)
+        results.append((out, out_t))
+    for out, out_t in results[1:]:
+        np.testing.assert_array_equal(out, results[0][0])
+        np.testing.assert_array_equal(out_t, results[0][1])
+
+
+# ---------------------------------------------------------------------------------------- torch
+
+
+def _ran_kernel(y) -> bool:
+    """Whether the autograd graph of ``y`` (a few nodes deep: the reshape of the result) has the EventMatmul node."""
+    nodes, seen = [y.grad_fn], 0
+    while nodes and seen < 8:
+        node = nodes.pop()
+        seen += 1
+        if node is None:
+            continue
+        if "EventMatmul" in type(node).__name__:
+            return True
+        nodes.extend(n for n, _ in node.next_functions)
+    return False
+
+
+def _torch_case(dtype: str = "float64", density: float = 0.08, shape: tuple = (40, 16, 256), m: int = 300):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x = torch.tensor(_spikes(rng, shape, density), dtype=getattr(torch, dtype))
+    w = torch.tensor(rng.standard_normal((shape[-1], m)), dtype=getattr(torch, dtype))
+    return torch, x, w
+
+
+def test_torch_event_matmul_runs_the_kernel_and_matches_dense_forward_and_gradients() -> None:
+    from neuroplastic.backend import events_torch
+
+    torch, x, w = _torch_case()
+    assert events_torch.applicable(x, w)
+    xs, ws = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    y = events_torch.event_matmul(xs, ws)
+    assert _ran_kernel(y)
+    g = torch.randn(y.shape, dtype=y.dtype)
+    gx, gw = torch.autograd.grad(y, (xs, ws), g)
+    xd, wd = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    yd = xd @ wd
+    gxd, gwd = torch.autograd.grad(yd, (xd, wd), g)
+    torch.testing.assert_close(y, yd, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gx, gxd, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gw, gwd, rtol=0, atol=1e-12)
+
+
+def test_torch_event_matmul_float32_close_to_dense() -> None:
+    from neuroplastic.backend import events_torch
+
+    torch, x, w = _torch_case("float32")
+    ws = w.clone().requires_grad_(True)
+    y = events_torch.event_matmul(x, ws)
+    (gw,) = torch.autograd.grad(y.sum(), ws)
+    torch.testing.assert_close(y, x @ w, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw, x.reshape(-1, x.shape[-1]).t() @ torch.ones(x.shape[0] * x.shape[1], w.shape[1]),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_torch_event_matmul_falls_back_where_the_kernel_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuroplastic.backend import events_torch
+
+    torch, x, w = _torch_case()
+    dense = x @ w
+    # too dense: the density check sends it to torch.matmul (no EventMatmul node)
+    xd = torch.ones_like(x)
+    y = events_torch.event_matmul(xd, w.clone().requires_grad_(True))
+    assert not _ran_kernel(y)
+    # small products and integer inputs are not the kernel's
+    assert not events_torch.applicable(x[:2, :2], w)
+    assert not events_torch.applicable(x.to(torch.int64), w.to(torch.int64))
+    # switched off: the reference path
+    monkeypatch.setenv("NEUROPLASTIC_EVENT_KERNELS", "0")
+    assert not events_torch.applicable(x, w)
+    monkeypatch.delenv("NEUROPLASTIC_EVENT_KERNELS")
+    # forward-mode AD and torch.func transforms take the dense product, with the same values
+    tangent = torch.randn_like(w)
+    out, jvp = torch.func.jvp(lambda w_: events_torch.event_matmul(x, w_), (w,), (tangent,))
+    torch.testing.assert_close(out, dense, rtol=0, atol=1e-12)
+    torch.testing.assert_close(jvp, x @ tangent, rtol=0, atol=1e-12)
+    vm = torch.func.vmap(lambda xi: events_torch.event_matmul(xi, w))(x)
+    torch.testing.assert_close(vm, dense, rtol=0, atol=1e-12)
+
+
+def test_torch_backend_event_matmul_is_the_kernel_and_numpy_backend_is_dense() -> None:
+    from neuroplastic.backend import get_backend
+
+    torch, x, w = _torch_case()
+    T = get_backend("torch", dtype="float64")
+    torch.testing.assert_close(T.event_matmul(x, w), x @ w, rtol=0, atol=1e-12)
+    N = get_backend("numpy")
+    np.testing.assert_array_equal(N.event_matmul(x.numpy(), w.numpy()), x.numpy() @ w.numpy())
+
+
+# ------------------------------------------------------------------------------------------ JAX
+
+
+def _jax_case(dtype: str = "float64", density: float = 0.08, shape: tuple = (40, 16, 256), m: int = 300):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from neuroplastic.backend import get_backend
+
+    get_backend("jax", dtype="float64")  # enables x64
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(_spikes(rng, shape, density), dtype=dtype)
+    w = jnp.asarray(rng.standard_normal((shape[-1], m)), dtype=dtype)
+    return jax, jnp, x, w
+
+
+def test_jax_event_matmul_matches_dense_forward_and_gradients_under_jit() -> None:
+    from neuroplastic.backend import events_jax
+
+    jax, jnp, x, w = _jax_case()
+    if native.event_library_ffi() is None:
+        pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
+    assert events_jax.applicable(x, w)
+    g = jnp.asarray(np.random.default_rng(2).standard_normal((*x.shape[:-1], w.shape[1])))
+
+    def pullback(mm):
+        y, f = jax.vjp(mm, x, w)
+        return (y, *f(g))
+
+    fast = jax.jit(lambda: pullback(events_jax.event_matmul))()
+    ref = jax.jit(lambda: pullback(jnp.matmul))()
+    assert "neuroplastic_event_matmul" in jax.jit(lambda a, b: events_jax.event_matmul(a, b)).lower(x, w).as_text()
+    for a, b in zip(fast, ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
+    # dense input: the cond takes XLA's dot, same numbers
+    xd = jnp.ones_like(x)
+    np.testing.assert_allclose(np.asarray(jax.jit(events_jax.event_matmul)(xd, w)), np.asarray(xd @ w), rtol=1e-12)
+
+
+def test_jax_event_matmul_under_jvp_and_vmap_equals_dense() -> None:
+    from neuroplastic.backend import events_jax
+
+    jax, jnp, x, w = _jax_case()
+    tangent = jnp.ones_like(w)
+    out, jvp = jax.jvp(lambda w_: events_jax.event_matmul(x, w_), (w,), (tangent,))
+    np.testing.assert_allclose(np.asarray(out), np.asarray(x @ w), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(jvp), np.asarray(x @ tangent), rtol=0, atol=1e-12)
+    vm = jax.jit(jax.vmap(lambda xi: events_jax.event_matmul(xi, w)))(x)
+    np.testing.assert_allclose(np.asarray(vm), np.asarray(x @ w), rtol=0, atol=1e-12)
+    gw = jax.grad(lambda w_: jnp.sum(jax.vmap(lambda xi: events_jax.event_matmul(xi, w_))(x) ** 2))(w)
+    np.testing.assert_allclose(np.asarray(gw), np.asarray(jax.grad(lambda w_: jnp.sum((x @ w_) ** 2))(w)), rtol=1e-12, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------- through a network
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_network_bptt_gradients_equal_with_and_without_event_kernels(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feed-forward spiking network large enough for the kernel (hidden 256, T=40, batch 16): BPTT's
+    loss and gradients with the event product (hidden to hidden) equal the reference path's (dense) in float64."""
+    pytest.importorskip(backend)
+    from neuroplastic.backend import get_backend
+    from neuroplastic.cells import LIF
+    from neuroplastic.layers import Dense
+    from neuroplastic.losses import Objective, make_loss
+    from neuroplastic.network import Network
+    from neuroplastic.rules.bptt import BPTT
+    from neuroplastic.surrogates import FastSigmoid
+    from neuroplastic.tree import tree_flatten_dict
+
+    B = get_backend(backend, dtype="float64")
+    net = Network(64, [Dense(256, bias=True), LIF(decay=0.9, surrogate=FastSigmoid(25)), Dense(256, bias=True),
+                       LIF(decay=0.9, surrogate=FastSigmoid(25)), Dense(10), LIF(decay=0.9)])
+    params = net.init(0, backend=B)
+    rng = np.random.default_rng(0)
+    xs = B.asarray((rng.random((40, 16, 64)) < 0.3).astype(np.float64))
+    ys = B.asarray(rng.integers(0, 10, 16))
+    _, _, rec = net.run(params, xs)
+    rate = float(B.to_numpy(B.mean(rec["out"][0])))
+    assert 0.01 < rate <= native.MAX_DENSITY, rate  # the 256 x 256 product takes the kernel
+    rule, objective = BPTT(), Objective(make_loss("ce_sum"))
+    from neuroplastic.backend import events_jax, events_torch
+
+    module = events_torch if backend == "torch" else events_jax
+    calls: list[str] = []
+    for name in (("_forward", "_weight_grad") if backend == "torch" else ("_ffi",)):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name: calls.append(_n) or _o(*a))
+
+    def grads() -> dict:
+        g, _, aux = rule.gradients(net, params, {}, (xs, ys), objective)
+        return {"loss": B.to_numpy(aux["loss"]), **{k: B.to_numpy(v) for k, v in tree_flatten_dict(g).items()}}
+
+    fast = grads()
+    assert len(calls) >= 2, calls  # the forward product and the weight gradient ran in the kernel
+    monkeypatch.setenv("NEUROPLASTIC_EVENT_KERNELS", "0")
+    ref = grads()
+    assert fast.keys() == ref.keys()
+    for key in ref:
+        np.testing.assert_allclose(fast[key], ref[key], rtol=1e-10, atol=1e-10, err_msg=key)
