@@ -206,3 +206,27 @@ def test_rtrl_contraction_equals_einsum(B64):
     np.testing.assert_allclose(B64.to_numpy(RTRL._contract(net, M, dz)), ref, rtol=1e-13)
     only_last = B64.to_numpy(RTRL._contract(net, M, [None] * (len(dz) - 1) + [dz[-1]]))
     np.testing.assert_allclose(only_last, B64.to_numpy(B64.einsum("pbn,bn->p", M["layers"][-1]["out"], dz[-1])), rtol=1e-13)
+
+
+def test_keep_freed_memory_in_a_fresh_process():
+    """The allocator setting is process-wide, so it is tried in a child process (glibc: applied)."""
+    import subprocess
+    import sys
+
+    code = "from neuroplastic.backend.kernels_torch import keep_freed_memory as k; print(k(), k(4 << 20, 64 << 20))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    applied = out.stdout.split()
+    if sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc":
+        assert applied == ["True", "True"]
+    else:
+        assert set(applied) <= {"True", "False"}
+
+
+@pytest.mark.parametrize("kwargs", [{"mmap_threshold": 0}, {"trim_threshold": -5}, {"mmap_threshold": 1.5}, {"trim_threshold": True}])
+def test_keep_freed_memory_refuses_bad_sizes(kwargs):
+    from neuroplastic.backend.kernels_torch import keep_freed_memory
+
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"{name} must be a positive number of bytes"):
+        keep_freed_memory(**kwargs)
