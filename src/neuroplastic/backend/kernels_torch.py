@@ -33,7 +33,9 @@ The gradients equal the reference's up to the rounding of a different summation 
 Python and dispatch than in arithmetic, so both loops also exist as a few lines of C
 (:data:`C_SOURCE`: the same float operations in the same order, compiled with
 ``-ffp-contract=off`` so no multiply-add is fused), built with the system's C compiler on
-first use into ``$NEUROPLASTIC_CACHE/kernels`` and loaded with ``ctypes``.  Without a
+first use into ``$NEUROPLASTIC_CACHE/kernels`` (:func:`.native.build`, for this CPU's vector
+instructions) and loaded with ``ctypes``; the neurons are split into ``torch.get_num_threads()``
+contiguous ranges, one thread each (neurons are independent: the same numbers for any split).  Without a
 compiler, on a non-CPU device, or with ``NEUROPLASTIC_C_KERNELS=0``, the Python loops run:
 the same results (the tests check the two against each other bit for bit).
 The Function has no forward-mode rule: :meth:`TorchBackend.lif_sequence` uses the
@@ -43,13 +45,9 @@ reference under ``torch.func`` transforms and for dual (forward-AD) tensors.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,16 +58,40 @@ _RESET_CODE = {"subtract": 0, "zero": 1, "none": 2}
 #: the forward and backward loops in C, for float (suffix f) and double (suffix d); see the module docstring
 C_SOURCE = r"""
 #include <stdint.h>
+#include <pthread.h>
+
+/* fn(args, j0, j1) on up to nthreads threads, each a contiguous range of the n neurons: neurons are
+   independent, so every element sees the same operations in the same order whatever the split */
+typedef struct { void (*fn)(void *, int64_t, int64_t); void *args; int64_t j0, j1; } np_job;
+static void *np_run_job(void *p) { np_job *j = (np_job *)p; j->fn(j->args, j->j0, j->j1); return 0; }
+static void np_parallel(void (*fn)(void *, int64_t, int64_t), void *args, int64_t n, int nthreads) {
+    np_job jobs[16]; pthread_t th[16]; int used = 0;
+    if (nthreads > 16) nthreads = 16;
+    if (nthreads > n / 2048) nthreads = (int)(n / 2048);  /* at least 2048 neurons a thread */
+    if (nthreads < 1) nthreads = 1;
+    int64_t per = ((n + nthreads - 1) / nthreads + 15) / 16 * 16;
+    for (int i = 0; i < nthreads && i * per < n; ++i) {
+        jobs[i].fn = fn; jobs[i].args = args; jobs[i].j0 = i * per; jobs[i].j1 = (i + 1) * per < n ? (i + 1) * per : n;
+        used++;
+    }
+    for (int i = 1; i < used; ++i) if (pthread_create(&th[i], 0, np_run_job, &jobs[i]) != 0) { np_run_job(&jobs[i]); th[i] = 0; }
+    np_run_job(&jobs[0]);
+    for (int i = 1; i < used; ++i) if (th[i]) pthread_join(th[i], 0);
+}
+
 #define LIF_KERNELS(T, S)                                                                            \
-void lif_forward_##S(const T *cur, const T *v0, T *u_all, T *spikes, T *v_a, T *v_b,                  \
-                     int64_t steps, int64_t n, double alpha_d, double thr_d, int reset) {              \
-    const T alpha = (T)alpha_d, thr = (T)thr_d;                                                        \
-    const T *v = v0;                                                                                   \
+typedef struct { const T *cur, *v0; T *u_all, *spikes, *v_a, *v_b; int64_t steps, n; T alpha, thr; int reset; } fwd_args_##S; \
+static void lif_forward_range_##S(void *p, int64_t j0, int64_t j1) {                                  \
+    fwd_args_##S *a = (fwd_args_##S *)p;                                                               \
+    const T alpha = a->alpha, thr = a->thr;                                                            \
+    const int64_t steps = a->steps, n = a->n;                                                         \
+    const int reset = a->reset;                                                                        \
+    const T *v = a->v0;                                                                                \
     for (int64_t t = 0; t < steps; ++t) {                                                              \
-        const T *I = cur + t * n;                                                                      \
-        T *u = u_all + t * n, *z = spikes + t * n;                                                     \
-        T *vn = ((steps - 1 - t) % 2 == 0) ? v_a : v_b;                                                \
-        for (int64_t j = 0; j < n; ++j) {                                                              \
+        const T *I = a->cur + t * n;                                                                   \
+        T *u = a->u_all + t * n, *z = a->spikes + t * n;                                               \
+        T *vn = ((steps - 1 - t) % 2 == 0) ? a->v_a : a->v_b;                                          \
+        for (int64_t j = j0; j < j1; ++j) {                                                            \
             T uu = v[j] * alpha;                                                                       \
             uu = uu + I[j];                                                                            \
             u[j] = uu;                                                                                 \
@@ -83,14 +105,24 @@ void lif_forward_##S(const T *cur, const T *v0, T *u_all, T *spikes, T *v_a, T *
         v = vn;                                                                                        \
     }                                                                                                  \
 }                                                                                                      \
-void lif_backward_##S(const T *u_all, const T *slope, const T *gz, T *dI, T *g, int has_g,            \
-                      int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int detach) { \
-    const T alpha = (T)alpha_d, thr = (T)thr_d;                                                        \
+void lif_forward_##S(const T *cur, const T *v0, T *u_all, T *spikes, T *v_a, T *v_b,                  \
+                     int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int nthreads) { \
+    fwd_args_##S a = {cur, v0, u_all, spikes, v_a, v_b, steps, n, (T)alpha_d, (T)thr_d, reset};        \
+    np_parallel(lif_forward_range_##S, &a, n, nthreads);                                               \
+}                                                                                                      \
+typedef struct { const T *u_all, *slope, *gz; T *dI, *g; int has_g; int64_t steps, n; T alpha, thr; int reset, detach; } bwd_args_##S; \
+static void lif_backward_range_##S(void *p, int64_t j0, int64_t j1) {                                 \
+    bwd_args_##S *a = (bwd_args_##S *)p;                                                               \
+    const T alpha = a->alpha, thr = a->thr;                                                            \
+    const int64_t steps = a->steps, n = a->n;                                                         \
+    const int reset = a->reset, detach = a->detach;                                                    \
+    int has_g = a->has_g;                                                                              \
+    T *g = a->g;                                                                                       \
     for (int64_t t = steps - 1; t >= 0; --t) {                                                         \
-        const T *u = u_all + t * n, *s = slope + t * n;                                                \
-        const T *gzt = gz ? gz + t * n : 0;                                                            \
-        T *out = dI + t * n;                                                                           \
-        for (int64_t j = 0; j < n; ++j) {                                                              \
+        const T *u = a->u_all + t * n, *s = a->slope + t * n;                                          \
+        const T *gzt = a->gz ? a->gz + t * n : 0;                                                      \
+        T *out = a->dI + t * n;                                                                        \
+        for (int64_t j = j0; j < j1; ++j) {                                                            \
             T val = gzt ? gzt[j] * s[j] : (T)0;                                                        \
             if (has_g) {                                                                               \
                 T c = (T)1;                                                                            \
@@ -106,28 +138,21 @@ void lif_backward_##S(const T *u_all, const T *slope, const T *gz, T *dI, T *g, 
         }                                                                                              \
         has_g = 1;                                                                                     \
     }                                                                                                  \
+}                                                                                                      \
+void lif_backward_##S(const T *u_all, const T *slope, const T *gz, T *dI, T *g, int has_g,            \
+                      int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int detach,   \
+                      int nthreads) {                                                                  \
+    bwd_args_##S a = {u_all, slope, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach};   \
+    np_parallel(lif_backward_range_##S, &a, n, nthreads);                                              \
 }
 LIF_KERNELS(float, f)
 LIF_KERNELS(double, d)
 """
-C_FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared")
+C_FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-pthread")
 
 _library: Any = None
 _library_tried = False
 _library_lock = threading.Lock()
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC") or "", "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _kernel_dir() -> Path:
-    from ..data._common import cache_dir
-
-    return cache_dir() / "kernels"
 
 
 def c_library() -> Any:
@@ -147,31 +172,19 @@ def c_library() -> Any:
 
 
 def _build() -> Any:
-    cc = _compiler()
-    if cc is None:
-        return None
+    from . import native
+
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-        digest = hashlib.sha256("\0".join((C_SOURCE, " ".join(C_FLAGS), version)).encode()).hexdigest()[:16]
-        folder = _kernel_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"lif-{digest}.so"
-        if not path.exists():
-            with tempfile.TemporaryDirectory(dir=folder) as tmp:
-                src, out = Path(tmp) / "lif.c", Path(tmp) / "lif.so"
-                src.write_text(C_SOURCE)
-                subprocess.run([cc, *C_FLAGS, str(src), "-o", str(out)], check=True, capture_output=True, timeout=120)
-                os.replace(out, path)  # atomic: a concurrent process sees the whole library or none
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError):
+        lib = ctypes.CDLL(str(native.build("lif", C_SOURCE, C_FLAGS, language="c")))
+    except (OSError, RuntimeError, subprocess.SubprocessError):
         return None
     p, i64, dbl, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suffix in ("f", "d"):
         fwd = getattr(lib, f"lif_forward_{suffix}")
-        fwd.argtypes = [p, p, p, p, p, p, i64, i64, dbl, dbl, c_int]
+        fwd.argtypes = [p, p, p, p, p, p, i64, i64, dbl, dbl, c_int, c_int]
         fwd.restype = None
         bwd = getattr(lib, f"lif_backward_{suffix}")
-        bwd.argtypes = [p, p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int]
+        bwd.argtypes = [p, p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int, c_int]
         bwd.restype = None
     return lib
 
@@ -213,7 +226,7 @@ def lif_forward(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshol
         v_a, v_b = torch.empty_like(v0), torch.empty_like(v0)
         getattr(lib, f"lif_forward_{_suffix(currents.dtype)}")(
             currents.data_ptr(), v0.data_ptr(), u_all.data_ptr(), spikes.data_ptr(), v_a.data_ptr(), v_b.data_ptr(),
-            T, v0.numel(), float(alpha), float(threshold), _RESET_CODE[reset])
+            T, v0.numel(), float(alpha), float(threshold), _RESET_CODE[reset], torch.get_num_threads())
         return spikes, v_a, u_all
     return _lif_forward_loop(currents, v0, alpha, threshold, reset)
 
@@ -280,7 +293,7 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
             gz = grad_spikes[start:stop].to(u.dtype).contiguous() if grad_spikes is not None else None
             run(u.data_ptr(), slope.data_ptr(), gz.data_ptr() if gz is not None else None, grad_I[start:stop].data_ptr(),
                 g.data_ptr(), int(has_g), stop - start, per_step, float(alpha), float(threshold), _RESET_CODE[reset],
-                int(bool(detach_reset)))
+                int(bool(detach_reset)), torch.get_num_threads())
             has_g = True
         return grad_I, g
     g = grad_v  # dL/dv_t after the block being processed (None: zero)

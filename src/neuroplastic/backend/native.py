@@ -1,4 +1,7 @@
-"""Native kernels shipped as C++ source and built on first use: the event-driven products.
+"""Native kernels shipped as C/C++ source and built on first use: the one home for compiling them.
+
+:func:`build` compiles a source with the system's compiler into a cached shared library; the
+torch LIF loops (:mod:`.kernels_torch`) and the event-driven products use it.
 
 :func:`event_library` compiles ``event_matmul.cc`` (next to this file) with the system's C++
 compiler into ``$NEUROPLASTIC_CACHE/kernels`` (default ``~/.cache/neuroplastic/kernels``) and
@@ -79,17 +82,29 @@ def kernel_dir() -> Path:
     return cache_dir() / "kernels"
 
 
-def build(name: str, source: Path, flags: tuple[str, ...]) -> Path:
-    """Compile ``source`` into ``kernel_dir()/name-<key>.so`` unless it is there; return its path.
+def c_compiler() -> str | None:
+    """``$CC``, ``cc``, ``gcc`` or ``clang``, the first found on ``PATH``."""
+    for name in (os.environ.get("CC") or "", "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
 
-    Tries ``-march=native`` first and plain flags if the compiler refuses it.  Raises
-    ``RuntimeError`` naming the compiler's message when both fail.
+
+def build(name: str, source: Path | str, flags: tuple[str, ...], language: str = "c++") -> Path:
+    """Compile ``source`` (a file, or the source text itself) into ``kernel_dir()/name-<key>.so`` unless it
+    is there; return its path.
+
+    ``language`` is ``"c++"`` (:func:`cxx_compiler`) or ``"c"`` (:func:`c_compiler`).  Tries
+    ``-march=native`` first (the key then includes :func:`cpu_signature`) and the plain flags if
+    the compiler refuses it.  Raises ``RuntimeError`` with the compiler's message when both fail.
     """
-    cxx = cxx_compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler found (set CXX, or install g++ or clang++)")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
-    text = source.read_text()
+    if language not in ("c", "c++"):
+        raise ValueError(f"language: expected 'c' or 'c++', got {language!r}")
+    compiler = cxx_compiler() if language == "c++" else c_compiler()
+    if compiler is None:
+        raise RuntimeError(f"no {language} compiler found (set {'CXX' if language == 'c++' else 'CC'}, or install gcc or clang)")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    text = source.read_text() if isinstance(source, Path) else source
     folder = kernel_dir()
     folder.mkdir(parents=True, exist_ok=True)
     errors = []
@@ -100,13 +115,14 @@ def build(name: str, source: Path, flags: tuple[str, ...]) -> Path:
         if path.exists():
             return path
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            out = Path(tmp) / f"{name}.so"
-            done = subprocess.run([cxx, *all_flags, str(source), "-o", str(out)], capture_output=True, text=True, timeout=300)
+            src, out = Path(tmp) / f"{name}.{'cc' if language == 'c++' else 'c'}", Path(tmp) / f"{name}.so"
+            src.write_text(text)
+            done = subprocess.run([compiler, *all_flags, str(src), "-o", str(out)], capture_output=True, text=True, timeout=300)
             if done.returncode == 0:
                 os.replace(out, path)  # atomic: a concurrent process sees the whole library or none
                 return path
             errors.append(done.stderr.strip()[-2000:])
-    raise RuntimeError(f"building {source.name} failed: {errors[-1]}")
+    raise RuntimeError(f"building {name} failed: {errors[-1]}")
 
 
 def _load(name: str, make: Any) -> Any:
@@ -190,5 +206,5 @@ def check_status(code: int, what: str) -> None:
         raise RuntimeError(f"{what}: the event kernel failed (code {code})")
 
 
-__all__ = ["FFI_TARGETS", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "check_status", "cpu_signature", "cxx_compiler",
+__all__ = ["FFI_TARGETS", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
            "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "usable_threads", "worth_it"]
