@@ -97,6 +97,10 @@ def measure(config: dict) -> dict:
     """Train one (rule, backend) for ``epochs`` epochs; per-epoch times (runs in the child process)."""
     from dataclasses import replace
 
+    from neuroplastic.backend import prefer_passive_openmp
+
+    prefer_passive_openmp()  # as the main job's CLI does, before torch loads
+
     from neuroplastic.backend import get_backend
     from neuroplastic.experiment import build_trainer
     from neuroplastic.study import Arm, StudyConfig, study_data

@@ -213,6 +213,7 @@ def test_compiled_loops_split_over_threads_give_the_same_bits(monkeypatch, reset
     spikes, membrane and gradients are the same bit for bit with 1, 2 and 4 threads, and the forward
     equals the Python loops'."""
     monkeypatch.setenv("NEUROPLASTIC_C_KERNELS", "1")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # loop_threads() follows torch's thread count
     if kernels_torch.c_library() is None:
         pytest.skip("no C compiler")
     cell = LIF(reset=reset, detach_reset=detach, **SETTINGS)
@@ -231,6 +232,15 @@ def test_compiled_loops_split_over_threads_give_the_same_bits(monkeypatch, reset
     monkeypatch.setenv("NEUROPLASTIC_C_KERNELS", "0")
     z_p, v_p = lif_sequence(currents, v0, cell.alpha, cell.threshold, reset, detach, cell.surrogate)
     assert torch.equal(results[0][0], z_p) and torch.equal(results[0][1], v_p)
+
+
+def test_loop_threads_follow_torch_only_under_passive_waiting(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert kernels_torch.loop_threads() == torch.get_num_threads()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert kernels_torch.loop_threads() == 1
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert kernels_torch.loop_threads() == 1
 
 
 def test_without_a_compiler_the_python_loops_run(monkeypatch):

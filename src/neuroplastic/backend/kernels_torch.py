@@ -34,8 +34,11 @@ Python and dispatch than in arithmetic, so both loops also exist as a few lines 
 (:data:`C_SOURCE`: the same float operations in the same order, compiled with
 ``-ffp-contract=off`` so no multiply-add is fused), built with the system's C compiler on
 first use into ``$NEUROPLASTIC_CACHE/kernels`` (:func:`.native.build`, for this CPU's vector
-instructions) and loaded with ``ctypes``; the neurons are split into ``torch.get_num_threads()``
-contiguous ranges, one thread each (neurons are independent: the same numbers for any split).  Without a
+instructions) and loaded with ``ctypes``; the neurons are split into contiguous ranges, one
+thread each (neurons are independent: the same numbers for any split), ``torch.get_num_threads()``
+ranges when torch's OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, which the CLI, sweep
+trials and the test suite set: :func:`neuroplastic.backend.prefer_passive_openmp`) and one otherwise
+(:func:`loop_threads`).  Without a
 compiler, on a non-CPU device, or with ``NEUROPLASTIC_C_KERNELS=0``, the Python loops run:
 the same results (the tests check the two against each other bit for bit).
 The Function has no forward-mode rule: :meth:`TorchBackend.lif_sequence` uses the
@@ -189,6 +192,20 @@ def _build() -> Any:
     return lib
 
 
+def loop_threads() -> int:
+    """Threads for the C loops: ``torch.get_num_threads()`` under ``OMP_WAIT_POLICY=PASSIVE``, else 1.
+
+    The backward calls the C loop once per block of steps between torch operations; with OpenMP's
+    default (active) waiting, torch's idle workers spin on the cores those threads need.  Measured
+    on a 2-core machine with a second process running (``python -m bench.lif_layer``): a layer of
+    128 neurons took 0.90 s with 2 threads under active waiting against 0.020 s with one, and
+    0.0135 s with 2 under passive waiting.
+    """
+    if os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE":
+        return max(1, torch.get_num_threads())
+    return 1
+
+
 def _c_kernels_for(*tensors: torch.Tensor) -> Any:
     """The compiled library when it can run on ``tensors`` (contiguous CPU float32/float64), else ``None``."""
     first = tensors[0]
@@ -226,7 +243,7 @@ def lif_forward(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshol
         v_a, v_b = torch.empty_like(v0), torch.empty_like(v0)
         getattr(lib, f"lif_forward_{_suffix(currents.dtype)}")(
             currents.data_ptr(), v0.data_ptr(), u_all.data_ptr(), spikes.data_ptr(), v_a.data_ptr(), v_b.data_ptr(),
-            T, v0.numel(), float(alpha), float(threshold), _RESET_CODE[reset], torch.get_num_threads())
+            T, v0.numel(), float(alpha), float(threshold), _RESET_CODE[reset], loop_threads())
         return spikes, v_a, u_all
     return _lif_forward_loop(currents, v0, alpha, threshold, reset)
 
@@ -293,7 +310,7 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
             gz = grad_spikes[start:stop].to(u.dtype).contiguous() if grad_spikes is not None else None
             run(u.data_ptr(), slope.data_ptr(), gz.data_ptr() if gz is not None else None, grad_I[start:stop].data_ptr(),
                 g.data_ptr(), int(has_g), stop - start, per_step, float(alpha), float(threshold), _RESET_CODE[reset],
-                int(bool(detach_reset)), torch.get_num_threads())
+                int(bool(detach_reset)), loop_threads())
             has_g = True
         return grad_I, g
     g = grad_v  # dL/dv_t after the block being processed (None: zero)
@@ -421,4 +438,4 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
     return mallopt(_M_MMAP_THRESHOLD, min(mmap_threshold, 2**31 - 1)) == 1 and ok
 
 
-__all__ = ["LIFSequence", "fusable", "in_transform", "keep_freed_memory", "lif_backward", "lif_forward", "lif_sequence"]
+__all__ = ["LIFSequence", "fusable", "loop_threads", "in_transform", "keep_freed_memory", "lif_backward", "lif_forward", "lif_sequence"]
