@@ -13,7 +13,7 @@ are ``None`` (:func:`build_error` says why) and the backends keep their dense pr
 ``NEUROPLASTIC_EVENT_KERNELS=0`` keeps the dense products too (the reference path).
 
 Which product runs is decided per call by :func:`use_events`: the event kernel when the work
-is large enough to pay for listing the non-zeros (``rows * K * M >= MIN_WORK``, ``K, M >= MIN_SIDE``) and the
+is large enough to pay for listing the non-zeros (``rows * K * M >= MIN_WORK``, ``M >= MIN_SIDE``) and the
 spike matrix is sparse enough (density ``<= MAX_DENSITY``; measured crossover on a 2-core AMD
 EPYC in ``docs/benchmarks.md``, "Event-driven products").
 """
@@ -33,12 +33,15 @@ from typing import Any
 
 SOURCE = Path(__file__).with_name("event_matmul.cc")
 CXX_FLAGS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-pthread", "-w")
-#: the event kernel runs when x's density (non-zeros / entries) is at most this
-MAX_DENSITY = 0.15
+#: the event kernel runs when x's density (non-zeros / entries) is at most this (CPU time against the
+#: dense product at 25%, 32000 rows: 0.8-0.9 for 2048 x 2048, 0.9-1.0 forward and 0.65 weight
+#: gradient for a 100-wide input into 2048; at 8.3%, 0.23-0.38; ``python -m bench.sparsity``)
+MAX_DENSITY = 0.25
 #: and the dense product would take at least this many multiply-adds (rows * K * M)
 MIN_WORK = 1 << 24
-#: and both matrix sides are at least this wide (K and M): at 128 x 128 the event kernel only
-#: broke even in the peers network (listing the non-zeros costs as much as it saves)
+#: and the output at least this wide (M): at 128 columns the event kernel only broke even in the peers
+#: network (listing the non-zeros costs as much as it saves), and a narrow output (10 classes) leaves
+#: nothing to gain
 MIN_SIDE = 256
 
 _lock = threading.Lock()
@@ -186,8 +189,8 @@ def build_error(name: str = "event_matmul") -> str | None:
 
 def worth_it(rows: int, k: int, m: int) -> bool:
     """Whether a product of this size is large enough for the event kernel
-    (``rows * k * m >= MIN_WORK`` and ``k, m >= MIN_SIDE``)."""
-    return rows * k * m >= MIN_WORK and min(k, m) >= MIN_SIDE
+    (``rows * k * m >= MIN_WORK`` and ``m >= MIN_SIDE``)."""
+    return rows * k * m >= MIN_WORK and m >= MIN_SIDE
 
 
 def usable_threads() -> int:
