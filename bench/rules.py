@@ -100,6 +100,10 @@ def measure(config: dict) -> dict:
     from neuroplastic.backend import prefer_passive_openmp
 
     prefer_passive_openmp()  # as the main job's CLI does, before torch loads
+    if config.get("backend") == "torch":
+        from neuroplastic.backend.kernels_torch import keep_freed_memory
+
+        keep_freed_memory()  # torch's multi-MB temporaries stay in the heap instead of page-faulting in again
 
     from neuroplastic.backend import get_backend
     from neuroplastic.experiment import build_trainer
