@@ -110,6 +110,21 @@ def test_torch_event_matmul_runs_the_kernel_and_matches_dense_forward_and_gradie
     torch.testing.assert_close(gw, gwd, rtol=0, atol=1e-12)
 
 
+def test_torch_event_matmul_second_derivatives_equal_dense() -> None:
+    """Under ``create_graph`` the weight gradient is recorded (dense), so a gradient of a gradient is right."""
+    from neuroplastic.backend import events_torch
+
+    torch, x, w = _torch_case()
+    results = []
+    for mm in (events_torch.event_matmul, torch.matmul):
+        ws = w.clone().requires_grad_(True)
+        (gw,) = torch.autograd.grad((mm(x, ws) ** 2).sum(), ws, create_graph=True)
+        (ggw,) = torch.autograd.grad((gw ** 2).sum(), ws)
+        results.append((gw.detach(), ggw))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=1e-9)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-10, atol=1e-6)
+
+
 def test_torch_event_matmul_float32_close_to_dense() -> None:
     from neuroplastic.backend import events_torch
 

@@ -55,7 +55,10 @@ class EventMatmul(torch.autograd.Function):
         x2, w = ctx.saved_tensors
         g = g.contiguous()
         gx = g @ w.t() if ctx.needs_input_grad[0] else None
-        gw = _weight_grad(x2, g) if ctx.needs_input_grad[1] else None
+        if not ctx.needs_input_grad[1]:
+            return gx, None
+        # under create_graph the gradient itself is differentiated: the dense product records it
+        gw = x2.t() @ g if torch.is_grad_enabled() else _weight_grad(x2, g)
         return gx, gw
 
 
