@@ -10,7 +10,9 @@ The choice between the event kernel and XLA's dense ``dot`` is made inside the c
 the backward reuses the forward's choice.  :func:`event_matmul` keeps the dense ``dot`` where the
 kernel cannot run: not on the CPU, another dtype than float32/64, a product too small
 (:func:`.native.worth_it`), no library, or ``x`` / ``w`` carrying a forward-mode tangent (a
-``custom_vjp`` has no forward-mode rule).  ``vmap`` runs the kernel once per batch element.
+``custom_vjp`` has no forward-mode rule).  ``vmap`` runs the kernel once per batch element.  Differentiating the gradient again (``grad`` of
+``grad``) stops with JAX's error for the FFI call (no derivative rule), never with a wrong number;
+``NEUROPLASTIC_EVENT_KERNELS=0`` keeps the dense product for such uses.
 Both paths give the same numbers up to the rounding of another summation order
 (tests/test_event_matmul.py).
 """
