@@ -99,11 +99,10 @@ def measure(config: dict) -> dict:
 
     from neuroplastic.backend import prefer_passive_openmp
 
-    prefer_passive_openmp()  # as the main job's CLI does, before torch loads
-    if config.get("backend") == "torch":
-        from neuroplastic.backend.kernels_torch import keep_freed_memory
+    from neuroplastic.backend import native
 
-        keep_freed_memory()  # torch's multi-MB temporaries stay in the heap instead of page-faulting in again
+    prefer_passive_openmp()  # as the main job's CLI does, before torch loads
+    native.keep_freed_memory(**native.LARGE_BUFFERS)  # as the CLI does: freed buffers stay in the heap
 
     from neuroplastic.backend import get_backend
     from neuroplastic.experiment import build_trainer

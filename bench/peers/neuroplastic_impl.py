@@ -48,9 +48,10 @@ def measure(config: dict) -> dict:
     from neuroplastic.surrogates import FastSigmoid
     from neuroplastic.tree import tree_flatten_dict, tree_leaves, tree_paths, tree_unflatten_like
 
-    from neuroplastic.backend import prefer_passive_openmp
+    from neuroplastic.backend import native, prefer_passive_openmp
 
     prefer_passive_openmp()  # as the CLI's entry points do (before torch loads): idle OpenMP threads sleep
+    native.keep_freed_memory(**native.LARGE_BUFFERS)  # as the CLI does: freed buffers stay in the heap
     cfg = {**peers.DEFAULTS, **config}
     if not cfg.get("events", True):
         os.environ["NEUROPLASTIC_EVENT_KERNELS"] = "0"  # the dense products (this child process only)

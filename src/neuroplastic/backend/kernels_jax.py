@@ -36,7 +36,58 @@ def _membrane_after(u: jax.Array, z: jax.Array, threshold: float, reset: str) ->
     return u
 
 
+_RESET_CODE = {"subtract": 0, "zero": 1, "none": 2}
+
+
+def _loops_apply(*arrays: jax.Array) -> str | None:
+    """The dtype suffix of the compiled C loops (``lif_loops.c`` through XLA FFI) when they can run on
+    ``arrays`` (float32/float64 of one dtype, the CPU, the library built), else ``None``: the scans run."""
+    import numpy as np
+
+    from . import native
+
+    dtype = np.dtype(arrays[0].dtype)
+    if dtype not in (np.float32, np.float64) or any(np.dtype(a.dtype) != dtype for a in arrays):
+        return None
+    if jax.default_backend() != "cpu" or native.lif_library_ffi() is None:
+        return None
+    return "f32" if dtype == np.float32 else "f64"
+
+
+def _forward_loops(suffix: str, currents: jax.Array, v0: jax.Array, alpha: float, threshold: float, reset: str) -> tuple:
+    import numpy as np
+
+    from . import native
+
+    steps, n = currents.shape[0], int(np.prod(currents.shape[1:]))
+    flat, vec = jax.ShapeDtypeStruct((steps, n), currents.dtype), jax.ShapeDtypeStruct((n,), currents.dtype)
+    call = jax.ffi.ffi_call(f"neuroplastic_lif_forward_{suffix}", (flat, vec, flat), vmap_method="sequential")
+    spikes, v_last, us = call(currents.reshape(steps, n), v0.reshape(n), alpha=np.float64(alpha), threshold=np.float64(threshold),
+                              reset=np.int32(_RESET_CODE[reset]), threads=np.int32(native.usable_threads()))
+    return spikes.reshape(currents.shape), v_last.reshape(v0.shape), us.reshape(currents.shape)
+
+
+def _backward_loops(suffix: str, us: jax.Array, slope: jax.Array, g_spikes: jax.Array, g_v_last: jax.Array, alpha: float,
+                    threshold: float, reset: str, detach_reset: bool) -> tuple:
+    import numpy as np
+
+    from . import native
+
+    steps, n = us.shape[0], int(np.prod(us.shape[1:]))
+    flat, vec = jax.ShapeDtypeStruct((steps, n), us.dtype), jax.ShapeDtypeStruct((n,), us.dtype)
+    call = jax.ffi.ffi_call(f"neuroplastic_lif_backward_{suffix}", (flat, vec), vmap_method="sequential")
+    g_currents, g_v0 = call(us.reshape(steps, n), slope.reshape(steps, n), g_spikes.astype(us.dtype).reshape(steps, n),
+                            g_v_last.reshape(n), alpha=np.float64(alpha), threshold=np.float64(threshold),
+                            reset=np.int32(_RESET_CODE[reset]), detach=np.int32(bool(detach_reset)),
+                            threads=np.int32(native.usable_threads()))
+    return g_currents.reshape(us.shape), g_v0.reshape(g_v_last.shape)
+
+
 def _forward(currents: jax.Array, v0: jax.Array, alpha: float, threshold: float, reset: str) -> tuple:
+    suffix = _loops_apply(currents, v0)
+    if suffix is not None:
+        return _forward_loops(suffix, currents, v0, alpha, threshold, reset)
+
     def body(v: jax.Array, current: jax.Array) -> tuple:
         u = alpha * v + current
         z = (u - threshold > 0).astype(u.dtype)
@@ -61,6 +112,10 @@ def _lif_fwd(currents, v0, alpha, threshold, reset, detach_reset, surrogate):
 
 def _lif_bwd(alpha, threshold, reset, detach_reset, surrogate, us, cotangents):
     g_spikes, g_v_last = cotangents
+    suffix = _loops_apply(us, g_v_last)
+    if suffix is not None:
+        slope = surrogate.derivative(us - threshold)
+        return _backward_loops(suffix, us, slope, g_spikes, g_v_last, alpha, threshold, reset, detach_reset)
 
     def body(g_v: jax.Array, step: tuple) -> tuple:
         u, g_z = step

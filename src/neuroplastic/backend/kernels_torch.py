@@ -51,106 +51,18 @@ import ctypes
 import os
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from .native import keep_freed_memory  # noqa: F401  (its home is native; kept here for callers)
 
 RESETS = ("subtract", "zero", "none")
 _RESET_CODE = {"subtract": 0, "zero": 1, "none": 2}
 
 #: the forward and backward loops in C, for float (suffix f) and double (suffix d); see the module docstring
-C_SOURCE = r"""
-#include <stdint.h>
-#include <pthread.h>
-
-/* fn(args, j0, j1) on up to nthreads threads, each a contiguous range of the n neurons: neurons are
-   independent, so every element sees the same operations in the same order whatever the split */
-typedef struct { void (*fn)(void *, int64_t, int64_t); void *args; int64_t j0, j1; } np_job;
-static void *np_run_job(void *p) { np_job *j = (np_job *)p; j->fn(j->args, j->j0, j->j1); return 0; }
-static void np_parallel(void (*fn)(void *, int64_t, int64_t), void *args, int64_t n, int nthreads) {
-    np_job jobs[16]; pthread_t th[16]; int used = 0;
-    if (nthreads > 16) nthreads = 16;
-    if (nthreads > n / 2048) nthreads = (int)(n / 2048);  /* at least 2048 neurons a thread */
-    if (nthreads < 1) nthreads = 1;
-    int64_t per = ((n + nthreads - 1) / nthreads + 15) / 16 * 16;
-    for (int i = 0; i < nthreads && i * per < n; ++i) {
-        jobs[i].fn = fn; jobs[i].args = args; jobs[i].j0 = i * per; jobs[i].j1 = (i + 1) * per < n ? (i + 1) * per : n;
-        used++;
-    }
-    for (int i = 1; i < used; ++i) if (pthread_create(&th[i], 0, np_run_job, &jobs[i]) != 0) { np_run_job(&jobs[i]); th[i] = 0; }
-    np_run_job(&jobs[0]);
-    for (int i = 1; i < used; ++i) if (th[i]) pthread_join(th[i], 0);
-}
-
-#define LIF_KERNELS(T, S)                                                                            \
-typedef struct { const T *cur, *v0; T *u_all, *spikes, *v_a, *v_b; int64_t steps, n; T alpha, thr; int reset; } fwd_args_##S; \
-static void lif_forward_range_##S(void *p, int64_t j0, int64_t j1) {                                  \
-    fwd_args_##S *a = (fwd_args_##S *)p;                                                               \
-    const T alpha = a->alpha, thr = a->thr;                                                            \
-    const int64_t steps = a->steps, n = a->n;                                                         \
-    const int reset = a->reset;                                                                        \
-    const T *v = a->v0;                                                                                \
-    for (int64_t t = 0; t < steps; ++t) {                                                              \
-        const T *I = a->cur + t * n;                                                                   \
-        T *u = a->u_all + t * n, *z = a->spikes + t * n;                                               \
-        T *vn = ((steps - 1 - t) % 2 == 0) ? a->v_a : a->v_b;                                          \
-        for (int64_t j = j0; j < j1; ++j) {                                                            \
-            T uu = v[j] * alpha;                                                                       \
-            uu = uu + I[j];                                                                            \
-            u[j] = uu;                                                                                 \
-            T x = uu - thr;                                                                            \
-            T zz = (x > (T)0) ? (T)1 : (T)0;                                                           \
-            z[j] = zz;                                                                                 \
-            if (reset == 0) { T r = zz * thr; vn[j] = uu - r; }                                        \
-            else if (reset == 1) { T k = (T)1 - zz; vn[j] = uu * k; }                                  \
-            else { vn[j] = uu; }                                                                       \
-        }                                                                                              \
-        v = vn;                                                                                        \
-    }                                                                                                  \
-}                                                                                                      \
-void lif_forward_##S(const T *cur, const T *v0, T *u_all, T *spikes, T *v_a, T *v_b,                  \
-                     int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int nthreads) { \
-    fwd_args_##S a = {cur, v0, u_all, spikes, v_a, v_b, steps, n, (T)alpha_d, (T)thr_d, reset};        \
-    np_parallel(lif_forward_range_##S, &a, n, nthreads);                                               \
-}                                                                                                      \
-typedef struct { const T *u_all, *slope, *gz; T *dI, *g; int has_g; int64_t steps, n; T alpha, thr; int reset, detach; } bwd_args_##S; \
-static void lif_backward_range_##S(void *p, int64_t j0, int64_t j1) {                                 \
-    bwd_args_##S *a = (bwd_args_##S *)p;                                                               \
-    const T alpha = a->alpha, thr = a->thr;                                                            \
-    const int64_t steps = a->steps, n = a->n;                                                         \
-    const int reset = a->reset, detach = a->detach;                                                    \
-    int has_g = a->has_g;                                                                              \
-    T *g = a->g;                                                                                       \
-    for (int64_t t = steps - 1; t >= 0; --t) {                                                         \
-        const T *u = a->u_all + t * n, *s = a->slope + t * n;                                          \
-        const T *gzt = a->gz ? a->gz + t * n : 0;                                                      \
-        T *out = a->dI + t * n;                                                                        \
-        for (int64_t j = j0; j < j1; ++j) {                                                            \
-            T val = gzt ? gzt[j] * s[j] : (T)0;                                                        \
-            if (has_g) {                                                                               \
-                T c = (T)1;                                                                            \
-                if (reset == 0) { if (!detach) c = (T)1 - thr * s[j]; }                                \
-                else if (reset == 1) {                                                                 \
-                    c = ((u[j] - thr) > (T)0) ? (T)0 : (T)1;                                           \
-                    if (!detach) c = c - u[j] * s[j];                                                  \
-                }                                                                                      \
-                val = val + c * g[j];                                                                  \
-            }                                                                                          \
-            out[j] = val;                                                                              \
-            g[j] = val * alpha;                                                                        \
-        }                                                                                              \
-        has_g = 1;                                                                                     \
-    }                                                                                                  \
-}                                                                                                      \
-void lif_backward_##S(const T *u_all, const T *slope, const T *gz, T *dI, T *g, int has_g,            \
-                      int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int detach,   \
-                      int nthreads) {                                                                  \
-    bwd_args_##S a = {u_all, slope, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach};   \
-    np_parallel(lif_backward_range_##S, &a, n, nthreads);                                              \
-}
-LIF_KERNELS(float, f)
-LIF_KERNELS(double, d)
-"""
+C_SOURCE = (Path(__file__).with_name("lif_loops.c")).read_text()
 C_FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-pthread")
 
 _library: Any = None
@@ -404,38 +316,6 @@ def lif_sequence(currents: torch.Tensor, v0: torch.Tensor, alpha: float, thresho
 
 
 #: glibc's ``mallopt`` parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
-    """Ask glibc's allocator to keep freed blocks for reuse instead of handing them back to the system;
-    ``True`` when it took the settings, ``False`` where there is no glibc (nothing changes then).
-
-    torch allocates every intermediate tensor on the CPU with ``malloc``.  glibc serves a block above
-    its *mmap threshold* with a fresh ``mmap`` and returns it with ``munmap`` when freed, and gives the
-    top of its heap back once more than the *trim threshold* is free there; both thresholds adapt to
-    the block sizes it sees, but with several multi-megabyte temporaries alive at once (the online trace
-    rules' ``(B, P, n)`` eligibility traces: 4 MB for ``(64, 129, 128)``) freed memory keeps going back
-    to the system, and every new temporary page-faults its pages in again: a product of a (64, 129, 128)
-    trace took 1.7 ms instead of 0.1 ms with three of them alive, and online OTPE ran about 30% slower.
-    Blocks up to ``mmap_threshold`` bytes then come from the heap, and up to ``trim_threshold`` free bytes
-    stay in it (the process's resident memory may stay that much above its live data).
-
-    A process-wide setting, like ``OMP_WAIT_POLICY``: entry points call it (the CLI, a benchmark's
-    child process, a training script), never an import.  ``mallopt`` refuses an mmap threshold above
-    32 MiB on 64-bit systems (``False`` then, and the trim setting may already have applied).
-    """
-    for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)) == 1
-    return mallopt(_M_MMAP_THRESHOLD, min(mmap_threshold, 2**31 - 1)) == 1 and ok
 
 
 __all__ = ["LIFSequence", "fusable", "loop_threads", "in_transform", "keep_freed_memory", "lif_backward", "lif_forward", "lif_sequence"]

@@ -49,6 +49,46 @@ _libraries: dict[str, Any] = {}
 _errors: dict[str, str] = {}
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: ``keep_freed_memory`` settings for whole-sequence arrays: blocks up to 1 GiB from the heap, 2 GiB kept free
+LARGE_BUFFERS = {"mmap_threshold": 1 << 30, "trim_threshold": (1 << 31) - 1}
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Ask glibc's allocator to keep freed blocks for reuse instead of handing them back to the system;
+    ``True`` when it took the settings, ``False`` where there is no glibc (nothing changes then).
+
+    torch allocates every intermediate tensor on the CPU with ``malloc``, and so does XLA's CPU backend
+    for its buffers.  glibc serves a block above
+    its *mmap threshold* with a fresh ``mmap`` and returns it with ``munmap`` when freed, and gives the
+    top of its heap back once more than the *trim threshold* is free there; both thresholds adapt to
+    the block sizes it sees, but with several multi-megabyte temporaries alive at once (the online trace
+    rules' ``(B, P, n)`` eligibility traces: 4 MB for ``(64, 129, 128)``) freed memory keeps going back
+    to the system, and every new temporary page-faults its pages in again: a product of a (64, 129, 128)
+    trace took 1.7 ms instead of 0.1 ms with three of them alive, and online OTPE ran about 30% slower.
+    Blocks up to ``mmap_threshold`` bytes then come from the heap, and up to ``trim_threshold`` free bytes
+    stay in it (the process's resident memory may stay that much above its live data).
+
+    A process-wide setting, like ``OMP_WAIT_POLICY``: entry points call it (the CLI, a benchmark's
+    child process, a training script), never an import.  The CLI and the benchmarks ask for
+    :data:`LARGE_BUFFERS` (the (T, B, N) arrays of a long sequence are tens to hundreds of MB: XLA's
+    elementwise pass over a (500, 64, 512) array took 27 ms with each output page-faulted in, 7 ms
+    from the heap).  Where ``mallopt`` refuses a value it returns ``False`` (an older glibc caps the
+    mmap threshold at 32 MiB on 64-bit systems; the trim setting may already have applied).
+    """
+    for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)) == 1
+    return mallopt(_M_MMAP_THRESHOLD, min(mmap_threshold, 2**31 - 1)) == 1 and ok
+
+
 def enabled() -> bool:
     """False when ``NEUROPLASTIC_C_KERNELS=0`` turns every native kernel off."""
     return os.environ.get("NEUROPLASTIC_C_KERNELS", "1") != "0"
@@ -180,8 +220,37 @@ def event_library_ffi() -> Any:
     return _load("event_matmul_ffi", _event_ffi)
 
 
+#: the LIF loops' XLA FFI handlers -> their custom-call target names (CPU)
+LIF_FFI_TARGETS = {
+    "NpLifForwardF32": "neuroplastic_lif_forward_f32",
+    "NpLifForwardF64": "neuroplastic_lif_forward_f64",
+    "NpLifBackwardF32": "neuroplastic_lif_backward_f32",
+    "NpLifBackwardF64": "neuroplastic_lif_backward_f64",
+}
+#: the LIF loops for JAX: multiply-adds contracted as XLA's CPU backend contracts ``alpha * v + I`` (an FMA
+#: where the CPU has one), so the forward stays bit-identical to the reference scan (tests/test_fused.py);
+#: the torch build keeps them apart, as torch's own operations do
+LIF_FLAGS = ("-std=c++17", "-O3", "-ffp-contract=fast", "-fno-fast-math", "-fPIC", "-shared", "-pthread", "-w")
+
+
+def _lif_ffi() -> Any:
+    import jax.ffi
+
+    here = Path(__file__).parent
+    text = (here / "lif_loops.c").read_text() + "\n" + (here / "lif_ffi.cc").read_text()
+    lib = ctypes.CDLL(str(build("lif_ffi", text, (*LIF_FLAGS, f"-I{jax.ffi.include_dir()}"))))
+    for symbol, target in LIF_FFI_TARGETS.items():
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    return lib
+
+
+def lif_library_ffi() -> Any:
+    """The LIF loops (``lif_loops.c``) as XLA FFI targets (:data:`LIF_FFI_TARGETS`) for JAX on the CPU, or ``None``."""
+    return _load("lif_ffi", _lif_ffi)
+
+
 def build_error(name: str = "event_matmul") -> str | None:
-    """Why library ``name`` (``event_matmul`` or ``event_matmul_ffi``) is unavailable, if it is."""
+    """Why library ``name`` (``event_matmul``, ``event_matmul_ffi`` or ``lif_ffi``) is unavailable, if it is."""
     if not enabled():
         return "NEUROPLASTIC_C_KERNELS=0"
     return _errors.get(name)
@@ -209,5 +278,5 @@ def check_status(code: int, what: str) -> None:
         raise RuntimeError(f"{what}: the event kernel failed (code {code})")
 
 
-__all__ = ["FFI_TARGETS", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
+__all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
            "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "usable_threads", "worth_it"]
