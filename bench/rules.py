@@ -102,7 +102,7 @@ def measure(config: dict) -> dict:
     from neuroplastic.backend import native
 
     prefer_passive_openmp()  # as the main job's CLI does, before torch loads
-    native.keep_freed_memory(**native.LARGE_BUFFERS)  # as the CLI does: freed buffers stay in the heap
+    native.keep_freed_memory()  # as the CLI does: freed temporaries stay in the heap
 
     from neuroplastic.backend import get_backend
     from neuroplastic.experiment import build_trainer

@@ -144,3 +144,34 @@ def test_per_call_conditions_keep_the_reference(backend_name, monkeypatch):
         assert not calls
     _, tangent_ref = B.jvp(lambda x: ref.run(params, x)[2]["out"][1], (xs,), (B.ones_like(xs),))
     np.testing.assert_array_equal(B.to_numpy(tangent), B.to_numpy(tangent_ref))
+
+
+@pytest.mark.parametrize("reset,detach", [("subtract", True), ("zero", False), ("none", True)])
+def test_jax_compiled_loops_equal_the_jax_scans(reset, detach, monkeypatch):
+    """On the CPU the JAX kernel runs the C loops through XLA FFI; without the library it runs its own
+    scans.  Both give the same spikes and membrane bit for bit and the same gradients to round-off, also
+    under ``vmap`` (the FFI call then runs once per batch element)."""
+    jax = pytest.importorskip("jax")
+    from neuroplastic.backend import kernels_jax, native
+
+    if native.lif_library_ffi() is None:
+        pytest.skip(f"the LIF loops' XLA FFI build is unavailable: {native.build_error('lif_ffi')}")
+    B = get_backend("jax", dtype="float64")
+    currents, v0, g_spikes = _kernel_inputs()
+    g_v = np.linspace(-1.0, 1.0, v0.size).reshape(v0.shape)
+    args = [B.asarray(a) for a in (currents, v0, g_spikes, g_v)]
+    cfg = (0.9, 1.0, reset, detach, FastSigmoid(beta=25.0))
+    fn = lambda I, v: kernels_jax.lif_sequence(I, v, *cfg)  # noqa: E731
+    assert "neuroplastic_lif_forward" in jax.jit(fn).lower(args[0], args[1]).as_text()
+    loops = _kernel_value_and_grads(B, fn, *args)
+    batched = jax.vmap(fn, in_axes=(1, 0), out_axes=(1, 0))(args[0], args[1])
+    monkeypatch.setattr(native, "lif_library_ffi", lambda: None)
+    jax.clear_caches()  # traces of the kernel made with the library
+    fn = lambda I, v: kernels_jax.lif_sequence(I, v, *cfg)  # noqa: E731
+    assert "neuroplastic_lif_forward" not in jax.jit(fn).lower(args[0], args[1]).as_text()
+    scans = _kernel_value_and_grads(B, fn, *args)
+    np.testing.assert_array_equal(loops[0], scans[0])
+    np.testing.assert_array_equal(loops[1], scans[1])
+    for got, want in zip(loops[2:], scans[2:]):
+        assert rel_err(got, want) <= 1e-12
+    np.testing.assert_array_equal(np.asarray(batched[0]), scans[0])

@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .backend import native, prefer_passive_openmp
 
     prefer_passive_openmp()
-    native.keep_freed_memory(**native.LARGE_BUFFERS)  # whole-sequence arrays reuse the heap, not fresh pages
+    native.keep_freed_memory()  # multi-MB temporaries reuse the heap instead of fresh pages
     parser = argparse.ArgumentParser(prog="neuroplastic", description="Train and compare learning rules for spiking networks.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="the main job: compare learning rules on MNIST-1D and write a report")
