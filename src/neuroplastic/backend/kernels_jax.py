@@ -49,9 +49,19 @@ def _loops_apply(*arrays: jax.Array) -> str | None:
     dtype = np.dtype(arrays[0].dtype)
     if dtype not in (np.float32, np.float64) or any(np.dtype(a.dtype) != dtype for a in arrays):
         return None
-    if jax.default_backend() != "cpu" or native.lif_library_ffi() is None:
+    if jax.default_backend() != "cpu" or _xla_without_fma() or native.lif_library_ffi() is None:
         return None
     return "f32" if dtype == np.float32 else "f64"
+
+
+def _xla_without_fma() -> bool:
+    """Whether ``XLA_FLAGS`` holds XLA's CPU code below FMA (``--xla_cpu_max_isa=SSE4_2`` or ``AVX``): the
+    loops, built for this CPU, contract ``alpha * v + I`` into one rounding where XLA then does not."""
+    import os
+    import re
+
+    found = re.search(r"--xla_cpu_max_isa=(\w+)", os.environ.get("XLA_FLAGS", ""))
+    return bool(found) and found.group(1).upper() in ("SSE4_2", "AVX")
 
 
 def _forward_loops(suffix: str, currents: jax.Array, v0: jax.Array, alpha: float, threshold: float, reset: str) -> tuple:
