@@ -247,8 +247,8 @@ def test_without_a_compiler_the_python_loops_run(monkeypatch):
     from neuroplastic.backend import native
 
     monkeypatch.setattr(native, "c_compiler", lambda: None)
-    monkeypatch.setattr(kernels_torch, "_library", None)
-    monkeypatch.setattr(kernels_torch, "_library_tried", False)
+    monkeypatch.setattr(native, "_libraries", {})
+    monkeypatch.setattr(native, "_errors", {})
     assert kernels_torch.c_library() is None
     cell = LIF(**SETTINGS)
     currents, v0, _, _ = inputs(torch.float64)

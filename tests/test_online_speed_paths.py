@@ -213,7 +213,7 @@ def test_keep_freed_memory_in_a_fresh_process():
     import subprocess
     import sys
 
-    code = "from neuroplastic.backend.kernels_torch import keep_freed_memory as k; print(k(), k(4 << 20, 64 << 20))"
+    code = "from neuroplastic.backend.native import keep_freed_memory as k; print(k(), k(4 << 20, 64 << 20))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     applied = out.stdout.split()
@@ -225,7 +225,7 @@ def test_keep_freed_memory_in_a_fresh_process():
 
 @pytest.mark.parametrize("kwargs", [{"mmap_threshold": 0}, {"trim_threshold": -5}, {"mmap_threshold": 1.5}, {"trim_threshold": True}])
 def test_keep_freed_memory_refuses_bad_sizes(kwargs):
-    from neuroplastic.backend.kernels_torch import keep_freed_memory
+    from neuroplastic.backend.native import keep_freed_memory
 
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=f"{name} must be a positive number of bytes"):

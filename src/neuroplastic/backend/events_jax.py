@@ -65,13 +65,10 @@ _event_matmul.defvjp(_event_fwd, _event_bwd)
 
 
 def applicable(x: Any, w: Any) -> bool:
-    """Whether the event kernel can take ``x @ w`` (platform, dtype, shapes, no forward mode, library, size)."""
-    if np.dtype(x.dtype) not in _SUFFIX or w.dtype != x.dtype or x.ndim < 2 or w.ndim != 2 or x.shape[-1] != w.shape[0]:
+    """Whether the event kernel can take ``x @ w`` (platform, dtype, shapes and size, no forward mode, library)."""
+    if np.dtype(x.dtype) not in _SUFFIX or w.dtype != x.dtype or jax.default_backend() != "cpu":
         return False
-    if jax.default_backend() != "cpu":
-        return False
-    rows = int(np.prod(x.shape[:-1]))
-    if not native.events_enabled() or not native.worth_it(rows, w.shape[0], w.shape[1]) or in_forward_mode(x) or in_forward_mode(w):
+    if not native.event_product_fits(tuple(x.shape), tuple(w.shape)) or in_forward_mode(x) or in_forward_mode(w):
         return False
     return native.event_library_ffi() is not None
 

@@ -63,15 +63,12 @@ class EventMatmul(torch.autograd.Function):
 
 
 def applicable(x: Any, w: Any) -> bool:
-    """Whether the event kernel can take ``x @ w`` (dtype, device, shapes, no transform, library built, size)."""
+    """Whether the event kernel can take ``x @ w`` (dtype, device, shapes and size, no transform, library built)."""
     if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dtype not in _FN or w.dtype != x.dtype:
         return False
-    if x.device.type != "cpu" or w.device.type != "cpu" or x.ndim < 2 or w.ndim != 2 or x.shape[-1] != w.shape[0]:
+    if x.device.type != "cpu" or w.device.type != "cpu" or not native.event_product_fits(tuple(x.shape), tuple(w.shape)):
         return False
-    rows = x.numel() // max(1, x.shape[-1])
-    if not native.events_enabled() or not native.worth_it(rows, w.shape[0], w.shape[1]) or in_transform(x) or in_transform(w):
-        return False
-    return native.event_library() is not None
+    return not (in_transform(x) or in_transform(w)) and native.event_library() is not None
 
 
 def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

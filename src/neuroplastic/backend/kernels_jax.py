@@ -36,9 +36,6 @@ def _membrane_after(u: jax.Array, z: jax.Array, threshold: float, reset: str) ->
     return u
 
 
-_RESET_CODE = {"subtract": 0, "zero": 1, "none": 2}
-
-
 def _loops_apply(*arrays: jax.Array) -> str | None:
     """The dtype suffix of the compiled C loops (``lif_loops.c`` through XLA FFI) when they can run on
     ``arrays`` (float32/float64 of one dtype, the CPU, the library built), else ``None``: the scans run."""
@@ -73,7 +70,7 @@ def _forward_loops(suffix: str, currents: jax.Array, v0: jax.Array, alpha: float
     flat, vec = jax.ShapeDtypeStruct((steps, n), currents.dtype), jax.ShapeDtypeStruct((n,), currents.dtype)
     call = jax.ffi.ffi_call(f"neuroplastic_lif_forward_{suffix}", (flat, vec, flat), vmap_method="sequential")
     spikes, v_last, us = call(currents.reshape(steps, n), v0.reshape(n), alpha=np.float64(alpha), threshold=np.float64(threshold),
-                              reset=np.int32(_RESET_CODE[reset]), threads=np.int32(native.usable_threads()))
+                              reset=np.int32(native.LIF_RESET_CODES[reset]), threads=np.int32(native.usable_threads()))
     return spikes.reshape(currents.shape), v_last.reshape(v0.shape), us.reshape(currents.shape)
 
 
@@ -88,7 +85,7 @@ def _backward_loops(suffix: str, us: jax.Array, slope: jax.Array, g_spikes: jax.
     call = jax.ffi.ffi_call(f"neuroplastic_lif_backward_{suffix}", (flat, vec), vmap_method="sequential")
     g_currents, g_v0 = call(us.reshape(steps, n), slope.reshape(steps, n), g_spikes.astype(us.dtype).reshape(steps, n),
                             g_v_last.reshape(n), alpha=np.float64(alpha), threshold=np.float64(threshold),
-                            reset=np.int32(_RESET_CODE[reset]), detach=np.int32(bool(detach_reset)),
+                            reset=np.int32(native.LIF_RESET_CODES[reset]), detach=np.int32(bool(detach_reset)),
                             threads=np.int32(native.usable_threads()))
     return g_currents.reshape(us.shape), g_v0.reshape(g_v_last.shape)
 

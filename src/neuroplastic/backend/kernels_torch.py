@@ -49,50 +49,29 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .native import keep_freed_memory  # noqa: F401  (its home is native; kept here for callers)
+from . import native
 
 RESETS = ("subtract", "zero", "none")
-_RESET_CODE = {"subtract": 0, "zero": 1, "none": 2}
+_RESET_CODE = native.LIF_RESET_CODES
 
 #: the forward and backward loops in C, for float (suffix f) and double (suffix d); see the module docstring
 C_SOURCE = (Path(__file__).with_name("lif_loops.c")).read_text()
 C_FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared", "-pthread")
 
-_library: Any = None
-_library_tried = False
-_library_lock = threading.Lock()
-
-
 def c_library() -> Any:
-    """The compiled loops (a ``ctypes`` library), built on first use; ``None`` when there is no C compiler,
-    the build fails, or ``NEUROPLASTIC_C_KERNELS=0``."""
-    global _library, _library_tried
-    if os.environ.get("NEUROPLASTIC_C_KERNELS", "1") == "0":
-        return None
-    if _library_tried:
-        return _library
-    with _library_lock:
-        if _library_tried:
-            return _library
-        _library = _build()
-        _library_tried = True
-    return _library
+    """The compiled loops (a ``ctypes`` library), built on first use (:func:`.native.build`, cached per
+    process like the other native libraries); ``None`` when there is no C compiler, the build fails
+    (:func:`.native.build_error` says why), or ``NEUROPLASTIC_C_KERNELS=0``."""
+    return native._load("lif", _build)
 
 
 def _build() -> Any:
-    from . import native
-
-    try:
-        lib = ctypes.CDLL(str(native.build("lif", C_SOURCE, C_FLAGS, language="c")))
-    except (OSError, RuntimeError, subprocess.SubprocessError):
-        return None
+    lib = ctypes.CDLL(str(native.build("lif", C_SOURCE, C_FLAGS, language="c")))
     p, i64, dbl, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suffix in ("f", "d"):
         fwd = getattr(lib, f"lif_forward_{suffix}")
@@ -315,7 +294,4 @@ def lif_sequence(currents: torch.Tensor, v0: torch.Tensor, alpha: float, thresho
     return LIFSequence.apply(currents.contiguous(), v0, float(alpha), float(threshold), reset, bool(detach_reset), surrogate)
 
 
-#: glibc's ``mallopt`` parameters (malloc.h)
-
-
-__all__ = ["LIFSequence", "fusable", "loop_threads", "in_transform", "keep_freed_memory", "lif_backward", "lif_forward", "lif_sequence"]
+__all__ = ["LIFSequence", "fusable", "loop_threads", "in_transform", "lif_backward", "lif_forward", "lif_sequence"]

@@ -12,9 +12,9 @@ Without a compiler, when a build fails, or with ``NEUROPLASTIC_C_KERNELS=0``, th
 are ``None`` (:func:`build_error` says why) and the backends keep their dense products;
 ``NEUROPLASTIC_EVENT_KERNELS=0`` keeps the dense products too (the reference path).
 
-Which product runs is decided per call by :func:`use_events`: the event kernel when the work
-is large enough to pay for listing the non-zeros (``rows * K * M >= MIN_WORK``, ``M >= MIN_SIDE``) and the
-spike matrix is sparse enough (density ``<= MAX_DENSITY``; measured crossover on a 2-core AMD
+Which product runs is decided per call (:func:`event_product_fits`, then the backends' density
+check): the event kernel when the work is large enough to pay for listing the non-zeros
+(:func:`worth_it`: ``rows * K * M >= MIN_WORK``, ``M >= MIN_SIDE``) and the spike matrix is sparse enough (density ``<= MAX_DENSITY``; measured crossover on a 2-core AMD
 EPYC in ``docs/benchmarks.md``, "Event-driven products").
 """
 
@@ -43,6 +43,9 @@ MIN_WORK = 1 << 24
 #: network (listing the non-zeros costs as much as it saves), and a narrow output (10 classes) leaves
 #: nothing to gain
 MIN_SIDE = 256
+
+#: the LIF loops' reset argument (``lif_loops.c``)
+LIF_RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 
 _lock = threading.Lock()
 _libraries: dict[str, Any] = {}
@@ -265,6 +268,17 @@ def worth_it(rows: int, k: int, m: int) -> bool:
     return rows * k * m >= MIN_WORK and m >= MIN_SIDE
 
 
+def event_product_fits(x_shape: tuple, w_shape: tuple) -> bool:
+    """The framework-free part of whether ``x @ w`` may take the event kernel: ``x`` is ``(..., K)``
+    and ``w`` ``(K, M)``, the product is :func:`worth_it`, and :func:`events_enabled`."""
+    if len(x_shape) < 2 or len(w_shape) != 2 or x_shape[-1] != w_shape[0]:
+        return False
+    rows = 1
+    for d in x_shape[:-1]:
+        rows *= int(d)
+    return events_enabled() and worth_it(rows, int(w_shape[0]), int(w_shape[1]))
+
+
 def usable_threads() -> int:
     """CPUs this process may run on."""
     try:
@@ -281,5 +295,5 @@ def check_status(code: int, what: str) -> None:
         raise RuntimeError(f"{what}: the event kernel failed (code {code})")
 
 
-__all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
+__all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "LIF_RESET_CODES", "event_product_fits", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
            "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "usable_threads", "worth_it"]
