@@ -175,8 +175,12 @@ def build(name: str, source: Path | str, flags: tuple[str, ...], language: str =
 
 
 def _load(name: str, make: Any) -> Any:
+    """Library ``name``, built by ``make()`` once per process (``None``, with the reason in
+    :func:`build_error`, when that fails); the lock only guards the first build."""
     if not enabled():
         return None
+    if name in _libraries:  # called per kernel call: no lock once built
+        return _libraries[name]
     with _lock:
         if name not in _libraries:
             try:
