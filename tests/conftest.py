@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("NEUROPLASTIC_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache"))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (neuroplastic.backend.prefer_passive_openmp)
+from neuroplastic.backend import prefer_passive_openmp  # noqa: E402
+
+prefer_passive_openmp()  # as the CLI does: torch's idle OpenMP threads spin briefly, then sleep
 
 # XLA compilation is most of the suite's time, and many tests (and the run folders, seeds and sweep
 # trials they start, in this process or in subprocesses) compile the same programs again: JAX's

@@ -258,21 +258,24 @@ def test_without_a_compiler_the_python_loops_run(monkeypatch):
 
 
 def test_passive_openmp_is_set_by_entry_points_not_imports():
-    """Importing the torch backend leaves the environment alone; prefer_passive_openmp sets the policy only
-    before torch loads and keeps a user's own value."""
+    """Importing the torch backend leaves the environment alone; prefer_passive_openmp sets passive waiting
+    with a bounded spin only before torch loads, and keeps a user's own policy or spin count."""
     import subprocess
     import sys
 
     code = (
         "import os, sys\n"
-        "from neuroplastic.backend import prefer_passive_openmp\n"
-        "os.environ.pop('OMP_WAIT_POLICY', None)\n"
-        "first = prefer_passive_openmp(); set_to = os.environ.get('OMP_WAIT_POLICY')\n"
-        "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'; prefer_passive_openmp(); kept = os.environ['OMP_WAIT_POLICY']\n"
-        "os.environ.pop('OMP_WAIT_POLICY'); import neuroplastic.backend.torch\n"
-        "print(first, set_to, kept, os.environ.get('OMP_WAIT_POLICY'), prefer_passive_openmp())\n"
+        "from neuroplastic.backend import prefer_passive_openmp, OPENMP_SPIN_COUNT\n"
+        "first = prefer_passive_openmp(); set_to = (os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))\n"
+        "assert set_to == ('PASSIVE', str(OPENMP_SPIN_COUNT)), set_to\n"
+        "os.environ.pop('GOMP_SPINCOUNT'); os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'; prefer_passive_openmp()\n"
+        "kept = (os.environ['OMP_WAIT_POLICY'], os.environ.get('GOMP_SPINCOUNT'))\n"
+        "os.environ.pop('OMP_WAIT_POLICY'); os.environ['GOMP_SPINCOUNT'] = '5'; prefer_passive_openmp()\n"
+        "kept_spin = (os.environ.get('OMP_WAIT_POLICY'), os.environ['GOMP_SPINCOUNT'])\n"
+        "os.environ.pop('GOMP_SPINCOUNT'); import neuroplastic.backend.torch\n"
+        "print(first, *kept, *kept_spin, os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), prefer_passive_openmp())\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "PASSIVE", "ACTIVE", "None", "False"]
+    assert out.stdout.split() == ["True", "ACTIVE", "None", "None", "5", "None", "None", "False"]

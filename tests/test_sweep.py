@@ -156,6 +156,16 @@ def test_thread_env_limits_every_pool_and_keeps_the_callers_xla_flags(monkeypatc
     env = thread_env(2)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
     assert env["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX2 --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2"
+    # the OpenMP waiting of backend.prefer_passive_openmp: the caller's own settings, else passive with a bounded spin
+    from neuroplastic.backend import OPENMP_SPIN_COUNT
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    env = thread_env(1)
+    assert (env["OMP_WAIT_POLICY"], env["GOMP_SPINCOUNT"]) == ("PASSIVE", str(OPENMP_SPIN_COUNT))
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    env = thread_env(1)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in env
 
 
 def test_limit_threads_here_only_before_a_framework_is_loaded():

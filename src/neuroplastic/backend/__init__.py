@@ -23,22 +23,46 @@ from .base import Backend
 BACKENDS = ("torch", "jax")
 
 
+#: spins an idle OpenMP thread of torch makes before it sleeps (``GOMP_SPINCOUNT``, libgomp's unit,
+#: roughly 0.1 ms): long enough to catch the next small operation of an eager step, short enough that
+#: a thread waiting on a busy machine soon gives its core back.  Measured on a 2-core AMD EPYC,
+#: ``python bench/run.py --suite rules --rules bptt,ottt:online --backends torch`` (seconds per epoch):
+#: passive (0 spins) 0.22 / 0.60, 10000 spins 0.11 / 0.33, ACTIVE (no sleep) 0.095 / 0.33; with two
+#: busy processes beside it, passive 0.15, 10000 spins 0.27, 100000 spins (libgomp's own default is
+#: 300000) up to 3.3 for BPTT.
+OPENMP_SPIN_COUNT = 10_000
+
+
+def openmp_wait_env() -> dict[str, str]:
+    """The OpenMP waiting settings of :func:`prefer_passive_openmp` as environment variables, keeping
+    the caller's own: ``OMP_WAIT_POLICY=PASSIVE`` and a bounded ``GOMP_SPINCOUNT`` unless either
+    is set (a user's ``OMP_WAIT_POLICY`` alone keeps libgomp's spin count for that policy)."""
+    import os
+
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+    return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(OPENMP_SPIN_COUNT)}
+
+
 def prefer_passive_openmp() -> bool:
-    """Ask torch's OpenMP threads to sleep, not spin, while idle (``OMP_WAIT_POLICY=PASSIVE``), unless
-    the user set the variable; ``False`` when torch is already loaded (the variable is read then).
+    """Ask torch's idle OpenMP threads to spin briefly, then sleep (``OMP_WAIT_POLICY=PASSIVE`` with
+    ``GOMP_SPINCOUNT`` = :data:`OPENMP_SPIN_COUNT`), unless the user set either variable; ``False``
+    when torch is already loaded (the variables are read then).
 
     With fewer free cores than threads (other jobs, several trials on one machine) every parallel
     operation otherwise waits for a descheduled spinning thread: on a loaded 2-core machine BPTT on the
-    main job's network took 1-1.8 s a batch with 2 threads instead of 0.2 s.  Passive waiting costs a
-    thread wake-up per parallel region on an idle machine.  Entry points call this (the CLI, sweep
-    trials, the test suite), never an import.
+    main job's network took 1-1.8 s a batch with 2 threads and libgomp's default spinning instead of
+    0.2 s.  Sleeping at once instead costs a thread wake-up per parallel region, which halved the speed
+    of the main job's small eager steps on an idle machine; the bounded spin keeps most of both (numbers
+    at :data:`OPENMP_SPIN_COUNT`).  Entry points call this (the CLI, sweep trials, the test suite),
+    never an import.
     """
     import os
     import sys
 
     if "torch" in sys.modules:
         return False
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.update(openmp_wait_env())
     return True
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from ..backend import openmp_wait_env
 from ..config import RunConfig
 from ..experiment import load_run_data, train_run
 from ..train.checkpoint import atomic_write
@@ -252,7 +253,7 @@ def thread_env(cpus: int) -> dict[str, str]:
     xla = os.environ.get("XLA_FLAGS", "").strip()
     env = {
         "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),  # see backend.prefer_passive_openmp
+        **openmp_wait_env(),  # see backend.prefer_passive_openmp
         "XLA_FLAGS": (xla + " " if xla else "") + f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={n}",
     }
     for passed in ("NEUROPLASTIC_CACHE", "ATEN_CPU_CAPABILITY"):
