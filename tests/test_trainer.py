@@ -89,6 +89,10 @@ def test_cosine_schedule_matches_on_both_backends():
     assert finals["jax"] == pytest.approx(expected, rel=1e-9)
 
 
+#: the optimizers with a fused torch kernel (neuroplastic.backend.optim_torch.FUSED)
+FUSED = ("adam", "adamw", "sgd", "momentum")
+
+
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "momentum", "rmsprop"])
 def test_torch_multi_tensor_optimizer_steps_equal_per_tensor_steps(name):
     """The torch optimizers run torch's multi-tensor (foreach) kernels on the CPU too; they must
@@ -110,7 +114,41 @@ def test_torch_multi_tensor_optimizer_steps_equal_per_tensor_steps(name):
         finals[foreach] = {k: v.detach().clone() for k, v in p.items()}
     for k in finals[True]:
         assert torch.equal(finals[True][k], finals[False][k]), k
-    assert make_optimizer(name, 0.01, B).init({"w": B.asarray(np.zeros(2, np.float32))}).defaults["foreach"] is True
+    defaults = make_optimizer(name, 0.01, B).init({"w": B.asarray(np.zeros(2, np.float32))}).defaults
+    assert (defaults.get("fused"), defaults["foreach"]) == ((True, None) if name in FUSED else (None, True))
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_fused_optimizer_steps_equal_multi_tensor_steps_to_rounding(name, dtype):
+    """By default Adam, AdamW and SGD take torch's fused kernel (one per step for all tensors); it
+    computes the multi-tensor path's update in another order: equal to float rounding after 20 steps,
+    with a cosine schedule, and the preview of a step equals the step."""
+    import torch
+
+    B = get_backend("torch", dtype=dtype)
+    np_dtype = np.float32 if dtype == "float32" else np.float64
+    shapes = [(7, 5), (5,), (3, 7)]
+    finals = {}
+    for options in ({}, {"foreach": True}):
+        opt = make_optimizer(name, 0.01, B, schedule="cosine", total_steps=20, **options)
+        rng = np.random.default_rng(0)
+        p = {f"w{i}": B.asarray(rng.standard_normal(s).astype(np_dtype)) for i, s in enumerate(shapes)}
+        s = opt.init(p)
+        assert s.defaults["fused"] is (True if not options else None)
+        for k in range(20):
+            g = {key: B.asarray(np.random.default_rng(k).standard_normal(v.shape).astype(np_dtype)) for key, v in p.items()}
+            if k == 19:
+                before = {key: v.detach().clone() for key, v in p.items()}
+                delta = opt.preview(g, s, p)
+            p, s = opt.update(g, s, p)
+        for key in p:
+            assert torch.equal(p[key] - before[key], delta[key]), key
+        finals[bool(options)] = {k: v.detach().clone() for k, v in p.items()}
+    tol = 1e-6 if dtype == "float32" else 1e-14
+    for k in finals[True]:
+        assert finals[False][k].dtype == getattr(torch, dtype)
+        assert torch.allclose(finals[False][k], finals[True][k], rtol=tol, atol=tol), k
 
 
 def test_metrics_by_hand(backend_name):
