@@ -70,15 +70,16 @@ def test_ctypes_kernels_do_not_depend_on_the_thread_count(suffix: str, dtype: ty
 # ---------------------------------------------------------------------------------------- torch
 
 
-def _ran_kernel(y) -> bool:
-    """Whether the autograd graph of ``y`` (a few nodes deep: the reshape of the result) has the EventMatmul node."""
+def _ran_kernel(y, node_name: str = "EventMatmul") -> bool:
+    """Whether the autograd graph of ``y`` (a few nodes deep: the reshape of the result) has the EventMatmul node
+    (or another node named ``node_name``)."""
     nodes, seen = [y.grad_fn], 0
     while nodes and seen < 8:
         node = nodes.pop()
         seen += 1
         if node is None:
             continue
-        if "EventMatmul" in type(node).__name__:
+        if node_name in type(node).__name__:
             return True
         nodes.extend(n for n, _ in node.next_functions)
     return False
@@ -274,3 +275,48 @@ def test_network_bptt_gradients_equal_with_and_without_event_kernels(backend: st
     assert fast.keys() == ref.keys()
     for key in ref:
         np.testing.assert_allclose(fast[key], ref[key], rtol=1e-10, atol=1e-10, err_msg=key)
+
+
+def test_torch_narrow_output_product_equals_matmul_with_gradients_and_second_derivatives() -> None:
+    """A readout-like product (ten output columns, many rows) takes NarrowOutputMatmul, whose weight gradient
+    is (g^T x)^T: float64 values, both gradients and a gradient of a gradient equal torch.matmul's."""
+    import torch
+
+    from neuroplastic.backend import events_torch
+
+    rng = np.random.default_rng(3)
+    x = torch.tensor(_spikes(rng, (60, 32, 200), 0.1), dtype=torch.float64)
+    w = torch.tensor(rng.standard_normal((200, 10)), dtype=torch.float64)
+    results = []
+    for mm in (events_torch.event_matmul, torch.matmul):
+        xs, ws = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        y = mm(xs, ws)
+        assert _ran_kernel(y, "NarrowOutputMatmul") is (mm is events_torch.event_matmul)
+        g = torch.tensor(rng.standard_normal(tuple(y.shape)) if not results else results[0][3], dtype=torch.float64)
+        gx, gw = torch.autograd.grad(y, (xs, ws), g, create_graph=True)
+        (ggw,) = torch.autograd.grad((gw ** 2).sum() + (gx ** 2).sum(), ws)
+        results.append((y.detach(), gx.detach(), gw.detach(), g.numpy(), ggw))
+    for a, b in zip(results[0][:3] + (results[0][4],), results[1][:3] + (results[1][4],)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_narrow_output_product_only_where_it_helps() -> None:
+    """Wide outputs, a single step's product, no gradient, integer arrays and torch.func transforms keep torch.matmul."""
+    import torch
+
+    from neuroplastic.backend import events_torch
+
+    x = torch.rand(60, 32, 200)
+    w = torch.randn(200, 10, requires_grad=True)
+    assert events_torch.narrow_output(x, w)
+    assert not events_torch.narrow_output(x, torch.randn(200, 16, requires_grad=True))  # wide enough for torch's GEMM
+    assert not events_torch.narrow_output(x[0], w)  # 32 x 200 x 10: one step's product
+    assert not events_torch.narrow_output(x, w.detach())  # no gradient wanted
+    with torch.no_grad():
+        assert not events_torch.narrow_output(x, w)
+    assert not events_torch.narrow_output(x.to(torch.int64), w.detach().to(torch.int64))
+    seen = []
+    torch.func.vmap(lambda x_: seen.append(events_torch.narrow_output(x_, w)) or x_.sum())(x)
+    assert seen == [False]
+    out, tangent = torch.func.jvp(lambda w_: events_torch.event_matmul(x, w_), (w.detach(),), (torch.ones(200, 10),))
+    torch.testing.assert_close(tangent, x @ torch.ones(200, 10), rtol=0, atol=0)
