@@ -279,3 +279,37 @@ def test_passive_openmp_is_set_by_entry_points_not_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "ACTIVE", "None", "None", "5", "None", "None", "False"]
+
+
+def test_torch_spike_takes_the_eager_function_under_plain_autograd_with_the_same_derivatives():
+    """B.spike: _EagerSpike (no per-call signature binding) for plain autograd, _Spike under torch.func and
+    forward-AD, no autograd node where no gradient flows; values, first and second derivatives equal."""
+    import torch.autograd.forward_ad as fwAD
+
+    from neuroplastic.backend.torch import _EagerSpike, _Spike
+    from neuroplastic.surrogates import FastSigmoid
+
+    B = get_backend("torch", dtype="float64")
+    s = FastSigmoid(beta=5.0)
+    x0 = torch.randn(6, 5, dtype=torch.float64)
+    results = {}
+    for name, fn in (("eager", lambda x: B.spike(x, s)), ("setup_context", lambda x: _Spike.apply(x, s))):
+        x = x0.clone().requires_grad_(True)
+        z = fn(x * x)
+        assert type(z.grad_fn).__name__ == ("_EagerSpikeBackward" if name == "eager" else "_SpikeBackward")
+        (g,) = torch.autograd.grad((z * torch.arange(30.0, dtype=torch.float64).reshape(6, 5)).sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad((g ** 2).sum(), x)
+        results[name] = (z.detach(), g.detach(), gg)
+    for a, b in zip(results["eager"], results["setup_context"]):
+        assert torch.equal(a, b)
+    assert issubclass(_EagerSpike, torch.autograd.Function)
+    assert B.spike(x0, s).grad_fn is None and torch.equal(B.spike(x0, s), (x0 > 0).double())
+    # torch.func and forward-mode AD still get the surrogate (through _Spike's jvp rule)
+    tangent = torch.ones_like(x0)
+    _, jvp = torch.func.jvp(lambda x: B.spike(x, s), (x0,), (tangent,))
+    assert torch.equal(jvp, s.derivative(x0))
+    with fwAD.dual_level():
+        out = B.spike(fwAD.make_dual(x0, tangent), s)
+        assert torch.equal(fwAD.unpack_dual(out).tangent, s.derivative(x0))
+    grads = torch.func.vmap(torch.func.grad(lambda x: B.spike(x, s).sum()))(x0)
+    assert torch.equal(grads, s.derivative(x0))
