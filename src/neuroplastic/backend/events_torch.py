@@ -122,6 +122,10 @@ def applicable(x: Any, w: Any) -> bool:
 
 def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``x @ w`` over the last axis of ``x``; the event kernel when :func:`applicable` and ``x`` is sparse enough."""
+    small = (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor) and w.ndim == 2
+             and x.numel() * w.shape[1] < min(native.MIN_WORK, NARROW_MIN_WORK))
+    if small:  # a single time step's product: no other check (this runs once per layer and step in eager loops)
+        return torch.matmul(x, w)
     if not applicable(x, w):
         if narrow_output(x, w):
             return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
