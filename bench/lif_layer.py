@@ -4,9 +4,9 @@
 recurrence of the peers problem's layers (T=500, batch 64, decay 0.9, threshold 1,
 subtractive detached reset, fast-sigmoid surrogate of slope 25) through
 ``Backend.lif_sequence``: on torch the C loops of ``kernels_torch`` (split over
-``torch.get_num_threads()`` ranges of neurons), on JAX the ``custom_vjp`` scans of
-``kernels_jax``.  Prints the median of 5 wall-clock calls after one warm-up; both
-frameworks in this one process, one after the other.
+``torch.get_num_threads()`` ranges of neurons), on JAX the ``custom_vjp`` of ``kernels_jax``
+(the same C loops through XLA FFI on the CPU, its scans elsewhere).  Prints the median of 5
+wall-clock calls after one warm-up; both frameworks in this one process, one after the other.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--neurons and --threads take comma-separated integers, got {args.neurons!r}, {args.threads!r}")
     if any(n <= 0 for n in sizes) or any(t <= 0 for t in threads):
         p.error("--neurons and --threads must be positive")
-    print("| neurons | torch threads | torch C loops (s) | JAX scans (s) |")
+    print("| neurons | torch threads | torch kernel (s) | JAX kernel (s) |")
     print("| ---: | ---: | ---: | ---: |")
     for n in sizes:
         for t in threads:
