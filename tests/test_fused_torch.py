@@ -313,3 +313,31 @@ def test_torch_spike_takes_the_eager_function_under_plain_autograd_with_the_same
         assert torch.equal(fwAD.unpack_dual(out).tangent, s.derivative(x0))
     grads = torch.func.vmap(torch.func.grad(lambda x: B.spike(x, s).sum()))(x0)
     assert torch.equal(grads, s.derivative(x0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_backward_computes_the_fast_sigmoid_slope_with_the_same_bits(monkeypatch, dtype):
+    """For FastSigmoid the C backward computes the slope in its loop instead of reading torch's slope array:
+    the gradients are the same bits as the array path (a FastSigmoid subclass takes that path), for every
+    reset, detached or not, with and without each cotangent."""
+    from dataclasses import dataclass
+
+    from neuroplastic.surrogates import FastSigmoid
+
+    monkeypatch.setenv("NEUROPLASTIC_C_KERNELS", "1")
+    if kernels_torch.c_library() is None:
+        pytest.skip("no C compiler")
+
+    @dataclass(frozen=True)
+    class SameFormula(FastSigmoid):
+        """FastSigmoid's derivative through torch's operations (not the loop's own slope)."""
+
+    fast, ref = FastSigmoid(beta=7.3), SameFormula(beta=7.3)  # 7.3: not exact in binary, so its rounding shows
+    assert kernels_torch._slope_in_loops(fast) and not kernels_torch._slope_in_loops(ref)
+    currents, v0, cot_z, cot_v = inputs(dtype, T=70, batch=4, n=33, seed=7)
+    u = lif_forward(currents.detach(), v0.detach(), 0.7, 0.3, "subtract")[2]
+    for reset, detach in itertools.product(RESETS, (True, False)):
+        for gz, gv in ((cot_z, cot_v), (cot_z, None), (None, cot_v)):
+            got = lif_backward(u, gz, gv, 0.7, 0.3, reset, detach, fast)
+            want = lif_backward(u, gz, gv, 0.7, 0.3, reset, detach, ref)
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (reset, detach, gz is None, gv is None)

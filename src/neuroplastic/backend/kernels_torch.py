@@ -38,8 +38,10 @@ instructions) and loaded with ``ctypes``; the neurons are split into contiguous 
 thread each (neurons are independent: the same numbers for any split), ``torch.get_num_threads()``
 ranges when torch's OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, which the CLI, sweep
 trials and the test suite set: :func:`neuroplastic.backend.prefer_passive_openmp`) and one otherwise
-(:func:`loop_threads`).  Without a
-compiler, on a non-CPU device, or with ``NEUROPLASTIC_C_KERNELS=0``, the Python loops run:
+(:func:`loop_threads`).  For :class:`~neuroplastic.surrogates.FastSigmoid` (the default surrogate) the
+compiled backward computes ``s_t`` itself, with ``FastSigmoid.derivative``'s operations in its order
+(the same bits, tested), instead of reading a slope array torch computed block by block.
+Without a compiler, on a non-CPU device, or with ``NEUROPLASTIC_C_KERNELS=0``, the Python loops run:
 the same results (the tests check the two against each other bit for bit).
 The Function has no forward-mode rule: :meth:`TorchBackend.lif_sequence` uses the
 reference under ``torch.func`` transforms and for dual (forward-AD) tensors.
@@ -80,6 +82,9 @@ def _build() -> Any:
         bwd = getattr(lib, f"lif_backward_{suffix}")
         bwd.argtypes = [p, p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int, c_int]
         bwd.restype = None
+        fast = getattr(lib, f"lif_backward_fast_sigmoid_{suffix}")
+        fast.argtypes = [p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int, dbl, c_int]
+        fast.restype = None
     return lib
 
 
@@ -188,6 +193,17 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
     per_step = max(1, u_all[0].numel())
     block = max(1, min(T, BLOCK_ELEMENTS // per_step))
     lib = _c_kernels_for(u_all) if u_all.is_contiguous() else None
+    if lib is not None and _slope_in_loops(surrogate):
+        # the fast sigmoid's slope is computed inside the loop: no slope array, one call for all steps
+        g = torch.empty_like(u_all[0])
+        if grad_v is not None:
+            g.copy_(grad_v)
+        gz = grad_spikes.to(u_all.dtype).contiguous() if grad_spikes is not None else None
+        getattr(lib, f"lif_backward_fast_sigmoid_{_suffix(u_all.dtype)}")(
+            u_all.data_ptr(), gz.data_ptr() if gz is not None else None, grad_I.data_ptr(), g.data_ptr(),
+            int(grad_v is not None), T, per_step, float(alpha), float(threshold), _RESET_CODE[reset],
+            int(bool(detach_reset)), float(surrogate.beta), loop_threads())
+        return grad_I, g
     if lib is not None:
         run = getattr(lib, f"lif_backward_{_suffix(u_all.dtype)}")
         g = torch.empty_like(u_all[0])  # dL/dv_t after the block being processed
@@ -233,6 +249,16 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
                     out[k].addcmul_(coef[k], g)
             g = out[k] * alpha
     return grad_I, g
+
+
+def _slope_in_loops(surrogate: Any) -> bool:
+    """Whether the C backward computes ``surrogate``'s slope itself: :class:`~neuroplastic.surrogates.FastSigmoid`
+    (the library's default) with the same float operations in the same order as its ``derivative``, so the
+    same bits as the slope array the other surrogates pass (tested).  Saves the (T, B, N) slope pass:
+    a 128-neuron layer's backward (T=500, batch 64) took 9.4 ms, 4.5 of them for the slope."""
+    from ..surrogates import FastSigmoid
+
+    return type(surrogate) is FastSigmoid and isinstance(surrogate.beta, (int, float)) and not isinstance(surrogate.beta, bool)
 
 
 def _slope(surrogate: Any, u: torch.Tensor, threshold: float) -> torch.Tensor:

@@ -1,7 +1,9 @@
 /* The LIF recurrence's forward and backward loops (float: suffix f, double: suffix d), shared by the torch
    backend (ctypes, kernels_torch.py) and the JAX backend (XLA FFI, lif_ffi.cc appended to this file by
    native.lif_library_ffi).  The same float operations in the same order as the reference step; compiled
-   with -ffp-contract=off so no multiply-add is fused. */
+   with -ffp-contract=off for torch so no multiply-add is fused (lif_ffi.cc says how the JAX build differs).
+   lif_backward_fast_sigmoid_* (torch only) computes surrogates.FastSigmoid's slope in the loop, with its
+   operations in its order, where lif_backward_* reads a slope array. */
 #include <stdint.h>
 #include <pthread.h>
 
@@ -55,7 +57,8 @@ void lif_forward_##S(const T *cur, const T *v0, T *u_all, T *spikes, T *v_a, T *
     fwd_args_##S a = {cur, v0, u_all, spikes, v_a, v_b, steps, n, (T)alpha_d, (T)thr_d, reset};        \
     np_parallel(lif_forward_range_##S, &a, n, nthreads);                                               \
 }                                                                                                      \
-typedef struct { const T *u_all, *slope, *gz; T *dI, *g; int has_g; int64_t steps, n; T alpha, thr; int reset, detach; } bwd_args_##S; \
+typedef struct { const T *u_all, *slope, *gz; T *dI, *g; int has_g; int64_t steps, n; T alpha, thr; int reset, detach; \
+                 T beta; } bwd_args_##S; \
 static void lif_backward_range_##S(void *p, int64_t j0, int64_t j1) {                                 \
     bwd_args_##S *a = (bwd_args_##S *)p;                                                               \
     const T alpha = a->alpha, thr = a->thr;                                                            \
@@ -64,17 +67,22 @@ static void lif_backward_range_##S(void *p, int64_t j0, int64_t j1) {           
     int has_g = a->has_g;                                                                              \
     T *g = a->g;                                                                                       \
     for (int64_t t = steps - 1; t >= 0; --t) {                                                         \
-        const T *u = a->u_all + t * n, *s = a->slope + t * n;                                          \
+        const T *u = a->u_all + t * n, *s = a->slope ? a->slope + t * n : 0;                           \
         const T *gzt = a->gz ? a->gz + t * n : 0;                                                      \
         T *out = a->dI + t * n;                                                                        \
         for (int64_t j = j0; j < j1; ++j) {                                                            \
-            T val = gzt ? gzt[j] * s[j] : (T)0;                                                        \
+            T sj;                                                                                      \
+            if (s) sj = s[j];                                                                          \
+            else { /* the fast sigmoid 1 / (1 + beta |u - thr|)^2, as surrogates.FastSigmoid computes it */ \
+                T x = u[j] - thr; T ax = x < (T)0 ? -x : x; T q = (T)1 + a->beta * ax; sj = (T)1 / (q * q); \
+            }                                                                                          \
+            T val = gzt ? gzt[j] * sj : (T)0;                                                          \
             if (has_g) {                                                                               \
                 T c = (T)1;                                                                            \
-                if (reset == 0) { if (!detach) c = (T)1 - thr * s[j]; }                                \
+                if (reset == 0) { if (!detach) c = (T)1 - thr * sj; }                                  \
                 else if (reset == 1) {                                                                 \
                     c = ((u[j] - thr) > (T)0) ? (T)0 : (T)1;                                           \
-                    if (!detach) c = c - u[j] * s[j];                                                  \
+                    if (!detach) c = c - u[j] * sj;                                                    \
                 }                                                                                      \
                 val = val + c * g[j];                                                                  \
             }                                                                                          \
@@ -87,7 +95,14 @@ static void lif_backward_range_##S(void *p, int64_t j0, int64_t j1) {           
 void lif_backward_##S(const T *u_all, const T *slope, const T *gz, T *dI, T *g, int has_g,            \
                       int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int detach,   \
                       int nthreads) {                                                                  \
-    bwd_args_##S a = {u_all, slope, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach};   \
+    bwd_args_##S a = {u_all, slope, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach, (T)0}; \
+    np_parallel(lif_backward_range_##S, &a, n, nthreads);                                              \
+}                                                                                                      \
+/* the same with the fast-sigmoid surrogate's slope computed in the loop instead of read from an array */ \
+void lif_backward_fast_sigmoid_##S(const T *u_all, const T *gz, T *dI, T *g, int has_g, int64_t steps,  \
+                                   int64_t n, double alpha_d, double thr_d, int reset, int detach,      \
+                                   double beta_d, int nthreads) {                                       \
+    bwd_args_##S a = {u_all, 0, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach, (T)beta_d}; \
     np_parallel(lif_backward_range_##S, &a, n, nthreads);                                              \
 }
 LIF_KERNELS(float, f)
