@@ -177,3 +177,40 @@ def test_jax_compiled_loops_equal_the_jax_scans(reset, detach, monkeypatch):
     for got, want in zip(loops[2:], scans[2:]):
         assert rel_err(got, want) <= 1e-12
     np.testing.assert_array_equal(np.asarray(batched[0]), scans[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_compiled_loops_compute_the_fast_sigmoid_slope_with_the_same_gradients(dtype):
+    """For FastSigmoid the JAX kernel's backward loop computes the slope itself (no slope array from XLA):
+    the gradients equal those of the slope-array loop (a FastSigmoid subclass takes that path), for every
+    reset, detached or not, the spikes and membrane bit for bit and the gradients to round-off (XLA and the
+    loop, built with contraction allowed, may round ``1 + beta |x|`` differently: 1.5e-13 in float64 here)."""
+    jax = pytest.importorskip("jax")
+    from dataclasses import dataclass
+
+    from neuroplastic.backend import kernels_jax, native
+
+    if native.lif_library_ffi() is None:
+        pytest.skip(f"the LIF loops' XLA FFI build is unavailable: {native.build_error('lif_ffi')}")
+    if kernels_jax._xla_without_fma():
+        pytest.skip("XLA_FLAGS restricts XLA below FMA: the JAX kernel keeps its scans")
+
+    @dataclass(frozen=True)
+    class SameFormula(FastSigmoid):
+        """FastSigmoid's derivative computed by XLA (the slope-array path)."""
+
+    B = get_backend("jax", dtype=dtype)
+    currents, v0, g_spikes = _kernel_inputs(seed=3)
+    g_v = np.linspace(-1.0, 1.0, v0.size).reshape(v0.shape)
+    args = [B.asarray(a) for a in (currents, v0, g_spikes, g_v)]
+    for reset, detach in RESETS:
+        results = []
+        for surrogate in (FastSigmoid(beta=7.3), SameFormula(beta=7.3)):
+            fn = lambda I, v, s=surrogate: kernels_jax.lif_sequence(I, v, 0.7, 0.3, reset, detach, s)  # noqa: E731
+            text = jax.jit(lambda I, v, f=fn: jax.vjp(f, I, v)[1]((args[2], args[3]))).lower(args[0], args[1]).as_text()
+            assert ("neuroplastic_lif_backward_fast_sigmoid" in text) is (type(surrogate) is FastSigmoid)
+            results.append(_kernel_value_and_grads(B, fn, *args))
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+        for got, want in zip(results[0][2:], results[1][2:]):
+            assert rel_err(got, want) <= (1e-12 if dtype == "float64" else 1e-5), (reset, detach)

@@ -333,7 +333,9 @@ def test_compiled_backward_computes_the_fast_sigmoid_slope_with_the_same_bits(mo
         """FastSigmoid's derivative through torch's operations (not the loop's own slope)."""
 
     fast, ref = FastSigmoid(beta=7.3), SameFormula(beta=7.3)  # 7.3: not exact in binary, so its rounding shows
-    assert kernels_torch._slope_in_loops(fast) and not kernels_torch._slope_in_loops(ref)
+    from neuroplastic.backend import native
+
+    assert native.slope_in_loops(fast) and not native.slope_in_loops(ref)
     currents, v0, cot_z, cot_v = inputs(dtype, T=70, batch=4, n=33, seed=7)
     u = lif_forward(currents.detach(), v0.detach(), 0.7, 0.3, "subtract")[2]
     for reset, detach in itertools.product(RESETS, (True, False)):

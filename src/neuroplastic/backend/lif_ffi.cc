@@ -3,9 +3,11 @@
 //
 //   forward:  currents (T, n), v0 (n)  ->  spikes (T, n), v_last (n), u (T, n)        (u: pre-reset membrane)
 //   backward: u (T, n), slope (T, n), g_spikes (T, n), g_v_last (n)  ->  g_currents (T, n), g_v0 (n)
+//   backward, fast sigmoid: u (T, n), g_spikes (T, n), g_v_last (n)  ->  g_currents (T, n), g_v0 (n)
 //
 // n is the batch times the neurons (the loops treat every neuron independently); slope is the
-// surrogate's derivative at u - threshold, computed by XLA before the call.
+// surrogate's derivative at u - threshold, computed by XLA before the call; for the fast sigmoid
+// 1 / (1 + beta |u - threshold|)^2 the loop computes it itself (attribute beta).
 
 #include <cstring>
 #include <vector>
@@ -22,12 +24,20 @@ template <> struct Loops<float> {
                       double th, int reset, int threads) { lif_forward_f(c, v0, u, z, va, vb, T, n, a, th, reset, threads); }
   static void backward(const float *u, const float *s, const float *gz, float *dI, float *g, int64_t T, int64_t n, double a,
                        double th, int reset, int detach, int threads) { lif_backward_f(u, s, gz, dI, g, 1, T, n, a, th, reset, detach, threads); }
+  static void backward_fast_sigmoid(const float *u, const float *gz, float *dI, float *g, int64_t T, int64_t n, double a, double th,
+                                    int reset, int detach, double beta, int threads) {
+    lif_backward_fast_sigmoid_f(u, gz, dI, g, 1, T, n, a, th, reset, detach, beta, threads);
+  }
 };
 template <> struct Loops<double> {
   static void forward(const double *c, const double *v0, double *u, double *z, double *va, double *vb, int64_t T, int64_t n,
                       double a, double th, int reset, int threads) { lif_forward_d(c, v0, u, z, va, vb, T, n, a, th, reset, threads); }
   static void backward(const double *u, const double *s, const double *gz, double *dI, double *g, int64_t T, int64_t n, double a,
                        double th, int reset, int detach, int threads) { lif_backward_d(u, s, gz, dI, g, 1, T, n, a, th, reset, detach, threads); }
+  static void backward_fast_sigmoid(const double *u, const double *gz, double *dI, double *g, int64_t T, int64_t n, double a,
+                                    double th, int reset, int detach, double beta, int threads) {
+    lif_backward_fast_sigmoid_d(u, gz, dI, g, 1, T, n, a, th, reset, detach, beta, threads);
+  }
 };
 
 template <ffi::DataType DT>
@@ -65,6 +75,23 @@ ffi::Error LifBackward(ffi::Buffer<DT> u, ffi::Buffer<DT> slope, ffi::Buffer<DT>
   return ffi::Error::Success();
 }
 
+template <ffi::DataType DT>
+ffi::Error LifBackwardFastSigmoid(ffi::Buffer<DT> u, ffi::Buffer<DT> g_spikes, ffi::Buffer<DT> g_v_last,
+                                  ffi::ResultBuffer<DT> g_currents, ffi::ResultBuffer<DT> g_v0, double alpha, double threshold,
+                                  int32_t reset, int32_t detach, double beta, int32_t threads) {
+  typedef ffi::NativeType<DT> T;
+  const auto d = u.dimensions();
+  if (d.size() != 2 || g_v_last.element_count() != static_cast<size_t>(d[1]))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "lif_backward_fast_sigmoid: u must be (T, n) and g_v_last (n)");
+  const int64_t steps = d[0], n = d[1];
+  T *g = g_v0->typed_data();
+  std::memcpy(g, g_v_last.typed_data(), n * sizeof(T));
+  if (steps > 0)
+    Loops<T>::backward_fast_sigmoid(u.typed_data(), g_spikes.typed_data(), g_currents->typed_data(), g, steps, n, alpha,
+                                    threshold, reset, detach, beta, threads);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 #define NP_LIF_FWD(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>() \
@@ -76,3 +103,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(NpLifForwardF32, LifForward<ffi::DataType::F32>, N
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NpLifForwardF64, LifForward<ffi::DataType::F64>, NP_LIF_FWD(ffi::DataType::F64));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NpLifBackwardF32, LifBackward<ffi::DataType::F32>, NP_LIF_BWD(ffi::DataType::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NpLifBackwardF64, LifBackward<ffi::DataType::F64>, NP_LIF_BWD(ffi::DataType::F64));
+#define NP_LIF_BWD_FS(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>()             \
+  .Ret<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>().Attr<double>("alpha").Attr<double>("threshold").Attr<int32_t>("reset")          \
+  .Attr<int32_t>("detach").Attr<double>("beta").Attr<int32_t>("threads")
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpLifBackwardFastSigmoidF32, LifBackwardFastSigmoid<ffi::DataType::F32>, NP_LIF_BWD_FS(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpLifBackwardFastSigmoidF64, LifBackwardFastSigmoid<ffi::DataType::F64>, NP_LIF_BWD_FS(ffi::DataType::F64));

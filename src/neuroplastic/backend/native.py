@@ -236,11 +236,24 @@ LIF_FFI_TARGETS = {
     "NpLifForwardF64": "neuroplastic_lif_forward_f64",
     "NpLifBackwardF32": "neuroplastic_lif_backward_f32",
     "NpLifBackwardF64": "neuroplastic_lif_backward_f64",
+    "NpLifBackwardFastSigmoidF32": "neuroplastic_lif_backward_fast_sigmoid_f32",
+    "NpLifBackwardFastSigmoidF64": "neuroplastic_lif_backward_fast_sigmoid_f64",
 }
 #: the LIF loops for JAX: multiply-adds contracted as XLA's CPU backend contracts ``alpha * v + I`` (an FMA
 #: where the CPU has one), so the forward stays bit-identical to the reference scan (tests/test_fused.py);
 #: the torch build keeps them apart, as torch's own operations do
 LIF_FLAGS = ("-std=c++17", "-O3", "-ffp-contract=fast", "-fno-fast-math", "-fPIC", "-shared", "-pthread", "-w")
+
+
+def slope_in_loops(surrogate: Any) -> bool:
+    """Whether the LIF loops compute ``surrogate``'s slope themselves (``lif_backward_fast_sigmoid_*``):
+    exactly :class:`~neuroplastic.surrogates.FastSigmoid` (not a subclass, which may change ``derivative``)
+    with a Python number ``beta``.  The loops use its operations in its order, so the same bits as the
+    slope array a framework computes (tested on both backends)."""
+    from ..surrogates import FastSigmoid
+
+    beta = getattr(surrogate, "beta", None)
+    return type(surrogate) is FastSigmoid and isinstance(beta, (int, float)) and not isinstance(beta, bool)
 
 
 def _lif_ffi() -> Any:
@@ -300,4 +313,4 @@ def check_status(code: int, what: str) -> None:
 
 
 __all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "LIF_RESET_CODES", "event_product_fits", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
-           "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "usable_threads", "worth_it"]
+           "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "slope_in_loops", "usable_threads", "worth_it"]
