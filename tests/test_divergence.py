@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,7 +102,6 @@ def test_an_unknown_guard_is_refused_by_name():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_huge_learning_rate_stops_with_named_parameters_and_keeps_the_good_checkpoint(backend, tmp_path):
-    B = get_backend(backend)
     d = data()
     ck = tmp_path / "ck"
     good = Trainer(net(), "bptt", "ce_mean", "naive", lr=1e-2, backend=backend, progress=False)
@@ -147,7 +145,6 @@ def test_resuming_from_a_checkpoint_with_nan_weights_is_refused(backend, tmp_pat
     """A checkpoint written with NaN weights (by another tool: ours refuses to) is refused at resume."""
     from neuroplastic.train import checkpoint as ckmod
 
-    B = get_backend(backend)
     p = net().init(0, backend=backend)
     p["layers"][0]["w"] = p["layers"][0]["w"] * float("nan")
     tr = Trainer(net(), "bptt", "ce_mean", backend=backend, progress=False)
