@@ -320,3 +320,46 @@ def test_torch_narrow_output_product_only_where_it_helps() -> None:
     assert seen == [False]
     out, tangent = torch.func.jvp(lambda w_: events_torch.event_matmul(x, w_), (w.detach(),), (torch.ones(200, 10),))
     torch.testing.assert_close(tangent, x @ torch.ones(200, 10), rtol=0, atol=0)
+
+
+def test_torch_keeps_its_dense_product_below_256_columns_and_jax_takes_128_wide_products() -> None:
+    """torch's minimum width is native.MIN_SIDE_TORCH (its dense CPU product is as fast at 128 columns);
+    JAX's is native.MIN_SIDE, with the lower density limit there; wide outputs take the kernel up to
+    MAX_DENSITY on both."""
+    import torch
+
+    from neuroplastic.backend import events_torch
+
+    rng = np.random.default_rng(5)
+    x = torch.tensor(_spikes(rng, (200, 16, 128), 0.18))
+    assert not events_torch.applicable(x, torch.zeros(128, 128, dtype=torch.float64))
+    wide = torch.tensor(rng.standard_normal((128, 256)), requires_grad=True)
+    y = events_torch.event_matmul(x, wide)
+    assert _ran_kernel(y)  # 18% <= MAX_DENSITY for 256 columns
+    torch.testing.assert_close(y.detach(), x @ wide.detach(), rtol=0, atol=1e-12)
+    assert native.worth_it(3200, 128, 128) and not native.worth_it(3200, 128, 128, native.MIN_SIDE_TORCH)
+
+
+def test_jax_density_limit_depends_on_the_output_width() -> None:
+    """The JAX product's in-program density check uses the width-dependent limit, and a 128-wide product
+    gives the dense values whichever path it takes."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from neuroplastic.backend import events_jax
+
+    if native.event_library_ffi() is None:
+        pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
+    rng = np.random.default_rng(7)
+    w = jnp.asarray(rng.standard_normal((128, 128)))
+    for density in (0.05, 0.18):
+        xs = jnp.asarray(_spikes(rng, (200, 16, 128), density))
+        assert events_jax.applicable(xs, w)
+        y, vjp = jax.vjp(events_jax.event_matmul, xs, w)
+        gx, gw = vjp(jnp.ones_like(y))
+        np.testing.assert_allclose(np.asarray(y), np.asarray(xs @ w), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(gw), np.asarray(jnp.einsum("tbk,tbm->km", xs, jnp.ones_like(y))), rtol=0, atol=1e-9)
+
+    x = jnp.asarray((np.random.default_rng(6).random((3200, 128)) < 0.18).astype(np.float32))
+    assert not bool(events_jax._sparse_enough(x, 128)) and bool(events_jax._sparse_enough(x, 256))
+    assert bool(events_jax._sparse_enough(x * (jnp.arange(128) < 40), 128))  # 18% x 40/128: about 5.6%

@@ -70,7 +70,10 @@ def test_switches_turn_the_kernels_off(monkeypatch):
 def test_selection_thresholds():
     assert native.worth_it(32000, 512, 512)
     assert not native.worth_it(16, 512, 512)  # one step of a small batch: too little work
-    assert not native.worth_it(32000, 128, 128)  # narrow: listing the non-zeros costs what it saves
+    assert native.worth_it(32000, 128, 128)  # 128 wide: only at low densities (native.max_density)
+    assert not native.worth_it(32000, 128, 64)  # narrower: listing the non-zeros costs what it saves
+    assert native.max_density(512) == native.MAX_DENSITY and native.max_density(128) == native.NARROW_MAX_DENSITY
+    assert 0 < native.NARROW_MAX_DENSITY < native.MAX_DENSITY
     assert not native.worth_it(32000, 2048, 10)
     assert 0 < native.MAX_DENSITY < 1 and native.usable_threads() >= 1
 

@@ -277,8 +277,8 @@ class Backend:
         """``x @ w`` for a ``x`` (``(..., K)``) that may be mostly zeros, such as spikes, and a 2-D ``w``.
 
         Backends with an event-driven kernel (:mod:`neuroplastic.backend.native`) use it where it
-        pays (large products, ``x`` at most :data:`~neuroplastic.backend.native.MAX_DENSITY`
-        non-zero, reverse-mode differentiation) and the dense product elsewhere: the same numbers
+        pays (large products, ``x`` at most :func:`~neuroplastic.backend.native.max_density` of the
+        output width non-zero, reverse-mode differentiation) and the dense product elsewhere: the same numbers
         up to the rounding of another summation order.  This reference is the dense product.
         """
         return self.matmul(x, w)

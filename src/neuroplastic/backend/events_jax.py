@@ -6,7 +6,7 @@ into the event kernels (``event_matmul.cc``, see :mod:`.native`) on the CPU.
                dw = x^T @ dy              (event kernel under the same choice as the forward)
 
 The choice between the event kernel and XLA's dense ``dot`` is made inside the compiled program
-(``lax.cond`` on the density of ``x``, threshold :data:`.native.MAX_DENSITY`), once per call;
+(``lax.cond`` on the density of ``x``, threshold :func:`.native.max_density` of the output width), once per call;
 the backward reuses the forward's choice.  :func:`event_matmul` keeps the dense ``dot`` where the
 kernel cannot run: not on the CPU, another dtype than float32/64, a product too small
 (:func:`.native.worth_it`), no library, or ``x`` / ``w`` carrying a forward-mode tangent (a
@@ -38,8 +38,8 @@ def _ffi(name: str, a: jax.Array, b: jax.Array, shape: tuple[int, int], nthreads
     return call(a, b, nthreads=np.int32(nthreads))
 
 
-def _sparse_enough(x2: jax.Array) -> jax.Array:
-    return jnp.count_nonzero(x2) <= int(native.MAX_DENSITY * x2.size)
+def _sparse_enough(x2: jax.Array, m: int) -> jax.Array:
+    return jnp.count_nonzero(x2) <= int(native.max_density(m) * x2.size)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -48,7 +48,7 @@ def _event_matmul(x2: jax.Array, w: jax.Array, nthreads: int) -> jax.Array:
 
 
 def _event_fwd(x2: jax.Array, w: jax.Array, nthreads: int) -> tuple:
-    sparse = _sparse_enough(x2)
+    sparse = _sparse_enough(x2, int(w.shape[1]))
     shape = (x2.shape[0], w.shape[1])
     y = jax.lax.cond(sparse, lambda a, b: _ffi("event_matmul", a, b, shape, nthreads), jnp.matmul, x2, w)
     return y, (x2, w, sparse)

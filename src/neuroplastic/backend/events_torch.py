@@ -8,7 +8,7 @@ the non-zeros of a spike matrix ``x`` (``event_matmul.cc``, see :mod:`.native`).
 :func:`event_matmul` picks, per call, the event kernel or torch's dense ``matmul``: the event kernel
 needs a plain CPU tensor of float32 or float64 (not ``torch.func``-wrapped, no forward-AD tangent:
 the Function has no forward-mode rule), the library (:func:`.native.event_library`), enough work
-(:func:`.native.worth_it`) and a density of ``x`` at most :data:`.native.MAX_DENSITY`.  Both give the
+(:func:`.native.worth_it`) and a density of ``x`` at most :func:`.native.max_density` of the output width.  Both give the
 same numbers up to the rounding of another summation order (tests/test_event_matmul.py).
 
 A dense product with a narrow output (a readout's ten classes) takes :class:`NarrowOutputMatmul`, which
@@ -115,7 +115,9 @@ def applicable(x: Any, w: Any) -> bool:
     """Whether the event kernel can take ``x @ w`` (dtype, device, shapes and size, no transform, library built)."""
     if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dtype not in _FN or w.dtype != x.dtype:
         return False
-    if x.device.type != "cpu" or w.device.type != "cpu" or not native.event_product_fits(tuple(x.shape), tuple(w.shape)):
+    if x.device.type != "cpu" or w.device.type != "cpu":
+        return False
+    if not native.event_product_fits(tuple(x.shape), tuple(w.shape), native.MIN_SIDE_TORCH):
         return False
     return not (in_transform(x) or in_transform(w)) and native.event_library() is not None
 
@@ -131,7 +133,7 @@ def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
         return torch.matmul(x, w)
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
-    if int(torch.count_nonzero(x2)) > native.MAX_DENSITY * x2.numel():
+    if int(torch.count_nonzero(x2)) > native.max_density(int(w.shape[1])) * x2.numel():
         return torch.matmul(x, w)
     out = EventMatmul.apply(x2, w.contiguous())
     return out.reshape(*x.shape[:-1], w.shape[1])

@@ -14,8 +14,10 @@ are ``None`` (:func:`build_error` says why) and the backends keep their dense pr
 
 Which product runs is decided per call (:func:`event_product_fits`, then the backends' density
 check): the event kernel when the work is large enough to pay for listing the non-zeros
-(:func:`worth_it`: ``rows * K * M >= MIN_WORK``, ``M >= MIN_SIDE``) and the spike matrix is sparse enough (density ``<= MAX_DENSITY``; measured crossover on a 2-core AMD
-EPYC in ``docs/benchmarks.md``, "Event-driven products").
+(:func:`worth_it`: ``rows * K * M >= MIN_WORK``, ``M >= MIN_SIDE``) and the spike matrix is sparse
+enough (density at most :func:`max_density` of the output width: ``MAX_DENSITY``, lower for outputs
+under 256 columns; measured crossovers on a 2-core AMD EPYC in ``docs/benchmarks.md``, "Event-driven
+products").
 """
 
 from __future__ import annotations
@@ -39,10 +41,19 @@ CXX_FLAGS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-pthread", "-w")
 MAX_DENSITY = 0.25
 #: and the dense product would take at least this many multiply-adds (rows * K * M)
 MIN_WORK = 1 << 24
-#: and the output at least this wide (M): at 128 columns the event kernel only broke even in the peers
-#: network (listing the non-zeros costs as much as it saves), and a narrow output (10 classes) leaves
-#: nothing to gain
-MIN_SIDE = 256
+#: and the output at least this wide (M): a narrow output (10 classes) leaves nothing to gain
+MIN_SIDE = 128
+#: torch's own minimum width: its dense CPU product (oneDNN/MKL) at 128 columns is as fast as the event
+#: kernel in the peers network (H=128, hidden rates 7.6% and 4%, one process alternating the two
+#: settings: 62 / 84 / 64 ms with 256 against 65 / 91 / 66 ms with 128), where JAX's is not (89 -> 80 ms)
+MIN_SIDE_TORCH = 256
+#: outputs narrower than this (128 to 255 columns) have less work per non-zero to save, so their crossover
+#: density is lower: :data:`NARROW_MAX_DENSITY` (32000 rows, K = 100 / 128 / 512, M = 128, float32, both
+#: backends, 2-core AMD EPYC: the event kernel won or tied at 5% and 8.3% in every case, e.g. torch's
+#: forward 10.2 -> 6.5 ms and JAX's weight gradient 9.2 -> 6.3 ms at K=128, 8.3%; mixed at 12%; lost at
+#: 16% and 20%, e.g. JAX's weight gradient 5.9 -> 9.2 ms at K=100, 20%)
+WIDE_SIDE = 256
+NARROW_MAX_DENSITY = 0.1
 
 #: the LIF loops' reset argument (``lif_loops.c``)
 LIF_RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -279,21 +290,28 @@ def build_error(name: str = "event_matmul") -> str | None:
     return _errors.get(name)
 
 
-def worth_it(rows: int, k: int, m: int) -> bool:
+def max_density(m: int) -> float:
+    """The highest density of ``x`` at which ``x @ w`` with ``m`` output columns takes the event kernel:
+    :data:`MAX_DENSITY` from :data:`WIDE_SIDE` columns up, :data:`NARROW_MAX_DENSITY` below."""
+    return MAX_DENSITY if m >= WIDE_SIDE else NARROW_MAX_DENSITY
+
+
+def worth_it(rows: int, k: int, m: int, min_side: int | None = None) -> bool:
     """Whether a product of this size is large enough for the event kernel
-    (``rows * k * m >= MIN_WORK`` and ``m >= MIN_SIDE``)."""
-    return rows * k * m >= MIN_WORK and m >= MIN_SIDE
+    (``rows * k * m >= MIN_WORK`` and ``m >= min_side``, by default :data:`MIN_SIDE`)."""
+    return rows * k * m >= MIN_WORK and m >= (MIN_SIDE if min_side is None else min_side)
 
 
-def event_product_fits(x_shape: tuple, w_shape: tuple) -> bool:
+def event_product_fits(x_shape: tuple, w_shape: tuple, min_side: int | None = None) -> bool:
     """The framework-free part of whether ``x @ w`` may take the event kernel: ``x`` is ``(..., K)``
-    and ``w`` ``(K, M)``, the product is :func:`worth_it`, and :func:`events_enabled`."""
+    and ``w`` ``(K, M)``, the product is :func:`worth_it` (with the backend's ``min_side``), and
+    :func:`events_enabled`."""
     if len(x_shape) < 2 or len(w_shape) != 2 or x_shape[-1] != w_shape[0]:
         return False
     rows = 1
     for d in x_shape[:-1]:
         rows *= int(d)
-    return events_enabled() and worth_it(rows, int(w_shape[0]), int(w_shape[1]))
+    return events_enabled() and worth_it(rows, int(w_shape[0]), int(w_shape[1]), min_side)
 
 
 def usable_threads() -> int:
@@ -312,5 +330,6 @@ def check_status(code: int, what: str) -> None:
         raise RuntimeError(f"{what}: the event kernel failed (code {code})")
 
 
-__all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "LIF_RESET_CODES", "event_product_fits", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
-           "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "slope_in_loops", "usable_threads", "worth_it"]
+__all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "LIF_RESET_CODES", "event_product_fits", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_SIDE_TORCH", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
+           "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "max_density", "NARROW_MAX_DENSITY", "slope_in_loops", "usable_threads", "WIDE_SIDE",
+           "worth_it"]
