@@ -363,3 +363,30 @@ def test_jax_density_limit_depends_on_the_output_width() -> None:
     x = jnp.asarray((np.random.default_rng(6).random((3200, 128)) < 0.18).astype(np.float32))
     assert not bool(events_jax._sparse_enough(x, 128)) and bool(events_jax._sparse_enough(x, 256))
     assert bool(events_jax._sparse_enough(x * (jnp.arange(128) < 40), 128))  # 18% x 40/128: about 5.6%
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "numpy"])
+def test_outer_sum_equals_the_sum_of_outer_products(backend) -> None:
+    """Backend.outer_sum (the weight gradient x^T g over all leading axes) against numpy's einsum, for narrow
+    outputs (torch computes those as (g^T x)^T) and wide ones, one step (2-D) and whole sequences (3-D);
+    second derivatives through torch's narrow order; mismatched leading axes are refused by name, even where
+    the flattened sizes would agree."""
+    from neuroplastic.backend import get_backend
+
+    B = get_backend(backend, dtype="float64")
+    rng = np.random.default_rng(8)
+    for lead in ((64,), (30, 16)):
+        for n in (10, 16, 40):
+            x, g = rng.standard_normal(lead + (129,)), rng.standard_normal(lead + (n,))
+            got = B.to_numpy(B.outer_sum(B.asarray(x), B.asarray(g)))
+            want = sum(np.outer(xi, gi) for xi, gi in zip(x.reshape(-1, 129), g.reshape(-1, n)))  # outer products, summed
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if backend == "torch":
+        import torch
+
+        xs = torch.tensor(rng.standard_normal((50, 7)), requires_grad=True)
+        gs = torch.tensor(rng.standard_normal((50, 3)))
+        (hx,) = torch.autograd.grad((B.outer_sum(xs, gs) ** 2).sum(), xs)
+        torch.testing.assert_close(hx, 2 * gs @ (xs.t() @ gs).t(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="outer_sum: x .* and g .* must share their leading axes"):
+        B.outer_sum(B.zeros((4, 5, 3)), B.zeros((5, 4, 2)))

@@ -291,6 +291,17 @@ class Backend:
         """Outer product over the last axes: ``a[..., :, None] * b[..., None, :]``."""
         raise NotImplementedError
 
+    def outer_sum(self, x, g) -> Any:
+        """``sum over the leading axes of x[..., p] * g[..., n]``, ``(P, N)``: a weight gradient ``x^T g``
+        (``x`` and ``g`` share their leading axes); one matrix product of the two flattened to 2-D."""
+        if tuple(x.shape[:-1]) != tuple(g.shape[:-1]):
+            raise ValueError(f"outer_sum: x {tuple(x.shape)} and g {tuple(g.shape)} must share their leading axes")
+        return self._transposed_product(self.reshape(x, (-1, x.shape[-1])), self.reshape(g, (-1, g.shape[-1])))
+
+    def _transposed_product(self, x2, g2) -> Any:
+        """``x2^T g2`` for 2-D arrays (:meth:`outer_sum`'s product; backends may pick its order for speed)."""
+        return self.matmul(self.transpose(x2, (1, 0)), g2)
+
     def stack(self, xs, axis=0) -> Any:
         """Stack arrays along a new ``axis``."""
         raise NotImplementedError

@@ -12,7 +12,8 @@ the Function has no forward-mode rule), the library (:func:`.native.event_librar
 same numbers up to the rounding of another summation order (tests/test_event_matmul.py).
 
 A dense product with a narrow output (a readout's ten classes) takes :class:`NarrowOutputMatmul`, which
-only orders the weight gradient's product the way torch's CPU GEMM runs fast.
+only orders the weight gradient's product the way torch's CPU GEMM runs fast (:func:`transposed_product`,
+also behind torch's :meth:`~neuroplastic.backend.base.Backend.outer_sum`).
 """
 
 from __future__ import annotations
@@ -61,26 +62,37 @@ class EventMatmul(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             return gx, None
         # under create_graph the gradient itself is differentiated: the dense product records it
-        gw = x2.t() @ g if torch.is_grad_enabled() else _weight_grad(x2, g)
+        gw = transposed_product(x2, g) if torch.is_grad_enabled() else _weight_grad(x2, g)
         return gx, gw
 
 
-#: outputs narrower than this take :class:`NarrowOutputMatmul` for their weight gradient
+#: outputs narrower than this get their weight gradient as ``(g^T x)^T`` (:func:`transposed_product`)
 NARROW_OUTPUT = 16
-#: and only products of at least this many multiply-adds (a single time step's product is left alone)
+#: and a product of at least this many multiply-adds takes :class:`NarrowOutputMatmul` (a single time
+#: step's product is left to ``torch.matmul``)
 NARROW_MIN_WORK = 1 << 20
+
+
+def transposed_product(x2: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
+    """``x2^T g2`` for 2-D ``x2`` (``(R, P)``) and ``g2`` (``(R, N)``): the weight gradient of ``x2 @ w``
+    (:meth:`~neuroplastic.backend.base.Backend.outer_sum` on torch).
+
+    With fewer than :data:`NARROW_OUTPUT` columns it is computed as ``(g2^T x2)^T``: the same sum in
+    another order, which torch's CPU GEMM runs 3 to 7 times faster with ten columns and a long
+    reduction (2-core AMD EPYC, one thread: 2560 x 128 x 10 0.71 -> 0.11 ms, the main job's readout
+    gradient; 32000 rows: K=128 7.9 -> 2.5 ms, K=2048 188 -> 39 ms); from 32 columns both orders take
+    the same time.  Differentiable (second derivatives work).
+    """
+    if g2.shape[1] < NARROW_OUTPUT:
+        return (g2.t() @ x2).t().contiguous()
+    return x2.t() @ g2
 
 
 class NarrowOutputMatmul(torch.autograd.Function):
     """``x2 @ w`` for a 2-D ``x2`` and a narrow ``w`` (fewer than :data:`NARROW_OUTPUT` columns) whose
-    weight gradient is computed as ``(g^T x2)^T`` instead of ``x2^T g``.
-
-    The same sum in another order: torch's CPU GEMM takes ``x2^T g`` with ten output columns and a
-    long reduction 3 to 5 times slower than the transposed product (32000 rows, ``python -m
-    bench.dense_products``-style, 2-core AMD EPYC: K=128 7.9 -> 2.5 ms, K=512 60 -> 17 ms, K=2048 188 ->
-    39 ms), with 32 or more columns both orders take the same time.  A readout layer's weight gradient
-    (10 classes) is this product.  The backward is written with differentiable operations, so second
-    derivatives (``create_graph``) work as with ``torch.matmul``.
+    weight gradient is :func:`transposed_product`'s ``(g^T x2)^T``, where torch's own matmul backward would take
+    the slow ``x2^T g`` (a readout layer's weight gradient, 10 classes).  The backward is written with
+    differentiable operations, so second derivatives (``create_graph``) work as with ``torch.matmul``.
     """
 
     @staticmethod
@@ -92,7 +104,7 @@ class NarrowOutputMatmul(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor):
         x2, w = ctx.saved_tensors
         gx = g @ w.t() if ctx.needs_input_grad[0] else None
-        gw = (g.t() @ x2).t() if ctx.needs_input_grad[1] else None
+        gw = transposed_product(x2, g) if ctx.needs_input_grad[1] else None
         return gx, gw
 
 
@@ -139,4 +151,4 @@ def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return out.reshape(*x.shape[:-1], w.shape[1])
 
 
-__all__ = ["EventMatmul", "NarrowOutputMatmul", "applicable", "event_matmul", "narrow_output"]
+__all__ = ["EventMatmul", "NarrowOutputMatmul", "applicable", "event_matmul", "narrow_output", "transposed_product"]

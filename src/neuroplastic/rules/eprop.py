@@ -102,7 +102,7 @@ def readout_pass(network: Network, params: dict, batch: tuple, objective: Object
         return objective.loss(y, targets, None)
 
     loss, g = B.value_and_grad(readout_loss)({"I": current_r, "cell": network.cell_params(params, r)})
-    pieces = network.split_stacked(r, B.einsum("tbp,tbo->po", network.stacked_presynaptic(r, pres, like=xs), g["I"]))
+    pieces = network.split_stacked(r, B.outer_sum(network.stacked_presynaptic(r, pres, like=xs), g["I"]))
     reg = None
     if objective.regularizer is not None:
         reg_value, reg = B.value_and_grad(lambda z: objective.regularizer(z, network.spiking))(outs)
@@ -237,7 +237,7 @@ class EProp(OnlineRule):
         y = step.outs[r]
         pbar = kappa * carry["pbar"] + network.stacked_presynaptic(r, step.pres, like=x_t)
         loss_t, dy = B.value_and_grad(lambda yy: objective.loss.per_step(yy, target_t, t, T))(y)
-        pieces = network.split_stacked(r, B.einsum("bp,bo->po", pbar, dy))
+        pieces = network.split_stacked(r, B.outer_sum(pbar, dy))
         for l, F in enumerate(self.feedback_matrices(network, params, rule_state)):
             L_t = B.matmul(dy, B.transpose(F, (1, 0)))
             pieces = add_pieces(pieces, network.split_stacked(l, synapse_sum(ebar_all[l], L_t)))

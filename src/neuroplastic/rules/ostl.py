@@ -134,7 +134,7 @@ class OSTL(OnlineRule):
         y = step.outs[r]
         pbar = kappa * carry["pbar"] + network.stacked_presynaptic(r, step.pres, like=x_t)
         loss_t, dy = B.value_and_grad(lambda yy: objective.loss.per_step(yy, target_t, t, T))(y)
-        pieces = network.split_stacked(r, B.einsum("bp,bo->po", pbar, dy))
+        pieces = network.split_stacked(r, B.outer_sum(pbar, dy))
         eps_all, ebar_all = [], []
         up = network.feed_connection(r)
         w_up = network.connection_params(params, up)

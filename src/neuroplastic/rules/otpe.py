@@ -140,9 +140,9 @@ class OTPE(OnlineRule):
             if self.approximate:
                 a, z_I = directs[l]
                 if d is not None:
-                    dW = B.einsum("bp,bn->pn", a, d * z_I)
+                    dW = B.outer_sum(a, d * z_I)
                 if signal is not None:
-                    up = B.einsum("bp,bn->pn", c["zhat"], signal * c["gbar"])
+                    up = B.outer_sum(c["zhat"], signal * c["gbar"])
                     dW = up if dW is None else dW + up
             else:
                 if d is not None:
@@ -189,7 +189,7 @@ class OTPE(OnlineRule):
             if self.approximate:
                 a = psp_filter(blk.cell.psp_decays, pre)
                 post = d * J.z_I if signal is None else d * J.z_I + reverse_filter(signal * gbar, mu)
-                dW = B.einsum("tbp,tbn->pn", a, post)
+                dW = B.outer_sum(a, post)
             else:
                 dW = adjoint_trace_sum(J, pre, d if signal is None else d + reverse_filter(signal, mu))
             pieces = add_pieces(pieces, network.split_stacked(l, dW))

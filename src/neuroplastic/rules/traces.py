@@ -139,7 +139,7 @@ def adjoint_trace_sum(J: CellJacobians, pre: Any, signal: Any) -> Any:
         inputs = ({a: {b: nxt(J.h_h[a][b]) for b in names} for a in names}, {b: nxt(J.z_h[b]) for b in names}, nxt(signal))
         _, lam_rev = B.scan(back, {a: B.zeros_like(signal[0]) for a in names}, inputs)
         delta = delta + sum(B.flip(lam_rev[a], 0) * J.h_I[a] for a in names)
-    return B.einsum("tbp,tbn->pn", pre, delta)
+    return B.outer_sum(pre, delta)
 
 
 __all__ = [
