@@ -79,37 +79,26 @@ def _forward_loops(suffix: str, currents: jax.Array, v0: jax.Array, alpha: float
     return spikes.reshape(currents.shape), v_last.reshape(v0.shape), us.reshape(currents.shape)
 
 
-def _backward_loops(suffix: str, us: jax.Array, slope: jax.Array, g_spikes: jax.Array, g_v_last: jax.Array, alpha: float,
-                    threshold: float, reset: str, detach_reset: bool) -> tuple:
+def _backward_loops(suffix: str, us: jax.Array, g_spikes: jax.Array, g_v_last: jax.Array, alpha: float, threshold: float,
+                    reset: str, detach_reset: bool, surrogate: Any) -> tuple:
+    """The backward loop through XLA FFI.  For the fast sigmoid (:func:`.native.slope_in_loops`) the loop computes
+    the slope ``1 / (1 + beta |u - threshold|)^2`` itself (attribute ``beta``); for any other surrogate XLA computes
+    ``surrogate.derivative(u - threshold)`` and passes it as an array."""
     import numpy as np
 
     from . import native
 
     steps, n = us.shape[0], int(np.prod(us.shape[1:]))
     flat, vec = jax.ShapeDtypeStruct((steps, n), us.dtype), jax.ShapeDtypeStruct((n,), us.dtype)
-    call = jax.ffi.ffi_call(f"neuroplastic_lif_backward_{suffix}", (flat, vec), vmap_method="sequential")
-    g_currents, g_v0 = call(us.reshape(steps, n), slope.reshape(steps, n), g_spikes.astype(us.dtype).reshape(steps, n),
-                            g_v_last.reshape(n), alpha=np.float64(alpha), threshold=np.float64(threshold),
-                            reset=np.int32(native.LIF_RESET_CODES[reset]), detach=np.int32(bool(detach_reset)),
-                            threads=np.int32(native.usable_threads()))
-    return g_currents.reshape(us.shape), g_v0.reshape(g_v_last.shape)
-
-
-def _backward_loops_fast_sigmoid(suffix: str, us: jax.Array, g_spikes: jax.Array, g_v_last: jax.Array, alpha: float,
-                                 threshold: float, reset: str, detach_reset: bool, beta: float) -> tuple:
-    """:func:`_backward_loops` for the fast sigmoid, whose slope ``1 / (1 + beta |u - threshold|)^2`` the loop computes
-    (no (T, B, N) slope array written by XLA and read back)."""
-    import numpy as np
-
-    from . import native
-
-    steps, n = us.shape[0], int(np.prod(us.shape[1:]))
-    flat, vec = jax.ShapeDtypeStruct((steps, n), us.dtype), jax.ShapeDtypeStruct((n,), us.dtype)
-    call = jax.ffi.ffi_call(f"neuroplastic_lif_backward_fast_sigmoid_{suffix}", (flat, vec), vmap_method="sequential")
-    g_currents, g_v0 = call(us.reshape(steps, n), g_spikes.astype(us.dtype).reshape(steps, n), g_v_last.reshape(n),
-                            alpha=np.float64(alpha), threshold=np.float64(threshold),
-                            reset=np.int32(native.LIF_RESET_CODES[reset]), detach=np.int32(bool(detach_reset)),
-                            beta=np.float64(beta), threads=np.int32(native.usable_threads()))
+    attrs = dict(alpha=np.float64(alpha), threshold=np.float64(threshold), reset=np.int32(native.LIF_RESET_CODES[reset]),
+                 detach=np.int32(bool(detach_reset)), threads=np.int32(native.usable_threads()))
+    arrays = [us.reshape(steps, n), g_spikes.astype(us.dtype).reshape(steps, n), g_v_last.reshape(n)]
+    if native.slope_in_loops(surrogate):
+        target, attrs["beta"] = f"neuroplastic_lif_backward_fast_sigmoid_{suffix}", np.float64(surrogate.beta)
+    else:
+        target = f"neuroplastic_lif_backward_{suffix}"
+        arrays.insert(1, surrogate.derivative(us - threshold).reshape(steps, n))
+    g_currents, g_v0 = jax.ffi.ffi_call(target, (flat, vec), vmap_method="sequential")(*arrays, **attrs)
     return g_currents.reshape(us.shape), g_v0.reshape(g_v_last.shape)
 
 
@@ -144,13 +133,7 @@ def _lif_bwd(alpha, threshold, reset, detach_reset, surrogate, us, cotangents):
     g_spikes, g_v_last = cotangents
     suffix = _loops_apply(us, g_v_last)
     if suffix is not None:
-        from . import native
-
-        if native.slope_in_loops(surrogate):  # the loops compute the fast sigmoid's slope themselves
-            return _backward_loops_fast_sigmoid(suffix, us, g_spikes, g_v_last, alpha, threshold, reset, detach_reset,
-                                                surrogate.beta)
-        slope = surrogate.derivative(us - threshold)
-        return _backward_loops(suffix, us, slope, g_spikes, g_v_last, alpha, threshold, reset, detach_reset)
+        return _backward_loops(suffix, us, g_spikes, g_v_last, alpha, threshold, reset, detach_reset, surrogate)
 
     def body(g_v: jax.Array, step: tuple) -> tuple:
         u, g_z = step

@@ -46,7 +46,7 @@ class TorchOptimizer(Optimizer):
         options = dict(self.options)
         if "foreach" in options or "fused" in options:
             return options
-        fusable = self.name in FUSED and leaves and all(
+        fusable = self.name in FUSED and bool(leaves) and all(
             p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in leaves)
         options["fused" if fusable else "foreach"] = True
         return options
