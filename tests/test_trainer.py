@@ -149,6 +149,32 @@ def test_torch_fused_optimizer_steps_equal_multi_tensor_steps_to_rounding(name, 
     for k in finals[True]:
         assert finals[False][k].dtype == getattr(torch, dtype)
         assert torch.allclose(finals[False][k], finals[True][k], rtol=tol, atol=tol), k
+    # an independent ground truth: the update rules written out in numpy, float64
+    if dtype == "float64":
+        from neuroplastic.train.optimizers import cosine_lr
+
+        rng = np.random.default_rng(0)
+        ref = {f"w{i}": rng.standard_normal(s) for i, s in enumerate(shapes)}
+        state = {k: (np.zeros_like(v), np.zeros_like(v)) for k, v in ref.items()}
+        for k in range(20):
+            lr = cosine_lr(0.01, 20)(k)
+            for key in ref:
+                g = np.random.default_rng(k).standard_normal(ref[key].shape)
+                m, v = state[key]
+                if name in ("adam", "adamw"):
+                    if name == "adamw":
+                        ref[key] = ref[key] * (1 - lr * 0.01)  # torch's AdamW default weight decay
+                    m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+                    m_hat, v_hat = m / (1 - 0.9 ** (k + 1)), v / (1 - 0.999 ** (k + 1))
+                    ref[key] = ref[key] - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+                elif name == "momentum":
+                    m = g if k == 0 else 0.9 * m + g
+                    ref[key] = ref[key] - lr * m
+                else:
+                    ref[key] = ref[key] - lr * g
+                state[key] = (m, v)
+        for key in ref:
+            np.testing.assert_allclose(finals[False][key].numpy(), ref[key], rtol=1e-12, atol=1e-14)
 
 
 def test_metrics_by_hand(backend_name):
