@@ -81,11 +81,8 @@ def _build() -> Any:
         fwd.argtypes = [p, p, p, p, p, p, i64, i64, dbl, dbl, c_int, c_int]
         fwd.restype = None
         bwd = getattr(lib, f"lif_backward_{suffix}")
-        bwd.argtypes = [p, p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int, c_int]
+        bwd.argtypes = [p, p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int, dbl, c_int]
         bwd.restype = None
-        fast = getattr(lib, f"lif_backward_fast_sigmoid_{suffix}")
-        fast.argtypes = [p, p, p, p, c_int, i64, i64, dbl, dbl, c_int, c_int, dbl, c_int]
-        fast.restype = None
     return lib
 
 
@@ -200,21 +197,20 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
         if grad_v is not None:
             g.copy_(grad_v)
         has_g = grad_v is not None
-        suffix, reset_code, threads = _suffix(u_all.dtype), _RESET_CODE[reset], loop_threads()
-        # the fast sigmoid's slope is computed inside the loop: no slope array, so the whole sequence in one call
-        # (a 128-neuron layer's backward, T=500, batch 64: 9.4 -> 4.0 ms); other surrogates' slopes block by block
+        run = getattr(lib, f"lif_backward_{_suffix(u_all.dtype)}")
+        # the fast sigmoid's slope is computed inside the loop (slope pointer NULL): no slope array, so the whole
+        # sequence in one call (a 128-neuron layer's backward, T=500, batch 64: 9.4 -> 4.0 ms); other surrogates'
+        # slopes are computed block by block
         fast = native.slope_in_loops(surrogate)
-        for stop in range(T, 0, -(T if fast else block)):
-            start = max(0, stop - (T if fast else block))
+        step = T if fast else block
+        for stop in range(T, 0, -step):
+            start = max(0, stop - step)
             u = u_all[start:stop]
+            slope = None if fast else _slope(surrogate, u, threshold)
             gz = grad_spikes[start:stop].to(u.dtype).contiguous() if grad_spikes is not None else None
-            pointers = (u.data_ptr(), gz.data_ptr() if gz is not None else None, grad_I[start:stop].data_ptr(), g.data_ptr(),
-                        int(has_g), stop - start, per_step, float(alpha), float(threshold), reset_code, int(bool(detach_reset)))
-            if fast:
-                getattr(lib, f"lif_backward_fast_sigmoid_{suffix}")(*pointers, float(surrogate.beta), threads)
-            else:
-                slope = _slope(surrogate, u, threshold)
-                getattr(lib, f"lif_backward_{suffix}")(pointers[0], slope.data_ptr(), *pointers[1:], threads)
+            run(u.data_ptr(), slope.data_ptr() if slope is not None else None, gz.data_ptr() if gz is not None else None,
+                grad_I[start:stop].data_ptr(), g.data_ptr(), int(has_g), stop - start, per_step, float(alpha), float(threshold),
+                _RESET_CODE[reset], int(bool(detach_reset)), float(surrogate.beta) if fast else 0.0, loop_threads())
             has_g = True
         return grad_I, g
     g = grad_v  # dL/dv_t after the block being processed (None: zero)

@@ -23,20 +23,16 @@ template <> struct Loops<float> {
   static void forward(const float *c, const float *v0, float *u, float *z, float *va, float *vb, int64_t T, int64_t n, double a,
                       double th, int reset, int threads) { lif_forward_f(c, v0, u, z, va, vb, T, n, a, th, reset, threads); }
   static void backward(const float *u, const float *s, const float *gz, float *dI, float *g, int64_t T, int64_t n, double a,
-                       double th, int reset, int detach, int threads) { lif_backward_f(u, s, gz, dI, g, 1, T, n, a, th, reset, detach, threads); }
-  static void backward_fast_sigmoid(const float *u, const float *gz, float *dI, float *g, int64_t T, int64_t n, double a, double th,
-                                    int reset, int detach, double beta, int threads) {
-    lif_backward_fast_sigmoid_f(u, gz, dI, g, 1, T, n, a, th, reset, detach, beta, threads);
+                       double th, int reset, int detach, double beta, int threads) {
+    lif_backward_f(u, s, gz, dI, g, 1, T, n, a, th, reset, detach, beta, threads);
   }
 };
 template <> struct Loops<double> {
   static void forward(const double *c, const double *v0, double *u, double *z, double *va, double *vb, int64_t T, int64_t n,
                       double a, double th, int reset, int threads) { lif_forward_d(c, v0, u, z, va, vb, T, n, a, th, reset, threads); }
   static void backward(const double *u, const double *s, const double *gz, double *dI, double *g, int64_t T, int64_t n, double a,
-                       double th, int reset, int detach, int threads) { lif_backward_d(u, s, gz, dI, g, 1, T, n, a, th, reset, detach, threads); }
-  static void backward_fast_sigmoid(const double *u, const double *gz, double *dI, double *g, int64_t T, int64_t n, double a,
-                                    double th, int reset, int detach, double beta, int threads) {
-    lif_backward_fast_sigmoid_d(u, gz, dI, g, 1, T, n, a, th, reset, detach, beta, threads);
+                       double th, int reset, int detach, double beta, int threads) {
+    lif_backward_d(u, s, gz, dI, g, 1, T, n, a, th, reset, detach, beta, threads);
   }
 };
 
@@ -58,10 +54,11 @@ ffi::Error LifForward(ffi::Buffer<DT> currents, ffi::Buffer<DT> v0, ffi::ResultB
   return ffi::Error::Success();
 }
 
+// both backward handlers: slope is the slope array's data, or nullptr for the fast sigmoid (then beta is used)
 template <ffi::DataType DT>
-ffi::Error LifBackward(ffi::Buffer<DT> u, ffi::Buffer<DT> slope, ffi::Buffer<DT> g_spikes, ffi::Buffer<DT> g_v_last,
-                       ffi::ResultBuffer<DT> g_currents, ffi::ResultBuffer<DT> g_v0, double alpha, double threshold,
-                       int32_t reset, int32_t detach, int32_t threads) {
+ffi::Error Backward(ffi::Buffer<DT> &u, const ffi::NativeType<DT> *slope, ffi::Buffer<DT> &g_spikes, ffi::Buffer<DT> &g_v_last,
+                    ffi::ResultBuffer<DT> &g_currents, ffi::ResultBuffer<DT> &g_v0, double alpha, double threshold,
+                    int32_t reset, int32_t detach, double beta, int32_t threads) {
   typedef ffi::NativeType<DT> T;
   const auto d = u.dimensions();
   if (d.size() != 2 || g_v_last.element_count() != static_cast<size_t>(d[1]))
@@ -70,26 +67,23 @@ ffi::Error LifBackward(ffi::Buffer<DT> u, ffi::Buffer<DT> slope, ffi::Buffer<DT>
   T *g = g_v0->typed_data();  // dL/dv_t, from the last step back to v0
   std::memcpy(g, g_v_last.typed_data(), n * sizeof(T));
   if (steps > 0)
-    Loops<T>::backward(u.typed_data(), slope.typed_data(), g_spikes.typed_data(), g_currents->typed_data(), g, steps, n, alpha,
-                       threshold, reset, detach, threads);
+    Loops<T>::backward(u.typed_data(), slope, g_spikes.typed_data(), g_currents->typed_data(), g, steps, n, alpha, threshold,
+                       reset, detach, beta, threads);
   return ffi::Error::Success();
+}
+
+template <ffi::DataType DT>
+ffi::Error LifBackward(ffi::Buffer<DT> u, ffi::Buffer<DT> slope, ffi::Buffer<DT> g_spikes, ffi::Buffer<DT> g_v_last,
+                       ffi::ResultBuffer<DT> g_currents, ffi::ResultBuffer<DT> g_v0, double alpha, double threshold,
+                       int32_t reset, int32_t detach, int32_t threads) {
+  return Backward<DT>(u, slope.typed_data(), g_spikes, g_v_last, g_currents, g_v0, alpha, threshold, reset, detach, 0.0, threads);
 }
 
 template <ffi::DataType DT>
 ffi::Error LifBackwardFastSigmoid(ffi::Buffer<DT> u, ffi::Buffer<DT> g_spikes, ffi::Buffer<DT> g_v_last,
                                   ffi::ResultBuffer<DT> g_currents, ffi::ResultBuffer<DT> g_v0, double alpha, double threshold,
                                   int32_t reset, int32_t detach, double beta, int32_t threads) {
-  typedef ffi::NativeType<DT> T;
-  const auto d = u.dimensions();
-  if (d.size() != 2 || g_v_last.element_count() != static_cast<size_t>(d[1]))
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "lif_backward_fast_sigmoid: u must be (T, n) and g_v_last (n)");
-  const int64_t steps = d[0], n = d[1];
-  T *g = g_v0->typed_data();
-  std::memcpy(g, g_v_last.typed_data(), n * sizeof(T));
-  if (steps > 0)
-    Loops<T>::backward_fast_sigmoid(u.typed_data(), g_spikes.typed_data(), g_currents->typed_data(), g, steps, n, alpha,
-                                    threshold, reset, detach, beta, threads);
-  return ffi::Error::Success();
+  return Backward<DT>(u, nullptr, g_spikes, g_v_last, g_currents, g_v0, alpha, threshold, reset, detach, beta, threads);
 }
 
 }  // namespace

@@ -2,8 +2,8 @@
    backend (ctypes, kernels_torch.py) and the JAX backend (XLA FFI, lif_ffi.cc appended to this file by
    native.lif_library_ffi).  The same float operations in the same order as the reference step; compiled
    with -ffp-contract=off for torch so no multiply-add is fused (lif_ffi.cc says how the JAX build differs).
-   lif_backward_fast_sigmoid_* (torch only) computes surrogates.FastSigmoid's slope in the loop, with its
-   operations in its order, where lif_backward_* reads a slope array. */
+   lif_backward_* reads a slope array, or with slope NULL computes surrogates.FastSigmoid's slope in the
+   loop, with its operations in its order. */
 #include <stdint.h>
 #include <pthread.h>
 
@@ -92,17 +92,12 @@ static void lif_backward_range_##S(void *p, int64_t j0, int64_t j1) {           
         has_g = 1;                                                                                     \
     }                                                                                                  \
 }                                                                                                      \
+/* slope: the surrogate's derivative at u - thr for every step and neuron, or NULL for the fast sigmoid     \
+   1 / (1 + beta |u - thr|)^2, which the loop then computes itself (beta is read only then) */          \
 void lif_backward_##S(const T *u_all, const T *slope, const T *gz, T *dI, T *g, int has_g,            \
                       int64_t steps, int64_t n, double alpha_d, double thr_d, int reset, int detach,   \
-                      int nthreads) {                                                                  \
-    bwd_args_##S a = {u_all, slope, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach, (T)0}; \
-    np_parallel(lif_backward_range_##S, &a, n, nthreads);                                              \
-}                                                                                                      \
-/* the same with the fast-sigmoid surrogate's slope computed in the loop instead of read from an array */ \
-void lif_backward_fast_sigmoid_##S(const T *u_all, const T *gz, T *dI, T *g, int has_g, int64_t steps,  \
-                                   int64_t n, double alpha_d, double thr_d, int reset, int detach,      \
-                                   double beta_d, int nthreads) {                                       \
-    bwd_args_##S a = {u_all, 0, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach, (T)beta_d}; \
+                      double beta_d, int nthreads) {                                                   \
+    bwd_args_##S a = {u_all, slope, gz, dI, g, has_g, steps, n, (T)alpha_d, (T)thr_d, reset, detach, (T)beta_d}; \
     np_parallel(lif_backward_range_##S, &a, n, nthreads);                                              \
 }
 LIF_KERNELS(float, f)

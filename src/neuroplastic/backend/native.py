@@ -257,7 +257,7 @@ LIF_FLAGS = ("-std=c++17", "-O3", "-ffp-contract=fast", "-fno-fast-math", "-fPIC
 
 
 def slope_in_loops(surrogate: Any) -> bool:
-    """Whether the LIF loops compute ``surrogate``'s slope themselves (``lif_backward_fast_sigmoid_*``):
+    """Whether the LIF loops compute ``surrogate``'s slope themselves (``lif_backward_*`` with no slope array):
     exactly :class:`~neuroplastic.surrogates.FastSigmoid` (not a subclass, which may change ``derivative``)
     with a Python number ``beta``.  The loops use its operations in its order, so the same bits as the
     slope array a framework computes (tested on both backends)."""
