@@ -82,6 +82,7 @@ class RunConfig:
     backend: str = "jax"
     device: str | None = None
     dtype: str = "float32"
+    compile: bool = False
     seed: int = 0
     reg_rate_hz: float | None = None
     reg_strength: float = 1.0
@@ -123,7 +124,7 @@ SECTIONS: dict[str, dict[str, str]] = {
     "trainer": {
         "mode": "mode", "loss": "loss", "optimizer": "optimizer", "lr": "lr", "schedule": "schedule",
         "epochs": "epochs", "batch_size": "batch_size", "backend": "backend", "device": "device", "dtype": "dtype",
-        "reg_rate_hz": "reg_rate_hz", "reg_strength": "reg_strength", "checkpoint_every": "checkpoint_every",
+        "compile": "compile", "reg_rate_hz": "reg_rate_hz", "reg_strength": "reg_strength", "checkpoint_every": "checkpoint_every",
     },
 }
 OPTIONS_FIELD = {"data": "data_options", "encoder": "encoder_options", "rule": "rule_options"}
@@ -389,6 +390,8 @@ def _validate(cfg: RunConfig) -> None:
     if cfg.device is not None and not (isinstance(cfg.device, str) and cfg.device):
         raise ValueError(f"trainer.device: expected a device name such as 'cpu' or 'cuda:0', got {_show(cfg.device)}")
     _choice(cfg, "dtype", ("float32", "float64"), "dtype")
+    if not isinstance(cfg.compile, bool):
+        raise ValueError(f"trainer.compile: expected true or false, got {_show(cfg.compile)}")
     if cfg.reg_rate_hz is not None:
         if not (_is_number(cfg.reg_rate_hz) and cfg.reg_rate_hz >= 0):
             raise ValueError(f"trainer.reg_rate_hz: expected a non-negative rate in Hz, got {_show(cfg.reg_rate_hz)}")

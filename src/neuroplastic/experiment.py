@@ -133,6 +133,11 @@ def _config_difference(saved: dict, cfg: dict) -> str | None:
     return None
 
 
+def run_backend(cfg: RunConfig) -> Any:
+    """The backend ``cfg`` names, on its device, with its float type and its ``compile`` choice."""
+    return get_backend(cfg.backend, device=cfg.device, dtype=cfg.dtype, compile=cfg.compile)
+
+
 def build_trainer(cfg: RunConfig, data: Dataset, backend: Any = None, progress: bool = False) -> tuple[Any, Trainer]:
     """``(network, trainer)`` as ``cfg`` describes them, the network sized for ``data``.
 
@@ -143,7 +148,7 @@ def build_trainer(cfg: RunConfig, data: Dataset, backend: Any = None, progress: 
     from .rules import make_rule
     from .train import make_optimizer
 
-    B = backend if backend is not None else get_backend(cfg.backend, device=cfg.device, dtype=cfg.dtype)
+    B = backend if backend is not None else run_backend(cfg)
     net = build_model(cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, tau_mem=cfg.tau_mem, tau_out=cfg.tau_out,
                       dt=data.dt, surrogate=cfg.surrogate)
     # strength 0 switches the regulariser off (what a TOML file, which has no null, can say)
@@ -177,7 +182,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
             raise ValueError(f"checkpoint: written by a run with another configuration ({diff})")
         if info["epoch"] > cfg.epochs:
             raise ValueError(f"checkpoint: at epoch {info['epoch']}, past the run's {cfg.epochs} epochs")
-    B = get_backend(cfg.backend, device=cfg.device, dtype=cfg.dtype)
+    B = run_backend(cfg)
     data = load_run_data(cfg) if data is None else data
     if data.n_classes is None:
         raise ValueError(f"data: {cfg.data} is not a classification set; the train command needs labels")

@@ -63,7 +63,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import get_backend
 from .config import SECTIONS, RunConfig, _show, did_you_mean, config_from_dict, config_to_toml, read_toml
 from .losses import Objective
 
@@ -288,7 +287,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, log: Callable[[str], Any] =
     run folder is left behind.
     """
     cfg.validate()
-    B = get_backend(cfg.base.backend, device=cfg.base.device, dtype=cfg.base.dtype)
+    from .experiment import run_backend
+
+    B = run_backend(cfg.base)
     data = study_data(cfg)
     trainers = {a.name: study_trainer(cfg, data, a.name, B, progress) for a in cfg.arms}  # fails early, by name
     net, reference = trainers[cfg.reference]

@@ -67,11 +67,11 @@ def prefer_passive_openmp() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _make(name: str, device: str | None, dtype: str) -> Backend:
+def _make(name: str, device: str | None, dtype: str, compile: bool = False) -> Backend:
     if name == "torch":
         from .torch import TorchBackend
 
-        return TorchBackend(device=device, dtype=dtype)
+        return TorchBackend(device=device, dtype=dtype, compile=compile)
     if name == "jax":
         from .jax import JaxBackend
 
@@ -83,10 +83,12 @@ def _make(name: str, device: str | None, dtype: str) -> Backend:
     raise ValueError(f"backend: unknown backend {name!r}; choose one of {list(BACKENDS)}")
 
 
-def get_backend(name: str | Backend = "jax", device: str | None = None, dtype: str = "float32") -> Backend:
+def get_backend(name: str | Backend = "jax", device: str | None = None, dtype: str = "float32", compile: bool = False) -> Backend:
     """The backend called ``name`` (``"torch"`` or ``"jax"``) on ``device`` with float ``dtype``.
 
     ``device`` is ``None`` (the framework's default), ``"cpu"``, ``"cuda"`` or ``"cuda:1"``.
+    ``compile=True`` makes torch's ``jit`` trace and compile (:mod:`.compile_torch`: seconds to
+    start, then several times faster steps); JAX always compiles, and ignores it.
     """
     if isinstance(name, Backend):
         return name
@@ -94,7 +96,9 @@ def get_backend(name: str | Backend = "jax", device: str | None = None, dtype: s
         raise ValueError(f"backend: expected a backend name, got {type(name).__name__}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-    return _make(name, device, dtype)
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile: expected True or False, got {compile!r}")
+    return _make(name, device, dtype, compile and name == "torch")
 
 
 def is_array(x: Any) -> bool:

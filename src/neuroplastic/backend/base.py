@@ -386,7 +386,8 @@ class Backend:
         raise NotImplementedError
 
     def is_traced(self, x: Any) -> bool:
-        """True when ``x`` is a placeholder inside a transform (``jit``/``vjp``/``vmap``) whose values are not known."""
+        """True when ``x`` is a placeholder inside a transform (``jit``/``vjp``/``vmap``, torch's compile
+        tracing) whose values are not known: nothing built from it may be kept past the call."""
         return False
 
     def all_finite(self, x: Array) -> bool:

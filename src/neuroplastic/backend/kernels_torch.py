@@ -56,6 +56,8 @@ from typing import Any
 
 import torch
 import torch.autograd.forward_ad as fwAD
+from torch._subclasses.fake_tensor import FakeTensor
+from torch.fx.experimental.proxy_tensor import get_proxy_mode
 
 from . import native
 
@@ -285,11 +287,22 @@ def fusable(currents: Any, v0: Any) -> bool:
     return True
 
 
+def traced(x: Any) -> bool:
+    """True for a tensor being traced for compilation: a fake tensor (shapes without data), or any tensor
+    while a proxy mode records operations (:mod:`.compile_torch`, ``torch.compile``)."""
+    return isinstance(x, FakeTensor) or get_proxy_mode() is not None or torch.compiler.is_compiling()
+
+
 def in_transform(x: Any) -> bool:
-    """True for a tensor inside a ``torch.func`` transform (jvp, vmap, grad) or carrying a forward-AD tangent."""
+    """True for a tensor the native kernels cannot take: inside a ``torch.func`` transform (jvp, vmap,
+    grad), carrying a forward-AD tangent, or being traced for compilation (a fake tensor, or a proxy
+    mode recording operations: :mod:`.compile_torch`, ``torch.compile``), where there is no data to
+    hand to C and a ctypes call would not be recorded."""
     if not isinstance(x, torch.Tensor):
         return False
     if torch._C._functorch.is_functorch_wrapped_tensor(x) or torch._C._functorch.maybe_current_level() is not None:
+        return True
+    if traced(x):
         return True
     return fwAD.unpack_dual(x).tangent is not None
 
@@ -301,4 +314,4 @@ def lif_sequence(currents: torch.Tensor, v0: torch.Tensor, alpha: float, thresho
     return LIFSequence.apply(currents.contiguous(), v0, float(alpha), float(threshold), reset, bool(detach_reset), surrogate)
 
 
-__all__ = ["LIFSequence", "fusable", "loop_threads", "in_transform", "lif_backward", "lif_forward", "lif_sequence"]
+__all__ = ["LIFSequence", "fusable", "loop_threads", "in_transform", "traced", "lif_backward", "lif_forward", "lif_sequence"]

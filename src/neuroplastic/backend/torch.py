@@ -10,6 +10,7 @@ import torch
 from ..tree import tree_leaves, tree_map, tree_unflatten_like
 from . import events_torch
 from .base import Backend, seed_sequence_key, split_seed_sequence
+from . import kernels_torch
 from .kernels_torch import in_transform
 
 
@@ -81,8 +82,10 @@ def python_scan(B: Backend, fn: Callable, init: Any, xs: Any, length: int | None
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, device: str | None = None, dtype: str = "float32") -> None:
+    def __init__(self, device: str | None = None, dtype: str = "float32", compile: bool = False) -> None:
         super().__init__(device=device, dtype=dtype)
+        #: whether :meth:`jit` traces and compiles (:mod:`.compile_torch`) instead of returning ``fn``
+        self.compile_steps = bool(compile)
         try:
             self.torch_device = torch.device(device or "cpu")
         except RuntimeError as err:
@@ -126,9 +129,11 @@ class TorchBackend(Backend):
         return load_state(template, info, arrays, used, from_json_leaf)
 
     def is_traced(self, x: Any) -> bool:
-        # inside a torch.func transform even a captured plain tensor cannot be read out
+        # inside a torch.func transform even a captured plain tensor cannot be read out; under
+        # compile_torch's tracing the tensors are fake (no data)
         return isinstance(x, torch.Tensor) and (
             torch._C._functorch.is_functorch_wrapped_tensor(x) or torch._C._functorch.maybe_current_level() is not None
+            or kernels_torch.traced(x)
         )
 
     def float_dtype_of(self, name: str) -> Any:
@@ -264,16 +269,25 @@ class TorchBackend(Backend):
                      detach_reset: bool, surrogate: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The fused kernel (:class:`.kernels_torch.LIFSequence`: one autograd node for the whole sequence);
         the reference scan under ``torch.func`` transforms and forward-mode AD, which the kernel lacks."""
-        from . import kernels_torch
-
         if not kernels_torch.fusable(currents, v0):
             return super().lif_sequence(currents, v0, alpha, threshold, reset, detach_reset, surrogate)
         return kernels_torch.lif_sequence(currents, v0, alpha, threshold, reset, detach_reset, surrogate)
 
     def in_forward_mode(self, x: Any) -> bool:
-        from . import kernels_torch
+        return in_transform(x)
 
-        return kernels_torch.in_transform(x)
+    def __repr__(self) -> str:
+        return f"TorchBackend(device={self.device!r}, dtype={self.dtype_name!r}, compile={self.compile_steps})"
+
+    def jit(self, fn: Callable, static_argnums: Sequence[int] = ()) -> Callable:
+        """With ``compile=True``: ``fn`` traced once per signature and compiled by TorchInductor
+        (:class:`.compile_torch.TracedFunction`; non-tensor arguments are constants of the graph, so
+        ``static_argnums`` is implied); without it, ``fn`` itself."""
+        if not self.compile_steps:
+            return fn
+        from .compile_torch import TracedFunction
+
+        return TracedFunction(fn, on_failure="eager")
 
     def value_and_grad(self, fn: Callable, has_aux: bool = False) -> Callable:
         def wrapped(params: Any, *args: Any, **kwargs: Any):

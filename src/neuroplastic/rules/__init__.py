@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import MODES, OnlineRule, Rule, run_online
+from .base import MODES, OnlineRule, Rule, online_advance, run_online
 
 # rule name -> (module, class, default options); a new rule adds its file and one line here
 RULES: dict[str, tuple[str, str, dict]] = {
@@ -46,4 +46,4 @@ def make_rule(spec: str | Rule, **options: Any) -> Rule:
     return rule_cls(**{**defaults, **options})
 
 
-__all__ = ["MODES", "OnlineRule", "RULES", "Rule", "make_rule", "run_online"]
+__all__ = ["MODES", "OnlineRule", "RULES", "Rule", "make_rule", "online_advance", "run_online"]

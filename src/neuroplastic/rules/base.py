@@ -115,36 +115,56 @@ class OnlineRule(Rule):
         return grads, rule_state, aux
 
 
-def run_online(rule: OnlineRule, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective, mode: str, optimizer: Any, opt_state: Any):
+def online_advance(rule: OnlineRule, network: Network, objective: Objective, params: dict, rule_state: Any, carry: Any,
+                   sums: tuple, x_t: Any, target_t: Any, t: Any, T: int) -> tuple:
+    """One ``rule.online_step`` and the batch's running sums: ``(grads_t, carry, sums, y_t)``.
+
+    ``sums = (grads_sum, rates, loss)``: the summed per-step gradients, each block's running
+    time average of ``|z|`` (``(B, n)``) and the summed per-step loss.  A pure function of its
+    arrays, so the trainer can compile it as one piece where it cannot compile the whole batch (torch).
+    """
+    B = backend_of(params)
+    g, carry, aux = rule.online_step(network, params, rule_state, carry, x_t, target_t, t, T, objective)
+    gsum, rates, loss = sums
+    rates = [r + B.abs(z) / T for r, z in zip(rates, aux["spikes"])]
+    return g, carry, (B.tree_add(gsum, g), rates, loss + aux["loss"]), aux["output"]
+
+
+def run_online(rule: OnlineRule, network: Network, params: dict, rule_state: Any, batch: tuple, objective: Objective, mode: str,
+               optimizer: Any, opt_state: Any, advance: Callable | None = None):
     """Scan ``rule.online_step`` over a batch.
 
     ``mode="online"`` applies ``optimizer`` after every step; ``"deferred"`` sums the
     per-step gradients (applied by the caller, or here when an optimizer is given).
     Returns ``(params, grads_sum, rule_state, aux, opt_state)``; ``aux["spikes"]`` holds
     each block's time-averaged ``|z|`` as ``(1, B, n)`` (rates, not the full trains).
+    ``advance(params, rule_state, carry, sums, x_t, target_t, t, T)``, when given, stands for
+    :func:`online_advance` with ``rule``, ``network`` and ``objective`` bound (the trainer passes a
+    compiled one).
     """
+    if advance is None:
+        def advance(p, rs, carry, sums, x_t, target_t, t, T):
+            return online_advance(rule, network, objective, p, rs, carry, sums, x_t, target_t, t, T)
+
     xs, targets = batch
     B = ops_for(xs)
     T, batch_size = xs.shape[0], xs.shape[1]
     time_major = getattr(targets, "ndim", 1) == 3
     carry0 = rule.online_init(network, params, rule_state, batch_size)
-    gsum0 = B.tree_zeros_like(params)
-    rates0 = [B.zeros((batch_size, blk.size)) for blk in network.blocks]
+    sums0 = (B.tree_zeros_like(params), [B.zeros((batch_size, blk.size)) for blk in network.blocks], B.zeros(()))
 
     def body(c, inp):
-        p, o, carry, gsum, rates, loss = c
+        p, o, carry, sums = c
         x_t, t, tgt = inp
-        g, carry, aux = rule.online_step(network, p, rule_state, carry, x_t, tgt if time_major else targets, t, T, objective)
+        g, carry, sums, y_t = advance(p, rule_state, carry, sums, x_t, tgt if time_major else targets, t, T)
         if mode == "online":
             p, o = optimizer.update(g, o, p)
-        gsum = B.tree_add(gsum, g)
-        rates = [r + B.abs(z) / T for r, z in zip(rates, aux["spikes"])]
-        return (p, o, carry, gsum, rates, loss + aux["loss"]), aux["output"]
+        return (p, o, carry, sums), y_t
 
     # only the readout is kept per step (for the loss's scores); spikes are averaged and the
     # loss summed on the fly, so memory does not grow with T beyond the (T, B, n_out) outputs
-    (params, opt_state, _, gsum, rates, loss), outs = B.scan(
-        body, (params, opt_state, carry0, gsum0, rates0, B.zeros(())), (xs, B.arange(T), targets if time_major else None)
+    (params, opt_state, _, (gsum, rates, loss)), outs = B.scan(
+        body, (params, opt_state, carry0, sums0), (xs, B.arange(T), targets if time_major else None)
     )
     rule_state = rule.online_finish(network, params, rule_state, gsum)
     if mode == "deferred" and optimizer is not None:

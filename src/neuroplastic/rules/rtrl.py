@@ -119,12 +119,13 @@ class RTRL(OnlineRule):
         return flat_to_tree(g, params), rule_state, {"loss": loss, "outputs": ys, "spikes": rec["out"]}
 
     def _basis(self, params: dict) -> Any:
-        """:func:`parameter_basis` of ``params``, built once per parameter layout on a backend that does not
-        compile (torch would otherwise build a ``P x P`` identity at every online step; under ``jit`` it is
-        built once per trace anyway, and a traced array must not outlive its trace)."""
+        """:func:`parameter_basis` of ``params``, built once per parameter layout for concrete arrays (eager
+        torch would otherwise build a ``P x P`` identity at every online step); under a trace (``jit``,
+        :mod:`~neuroplastic.backend.compile_torch`) it is built once per trace anyway, and a traced array
+        must not outlive its trace."""
         leaves = tree_leaves(params)
         B = ops_for(leaves[0])
-        if B.compiles:
+        if B.is_traced(leaves[0]):
             return parameter_basis(params)[0]
         key = (B.name, str(getattr(leaves[0], "device", "")), str(leaves[0].dtype), tuple(tree_paths(params)),
                tuple(tuple(x.shape) for x in leaves))

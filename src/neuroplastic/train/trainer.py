@@ -50,7 +50,7 @@ from ..losses import Loss, Objective, RateRegularizer, make_loss
 from ..metrics import correct_array, spikes_per_step_array
 from ..progress import progress_bar
 from ..protocols import Model
-from ..rules import Rule, make_rule, run_online
+from ..rules import Rule, make_rule, online_advance, run_online
 from .guard import NonFiniteError, check_finite, nonfinite_leaves
 from .optimizers import Optimizer, make_optimizer
 
@@ -98,6 +98,10 @@ class StepResult:
     last: bool = False  # the epoch's last batch
 
 
+def _unchanged(fn: Callable) -> Callable:
+    return fn
+
+
 class Trainer:
     """Fit and evaluate a network with a learning rule.
 
@@ -140,8 +144,14 @@ class Trainer:
         self.dt = dt
         self.progress = progress
         self._jit = jit
+        # JAX compiles a whole step, the optimizer's update included.  torch's optimizer is a stateful
+        # object, so there the rule's part of a step (a pure function of tensors) is what ``B.jit``
+        # compiles (with ``get_backend("torch", compile=True)``), and the update runs eagerly.
+        whole, part = (self.compile, _unchanged) if self.B.compiles else (_unchanged, self.compile)
+        self._gradients = part(self._rule_gradients)
+        self._online_advance_step = part(self._online_advance)
         step = self._step if mode == "offline" else self._online_batch
-        self._train_step = self.compile(step)
+        self._train_step = whole(step)
         self._eval_step = self.compile(self._evaluate_batch)
 
     def compile(self, fn: Callable) -> Callable:
@@ -170,15 +180,25 @@ class Trainer:
             new_params, new_opt, new_rule_state = self.B.tree_select(ok, (new_params, new_opt, new_rule_state), (params, opt_state, rule_state))
         return new_params, new_opt, new_rule_state, flags
 
+    def _rule_gradients(self, params: Any, rule_state: Any, xs: Any, ys: Any) -> tuple:
+        """The rule's offline gradients of one batch (compiled on its own where the whole step is not)."""
+        return self.rule.gradients(self.network, params, rule_state, (xs, ys), self.objective)
+
+    def _online_advance(self, params: Any, rule_state: Any, carry: Any, sums: tuple, x_t: Any, target_t: Any, t: Any, T: int) -> tuple:
+        """The rule's online step at time ``t`` of ``T`` with the batch's running sums (:func:`online_advance`;
+        compiled on its own where the whole batch is not)."""
+        return online_advance(self.rule, self.network, self.objective, params, rule_state, carry, sums, x_t, target_t, t, T)
+
     def _step(self, params: Any, opt_state: Any, rule_state: Any, xs: Any, ys: Any):
-        grads, new_rule_state, aux = self.rule.gradients(self.network, params, rule_state, (xs, ys), self.objective)
+        grads, new_rule_state, aux = self._gradients(params, rule_state, xs, ys)
         params, opt_state, rule_state, flags = self.guarded_update(grads, opt_state, params, rule_state, new_rule_state, aux["loss"])
         return params, opt_state, rule_state, {**self._summaries(aux, ys), "finite": flags}
 
     def _online_batch(self, params: Any, opt_state: Any, rule_state: Any, xs: Any, ys: Any):
         """One batch in ``online`` (update every step) or ``deferred`` (sum, then update) mode."""
         new_params, gsum, new_rule_state, aux, new_opt = run_online(
-            self.rule, self.network, params, rule_state, (xs, ys), self.objective, self.mode, self.optimizer, opt_state
+            self.rule, self.network, params, rule_state, (xs, ys), self.objective, self.mode, self.optimizer, opt_state,
+            advance=self._online_advance_step,
         )
         flags = self.finite_flags(aux["loss"], gsum, new_params)
         if self.on_nonfinite == "skip" and self.B.compiles:
