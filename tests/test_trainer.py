@@ -190,3 +190,23 @@ def test_metrics_by_hand(backend_name):
     z[::2, :, 0] = 1.0  # one neuron in five fires every other step
     assert spikes_per_step(B.asarray(z)) == pytest.approx(0.1)
     assert rate_hz(B.asarray(z), dt_ms=0.5) == pytest.approx(200.0)
+
+
+def test_epoch_train_time_counts_every_batch():
+    """An epoch's ``train_time_s`` runs from its first batch on (it once started after the first batch
+    had been computed, leaving out one batch a epoch, and with it the first epoch's compilation)."""
+    import time
+
+    data = separable(n=64)  # 48 training examples: 3 batches of 16
+    net = Network(4, [Dense(4), LIF(), Dense(2), LeakyReadout()])
+    tr = Trainer(net, "bptt", "ce_sum", "adam", lr=1e-2, backend="torch", progress=False)
+    step = tr._train_step
+
+    def slow_step(*args):
+        time.sleep(0.05)
+        return step(*args)
+
+    tr._train_step = slow_step
+    _, hist = tr.fit(net.init(0, backend="torch"), data, epochs=2, batch_size=16)
+    for h in hist:
+        assert h["train_time_s"] >= 3 * 0.05 and h["epoch_time_s"] >= h["train_time_s"]

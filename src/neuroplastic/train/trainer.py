@@ -426,8 +426,8 @@ class Trainer:
         seen = skipped = 0
         bar, t0 = None, time.perf_counter()
         for r in self.steps(params, data, epochs, batch_size, seed, (opt_state, rule_state), start_epoch):
-            if r.index == 0:
-                summaries, seen, skipped, t0 = [], 0, 0, time.perf_counter()
+            if r.index == 0:  # (the clock t0 started before this batch was computed)
+                summaries, seen, skipped = [], 0, 0
                 bar = progress_bar(n_batches, f"epoch {r.epoch + 1}/{last}", self.progress)
             params, opt_state, rule_state = r.params, r.opt_state, r.rule_state
             if r.skipped:
@@ -459,6 +459,7 @@ class Trainer:
                 save_checkpoint(checkpoint_dir, Checkpoint(params, opt_state, rule_state, r.epoch + 1, seed, dict(checkpoint_meta or {})))
             if stop:
                 break
+            t0 = time.perf_counter()  # the next epoch's clock: from its first batch on
         self.last_state = (opt_state, rule_state)
         return params, history
 
