@@ -203,7 +203,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path, progress: bool = True, log: A
         atomic_write(out / "config.toml", config_to_toml(cfg).encode())
     # epochs after the checkpoint are trained again: drop their lines (and a half-written one)
     atomic_write(metrics_path, "".join(json.dumps(r) + "\n" for r in previous).encode())
-    log(f"neuroplastic: {data} | {net} | rule={rule!r} mode={cfg.mode} backend={B.name} ({B.device or 'default device'})")
+    log(f"neuroplastic: {data} | {net} | rule={rule!r} mode={cfg.mode} backend={B.name}{', compiled' if B.compile_steps else ''} ({B.device or 'default device'})")
     if resume:
         log(f"neuroplastic: resuming {out} after epoch {start} of {cfg.epochs}" if info else f"neuroplastic: no checkpoint in {out}; starting from epoch 0")
     write_status(out, "running", epoch=start)

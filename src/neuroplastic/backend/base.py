@@ -123,6 +123,8 @@ class Backend:
     differentiable: bool = True
     #: whether ``jit`` compiles (JAX): traced code cannot branch on values, and vmap over a grid pays off
     compiles: bool = False
+    #: whether ``jit`` traces and compiles the pieces of an otherwise eager step (torch with ``compile=True``)
+    compile_steps: bool = False
 
     def __init__(self, device: str | None = None, dtype: str = "float32") -> None:
         self.device = device
