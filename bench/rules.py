@@ -36,10 +36,11 @@ from typing import Callable, Sequence
 from . import common
 
 NAME = "rules"
-BACKENDS = ("torch", "jax")
+#: ``torch-compiled``: torch with ``compile=True`` (the rule's step traced and compiled by TorchInductor)
+BACKENDS = ("torch", "torch-compiled", "jax")
 COLUMNS = ("before", "after")
 DEFAULTS: dict = {
-    "backends": ["torch", "jax"],
+    "backends": ["torch", "torch-compiled", "jax"],
     "epochs": 3,
     "train_examples": 512,
     "test_examples": 256,
@@ -110,7 +111,8 @@ def measure(config: dict) -> dict:
 
     cfg = {**DEFAULTS, **config}
     main = StudyConfig.default()
-    study = replace(main, base=replace(main.base, backend=cfg["backend"], epochs=cfg["epochs"], seed=cfg["seed"]),
+    framework, compiled = ("torch", True) if cfg["backend"] == "torch-compiled" else (cfg["backend"], False)
+    study = replace(main, base=replace(main.base, backend=framework, compile=compiled, epochs=cfg["epochs"], seed=cfg["seed"]),
                     train_examples=cfg["train_examples"])
     overrides = dict(ONLINE) if cfg["mode"] == "online" else {}
     if cfg.get("hidden"):
@@ -118,7 +120,7 @@ def measure(config: dict) -> dict:
     run = study.run_config(Arm(cfg["rule"], mode=cfg["mode"], overrides=overrides))
     data = study_data(study)
     data = replace(data, x_test=data.x_test[:, : cfg["test_examples"]], y_test=data.y_test[: cfg["test_examples"]])
-    B = get_backend(cfg["backend"])
+    B = get_backend(framework, compile=compiled)
     net, trainer = build_trainer(run, data, B)
     params = net.init(run.seed, backend=B)
     t0 = time.perf_counter()
@@ -136,7 +138,7 @@ def measure(config: dict) -> dict:
         "epochs_per_s": 1.0 / statistics.median(steady), "fit_wall_s": wall,
         "final_train_loss": history[-1]["train_loss"], "final_test_acc": history[-1]["test_acc"],
     }
-    if cfg["backend"] == "torch":
+    if framework == "torch":
         import torch
 
         result["threads"] = int(torch.get_num_threads())
@@ -254,22 +256,28 @@ def render_markdown(reports: dict[str, dict]) -> str:
                 cases.append(r["case"])
     header = ["rule", "hidden"]
     for column in COLUMNS:
-        header += [f"torch s/epoch ({column})", f"JAX s/epoch ({column})", f"torch / JAX ({column})"]
-    header += ["speed-up after / before (torch, JAX)"]
+        header += [f"torch s/epoch ({column})", f"torch compiled s/epoch ({column})", f"JAX s/epoch ({column})",
+                   f"torch / JAX ({column})", f"torch compiled / JAX ({column})"]
+    header += ["first epoch s, torch compiled / JAX (after)", "speed-up after / before (torch, JAX)"]
     rows = []
     for case in cases:
         row: list[str] = [case, "–"]
         times: dict = {}
+        first = "–"
         for column in COLUMNS:
             by = {r["backend"]: r for r in (reports.get(column) or {}).get("results", []) if r["case"] == case}
             for r in by.values():
                 if "hidden" in r and r["hidden"]:
                     row[1] = str(r["hidden"])
-            t, j = _per_epoch(by.get("torch")), _per_epoch(by.get("jax"))
+            t, c, j = (_per_epoch(by.get(b)) for b in BACKENDS)
             times[column] = (t, j)
             failed = [b for b, r in by.items() if "error" in r]
-            row += [_fmt(t) if "torch" not in failed else "failed", _fmt(j) if "jax" not in failed else "failed",
-                    "–" if t is None or j is None else f"{t / j:.1f}"]
+            row += [_fmt(x) if b not in failed else "failed" for x, b in zip((t, c, j), BACKENDS)]
+            row += ["–" if x is None or j is None else f"{x / j:.1f}" for x in (t, c)]
+            firsts = [(by.get(b) or {}).get("first_epoch_train_s") for b in ("torch-compiled", "jax")]
+            if column == "after" and None not in firsts:
+                first = f"{firsts[0]:.1f} / {firsts[1]:.1f}"
+        row.append(first)
         speedups = []
         for k in (0, 1):
             b, a = (times.get("before") or (None, None))[k], (times.get("after") or (None, None))[k]
@@ -277,7 +285,9 @@ def render_markdown(reports: dict[str, dict]) -> str:
         row.append(", ".join(speedups))
         rows.append(row)
     lines.append("Seconds per training epoch (median of the epochs after the first; the first includes JAX's "
-                 "compilation), on the subset above:")
+                 "compilation, and torch compiled's tracing and TorchInductor's compilation), on the subset above. "
+                 "*torch compiled*: `get_backend(\"torch\", compile=True)` (`[trainer] compile = true`, "
+                 "`neuroplastic train --compile`):")
     lines.append("")
     lines.append(common.markdown_table(header, rows, align="lr" + "r" * (len(header) - 2)))
     return "\n".join(lines)

@@ -61,8 +61,9 @@ def _positive(name: str, lo: int = 1):
 
 def _backends(text: str) -> list[str]:
     values = [v for v in text.replace(",", " ").split() if v]
-    if not values or any(v not in ffwd.BACKENDS for v in values):
-        raise argparse.ArgumentTypeError(f"--backends must be a list of {', '.join(ffwd.BACKENDS)}, got {text!r}")
+    known = list(dict.fromkeys(ffwd.BACKENDS + rules.BACKENDS))
+    if not values or any(v not in known for v in values):
+        raise argparse.ArgumentTypeError(f"--backends must be a list of {', '.join(known)}, got {text!r}")
     return values
 
 
@@ -96,8 +97,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=SUITES, default="ffwd",
                    help="ffwd (default), peers, rules, or all three (make bench)")
-    p.add_argument("--backends", type=_backends, default=d["backends"],
-                   help="comma-separated from torch, jax (default: both)")
+    p.add_argument("--backends", type=_backends, default=None,
+                   help="comma-separated from torch, jax and (--suite rules only) torch-compiled "
+                        "(default: torch, jax; for --suite rules also torch-compiled)")
     p.add_argument("--hidden", type=_int_list("--hidden"), default=d["hidden"], help="hidden sizes H, comma-separated (default: 128,512,2048)")
     p.add_argument("--T", type=_positive("--T"), default=d["T"], help="time steps (default: 500)")
     p.add_argument("--batch", type=_positive("--batch"), default=d["batch"], help="batch size (default: 64)")
@@ -209,7 +211,7 @@ def main_rules(p: argparse.ArgumentParser, args: argparse.Namespace, progress: c
         failed = []
     else:
         column = args.column or rules.default_column(results_dir)
-        backends = args.backends
+        backends = args.backends or rules.DEFAULTS["backends"]
         try:
             report = rules.run_suite(args.rules, backends, args.epochs, args.train_examples, args.test_examples,
                                      timeout=args.timeout, progress=progress)
@@ -243,7 +245,7 @@ def main_ffwd(p: argparse.ArgumentParser, args: argparse.Namespace, progress: co
             p.error(f"--from-json: {args.from_json!r} holds no {ffwd.NAME!r} results")
         device = report["config"]["device"]
     else:
-        report = ffwd.run_suite(args.backends, args.hidden, args.T, args.batch, args.repeats, args.warmup, args.device,
+        report = ffwd.run_suite(args.backends or ffwd.DEFAULTS["backends"], args.hidden, args.T, args.batch, args.repeats, args.warmup, args.device,
                                 budget_s=args.budget, timeout=args.timeout, progress=progress)
         device = args.device
     section = ffwd.section_name(device)

@@ -340,10 +340,13 @@ def test_rules_columns_and_table(tmp_path):
     before = {**base, "results": [result("bptt", "torch", 4.0), result("bptt", "jax", 1.0), {"case": "ostl", "backend": "torch", "error": "boom"}]}
     bench_rules.results_path("before", tmp_path).write_text(json.dumps(before))
     assert bench_rules.default_column(tmp_path) == "after"
-    after = {**base, "results": [result("bptt", "torch", 1.0), result("bptt", "jax", 0.5)]}
+    after = {**base, "results": [result("bptt", "torch", 1.0),
+                                 {**result("bptt", "torch-compiled", 0.25), "first_epoch_train_s": 12.0},
+                                 {**result("bptt", "jax", 0.5), "first_epoch_train_s": 3.0}]}
     text = bench_rules.render_markdown({**bench_rules.load_reports(tmp_path), "after": after})
-    assert "| bptt | 128 | 4.000 | 1.000 | 4.0 | 1.000 | 0.500 | 2.0 | 4.00x, 2.00x |" in text
-    assert "| ostl | – | failed | – | – |" in text
+    # before: torch, compiled (not measured), JAX, ratios; after: the same; first epochs; speed-ups
+    assert "| bptt | 128 | 4.000 | – | 1.000 | 4.0 | – | 1.000 | 0.250 | 0.500 | 2.0 | 0.5 | 12.0 / 3.0 | 4.00x, 2.00x |" in text
+    assert "| ostl | – | failed | – | – | – | – |" in text
     assert bench_rules.parse_case("rtrl:online:16") == bench_rules.RuleCase("rtrl", "online", 16)
     assert bench_rules.parse_case("dfa") == bench_rules.RuleCase("dfa")
     with pytest.raises(ValueError, match="column"):
