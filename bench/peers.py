@@ -147,6 +147,10 @@ IMPLEMENTATIONS: tuple[Implementation, ...] = (
                    options={"backend": "jax"}, note="`BPTT().gradients`, jit-compiled"),
     Implementation("neuroplastic-torch", "**neuroplastic, torch**", "neuroplastic_impl.py", "neuroplastic",
                    options={"backend": "torch"}, framework="torch", note="`BPTT().gradients`, eager"),
+    Implementation("neuroplastic-torch-compiled", "**neuroplastic, torch compiled**", "neuroplastic_impl.py", "neuroplastic",
+                   options={"backend": "torch", "compile": True}, framework="torch",
+                   note="`BPTT().gradients` through `get_backend('torch', compile=True).jit`: traced once, compiled by "
+                        "TorchInductor, the LIF loops as custom operators (compiled in the warm-up)"),
     Implementation("neuroplastic-jax-reference", "neuroplastic, JAX, reference path", "neuroplastic_impl.py",
                    "reference", options={"backend": "jax", "fused": False, "events": False},
                    note="as neuroplastic, JAX, with `Network(..., fused=False)` and `NEUROPLASTIC_EVENT_KERNELS=0`: a scan "
@@ -635,7 +639,8 @@ def fastest(results: Sequence[dict], H: int, kinds: Sequence[str]) -> dict | Non
 
 
 def ratio_rows(report: dict) -> list[list[str]]:
-    """Per H: neuroplastic's best backend over the fastest peer and over the fastest of all others; torch / JAX."""
+    """Per H: neuroplastic's best backend over the fastest peer and over the fastest of all others; torch / JAX and
+    torch compiled / JAX."""
     res = report["results"]
     rows = []
     for H in sorted({r["hidden"] for r in res}):
@@ -643,8 +648,8 @@ def ratio_rows(report: dict) -> list[list[str]]:
         peer = fastest(res, H, ("peer",))
         other = fastest(res, H, ("peer", "reference"))
         by = {r["implementation"]: r for r in res if r["hidden"] == H and "time" in r}
-        tj = (by["neuroplastic-torch"]["time"]["median"] / by["neuroplastic-jax"]["time"]["median"]
-              if "neuroplastic-torch" in by and "neuroplastic-jax" in by else None)
+        tj, cj = (by[t]["time"]["median"] / by["neuroplastic-jax"]["time"]["median"] if t in by and "neuroplastic-jax" in by
+                  else None for t in ("neuroplastic-torch", "neuroplastic-torch-compiled"))
 
         def fmt(a: dict | None, b: dict | None) -> str:
             if a is None or b is None:
@@ -653,7 +658,7 @@ def ratio_rows(report: dict) -> list[list[str]]:
             return f"{a['time']['median'] / b['time']['median']:.2f} ({BY_NAME[b['implementation']].label}{flag})"
 
         rows.append([str(H), "–" if ours is None else BY_NAME[ours["implementation"]].label.strip("*"), fmt(ours, peer), fmt(ours, other),
-                     "–" if tj is None else f"{tj:.2f}"])
+                     "–" if tj is None else f"{tj:.2f}", "–" if cj is None else f"{cj:.2f}"])
     return rows
 
 
@@ -701,7 +706,8 @@ def render_markdown(report: dict) -> str:
     lines += ["", "Ratios of the medians above (same run; < 1: neuroplastic is faster; the goal of issue 12 is <= 0.67 "
               "against the fastest peer, and torch / JAX <= 1.5):", "",
               common.markdown_table(["H", "neuroplastic's best", "best / fastest peer", "best / fastest of peers and plain references",
-                                     "neuroplastic torch / JAX"], ratio_rows(report), align="rllll")]
+                                     "neuroplastic torch / JAX", "neuroplastic torch compiled / JAX"], ratio_rows(report),
+                                    align="rlllll")]
     refs = {h: v for h, v in (report.get("references") or {}).items() if v}
     if refs:
         lines += ["", "Plain-JAX references of the other semantics (`bench/peers/reference.py`), loss at each H: "

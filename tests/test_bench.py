@@ -254,7 +254,7 @@ def test_check_agreement_flags_a_disagreeing_peer():
     assert "yes, with the reference of its semantics" in text and "differs: reset not detached" in text
     # ratios: neuroplastic's best (JAX, 1.0 s) over the fastest peer (Slax 0.4 s; SpikingJelly disagrees but is listed)
     row = bench_peers.ratio_rows(report)[0]
-    assert row[0] == "8" and row[2].startswith("2.50 (Slax") and row[4] == "3.00"
+    assert row[0] == "8" and row[2].startswith("2.50 (Slax") and row[4] == "3.00" and row[5] == "–"  # no compiled torch
 
 
 def test_semantics_keys_and_descriptions():

@@ -34,9 +34,11 @@ def recurrent_net() -> Network:
     return Network(4, [RecurrentDense(6), LIF(), Dense(3), LeakyReadout()])
 
 
-def feedforward_net() -> Network:
-    """Feed-forward LIF layers: eager torch runs the fused native LIF kernel, a trace the reference scan."""
-    return Network(4, [Dense(6, gain=2.0), LIF(), Dense(3), LeakyReadout()])
+def feedforward_net(surrogate=None) -> Network:
+    """Feed-forward LIF layers: eager torch runs the fused native LIF kernel, a traced graph the same C loops
+    as the custom operators ``neuroplastic::lif_forward`` / ``lif_backward``."""
+    cell = {} if surrogate is None else {"surrogate": surrogate}
+    return Network(4, [Dense(6, gain=2.0), LIF(**cell), Dense(3), LIF(**cell)])
 
 
 def inputs(seed: int = 0, B=B64) -> tuple:
@@ -319,16 +321,52 @@ def test_impure_functions_are_refused_or_run_eagerly():
         TracedFunction(bad_input, on_failure="ignore")
 
 
-def test_native_kernels_are_not_called_on_traced_tensors():
+@pytest.mark.parametrize("surrogate", ["fast_sigmoid", "triangle"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_lif_layers_run_as_custom_operators_in_graphs(surrogate, dtype):
+    """The fused LIF kernel is a ctypes call on raw data, which a trace cannot record: on traced tensors it
+    runs as the custom operators ``neuroplastic::lif_forward`` / ``lif_backward`` (one graph node each, the
+    fast sigmoid's slope in the C loop, another surrogate's slope as graph operations).  The replayed graph
+    gives the eager fused kernel's gradients bit for bit, and its size does not grow with T."""
+    from neuroplastic.surrogates import make_surrogate
+
+    B = get_backend("torch", dtype=dtype)
+    rule, objective = make_rule("bptt"), Objective(make_loss("ce_sum"))
+    sizes = []
+    for steps in (T, 3 * T):
+        net = feedforward_net(make_surrogate(surrogate))
+        params = net.init(0, backend=B)
+        rng = np.random.default_rng(steps)
+        xs, ys = B.asarray(rng.normal(0.5, 1.0, (steps, BATCH, 4))), B.asarray(rng.integers(0, 3, BATCH))
+
+        def grads(p, x, y):
+            return rule.gradients(net, p, {}, (x, y), objective)[0]
+
+        traced = TracedFunction(grads, compiler="graph")
+        leaves_equal(traced(params, xs, ys), grads(params, xs, ys))
+        (graph, _, _), = traced._graphs.values()
+        ops = [str(n.target) for n in graph.graph.nodes if "neuroplastic" in str(n.target)]
+        assert sorted(ops) == ["neuroplastic.lif_backward.default"] * 2 + ["neuroplastic.lif_forward.default"] * 2
+        sizes.append(len(graph.graph.nodes))
+    assert sizes[0] == sizes[1]
+
+
+def test_native_kernels_see_traced_tensors():
     from neuroplastic.backend import kernels_torch
     from torch.fx.experimental.proxy_tensor import make_fx
 
     seen = []
 
     def f(c, v):
-        seen.append((kernels_torch.traced(c), kernels_torch.fusable(c, v)))
+        seen.append((kernels_torch.traced(c), kernels_torch.in_transform(c), kernels_torch.in_torch_func(c),
+                     kernels_torch.fusable(c, v)))
         return c.sum() + v.sum()
 
     make_fx(f, tracing_mode="fake")(torch.ones(3, 2, 4), torch.zeros(2, 4))
-    assert seen == [(True, False)]
-    assert not kernels_torch.traced(torch.ones(2)) and kernels_torch.fusable(torch.ones(3, 2, 4), torch.zeros(2, 4))
+    # traced: no event kernels or other ctypes calls (in_transform), but the LIF layer runs as custom operators
+    assert seen == [(True, True, False, True)]
+    plain = torch.ones(3, 2, 4)
+    assert not kernels_torch.traced(plain) and kernels_torch.fusable(plain, torch.zeros(2, 4))
+    with pytest.warns(UserWarning, match="torch.func"):
+        torch.func.grad(lambda c: TracedFunction(lambda c: (c * 2).sum(), compiler="graph")(c))(plain)
+    assert torch.func.grad(lambda c: (c * float(kernels_torch.in_torch_func(c))).sum())(plain).sum() == plain.numel()

@@ -63,7 +63,7 @@ def measure(config: dict) -> dict:
     cell = dict(decay=cfg["decay"], threshold=cfg["threshold"], surrogate=FastSigmoid(beta=cfg["slope"]))
     net = Network(problem["w1"].shape[0], [Dense(H, bias=True), LIF(**cell), Dense(H, bias=True), LIF(**cell),
                                            Dense(n_out, bias=True), LIF(**cell)], fused=bool(cfg.get("fused", True)))
-    B = get_backend(name, dtype="float32")
+    B = get_backend(name, dtype="float32", compile=bool(cfg.get("compile", False)))
     template = net.init_numpy(cfg["seed"])
     paths, leaves = tree_paths(template), tree_leaves(template)
     mapping = _weight_paths(paths, leaves, problem)

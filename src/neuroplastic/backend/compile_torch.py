@@ -12,8 +12,10 @@ from its traced graph and 0.10-0.13 ms compiled by TorchInductor, as fast as JAX
    ``make_fx`` on *fake* tensors (shapes without data): every tensor operation, including the
    backward passes of ``torch.autograd.grad`` inside it, is recorded as one graph of ATen operations.
    Code that reads a tensor's value (``.item()``, ``bool(x)``, ``.numpy()``) cannot run on fake
-   tensors and fails loudly here, as it does under ``jax.jit``; the library's native kernels (ctypes
-   calls on raw data) see the fake tensors and take their reference path (:func:`.kernels_torch.in_transform`).
+   tensors and fails loudly here, as it does under ``jax.jit``.  The library's native kernels are ctypes
+   calls on raw data, which a trace cannot record: the fused LIF layer runs as the custom operators
+   ``neuroplastic::lif_forward`` / ``lif_backward`` (:func:`.kernels_torch.traced_ops`), the event
+   products take their dense path (:func:`.kernels_torch.in_transform`).
 2. The graph is compiled by TorchInductor (fused C++ loops; ``compile_fx``, the stage ``torch.compile``
    runs after Dynamo has captured a graph, called directly: Dynamo would add nothing to a graph that
    is already captured but its per-call guards, 0.31-0.47 against 0.22 ms a step above), or, with

@@ -50,6 +50,7 @@ reference under ``torch.func`` transforms and for dual (forward-AD) tensors.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -180,12 +181,14 @@ BLOCK_ELEMENTS = 1 << 18
 
 
 def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None, alpha: float,
-                 threshold: float, reset: str, detach_reset: bool, surrogate: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 threshold: float, reset: str, detach_reset: bool, surrogate: Any,
+                 slope_all: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(dL/dcurrents, dL/dv0)`` from the kept ``u`` and the outputs' cotangents (the kernel's backward pass).
 
     ``grad_spikes`` / ``grad_v`` may be ``None`` (an output that the loss does not use).
     Runs backwards in blocks of steps (:data:`BLOCK_ELEMENTS`), except the compiled loop with the fast
-    sigmoid, which needs no slope array and takes the whole sequence at once.
+    sigmoid, which needs no slope array and takes the whole sequence at once.  ``slope_all``: the
+    surrogate's slope for every step, computed already (then ``surrogate`` is not used).
     """
     T = u_all.shape[0]
     grad_I = torch.empty_like(u_all)
@@ -203,12 +206,12 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
         # the fast sigmoid's slope is computed inside the loop (slope pointer NULL): no slope array, so the whole
         # sequence in one call (a 128-neuron layer's backward, T=500, batch 64: 9.4 -> 4.0 ms); other surrogates'
         # slopes are computed block by block
-        fast = native.slope_in_loops(surrogate)
-        step = T if fast else block
+        fast = slope_all is None and native.slope_in_loops(surrogate)
+        step = T if fast or slope_all is not None else block
         for stop in range(T, 0, -step):
             start = max(0, stop - step)
             u = u_all[start:stop]
-            slope = None if fast else _slope(surrogate, u, threshold)
+            slope = None if fast else slope_all[start:stop] if slope_all is not None else _slope(surrogate, u, threshold)
             gz = grad_spikes[start:stop].to(u.dtype).contiguous() if grad_spikes is not None else None
             run(u.data_ptr(), slope.data_ptr() if slope is not None else None, gz.data_ptr() if gz is not None else None,
                 grad_I[start:stop].data_ptr(), g.data_ptr(), int(has_g), stop - start, per_step, float(alpha), float(threshold),
@@ -220,7 +223,7 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
         start = max(0, stop - block)
         u = u_all[start:stop]
         x = u - threshold  # the forward's own operation: the same bits
-        slope = surrogate.derivative(x)
+        slope = slope_all[start:stop] if slope_all is not None else surrogate.derivative(x)
         # c_t = dv_t/du_t along the reset (None: 1 everywhere); it reuses x's buffer
         coef = None
         if reset == "zero":
@@ -255,12 +258,21 @@ def _slope(surrogate: Any, u: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 class LIFSequence(torch.autograd.Function):
-    """One autograd node for a voltage-based LIF layer over a whole sequence (module docstring)."""
+    """One autograd node for a voltage-based LIF layer over a whole sequence (module docstring).
+
+    On traced tensors (:func:`traced`: :mod:`.compile_torch`) the two passes run as the custom operators
+    ``neuroplastic::lif_forward`` / ``neuroplastic::lif_backward`` (:func:`traced_ops`), which a graph
+    records as single nodes and calls with the real tensors when it runs: the compiled graph keeps the
+    C loops instead of tracing the reference scan step by step.
+    """
 
     @staticmethod
     def forward(ctx: Any, currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshold: float, reset: str,
                 detach_reset: bool, surrogate: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        spikes, v_last, u_all = lif_forward(currents, v0, alpha, threshold, reset)
+        if traced(currents):
+            spikes, v_last, u_all = traced_ops().lif_forward(currents, v0, float(alpha), float(threshold), reset)
+        else:
+            spikes, v_last, u_all = lif_forward(currents, v0, alpha, threshold, reset)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(u_all)
         ctx.settings = (alpha, threshold, reset, detach_reset, surrogate)
@@ -270,9 +282,55 @@ class LIFSequence(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_spikes: torch.Tensor | None, grad_v: torch.Tensor | None):
         (u_all,) = ctx.saved_tensors
-        grad_I, grad_v0 = lif_backward(u_all, grad_spikes, grad_v, *ctx.settings)
+        if traced(u_all):
+            alpha, threshold, reset, detach_reset, surrogate = ctx.settings
+            fast = native.slope_in_loops(surrogate)
+            # another surrogate's slope is computed by torch operations in the graph, for the whole sequence
+            slope = None if fast else _slope(surrogate, u_all, threshold)
+            grad_I, grad_v0 = traced_ops().lif_backward(
+                u_all, slope, grad_spikes, grad_v, float(alpha), float(threshold), reset, bool(detach_reset),
+                float(surrogate.beta) if fast else 0.0)
+        else:
+            grad_I, grad_v0 = lif_backward(u_all, grad_spikes, grad_v, *ctx.settings)
         need_I, need_v0 = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         return (grad_I if need_I else None), (grad_v0 if need_v0 else None), None, None, None, None, None
+
+
+@functools.lru_cache(maxsize=None)
+def traced_ops() -> Any:
+    """The custom operators ``neuroplastic::lif_forward`` and ``neuroplastic::lif_backward`` (registered with
+    torch on first use, not at import): :func:`lif_forward` and :func:`lif_backward` for traced graphs, with
+    shape-only ("fake") versions for the tracing itself.  Returns ``torch.ops.neuroplastic``."""
+    from torch.library import custom_op
+
+    @custom_op("neuroplastic::lif_forward", mutates_args=())
+    def _forward(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshold: float,
+                 reset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        spikes, v_last, u_all = lif_forward(currents, v0, alpha, threshold, reset)
+        return spikes, v_last.clone() if v_last is v0 else v_last, u_all
+
+    @_forward.register_fake
+    def _(currents, v0, alpha, threshold, reset):
+        return torch.empty_like(currents), torch.empty_like(v0), torch.empty_like(currents)
+
+    @custom_op("neuroplastic::lif_backward", mutates_args=())
+    def _backward(u_all: torch.Tensor, slope: torch.Tensor | None, grad_spikes: torch.Tensor | None,
+                  grad_v: torch.Tensor | None, alpha: float, threshold: float, reset: str, detach_reset: bool,
+                  beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..surrogates import FastSigmoid
+
+        grad_I, grad_v0 = lif_backward(u_all.contiguous(), grad_spikes, grad_v, alpha, threshold, reset, detach_reset,
+                                       FastSigmoid(beta=beta) if slope is None else None,
+                                       slope.contiguous() if slope is not None else None)
+        if grad_v0 is None:
+            grad_v0 = torch.zeros_like(u_all[0])
+        return grad_I, grad_v0.clone() if grad_v0 is grad_v else grad_v0
+
+    @_backward.register_fake
+    def _(u_all, slope, grad_spikes, grad_v, alpha, threshold, reset, detach_reset, beta):
+        return torch.empty_like(u_all), torch.empty_like(u_all[0])
+
+    return torch.ops.neuroplastic
 
 
 def fusable(currents: Any, v0: Any) -> bool:
@@ -282,9 +340,21 @@ def fusable(currents: Any, v0: Any) -> bool:
         return False
     if currents.dtype != v0.dtype or currents.device != v0.device or not currents.is_floating_point():
         return False
+    if traced(currents) or traced(v0):  # compiled: the custom operators (traced_ops), on the CPU
+        return currents.device.type == "cpu" and not in_torch_func(currents) and not in_torch_func(v0)
     if in_transform(currents) or in_transform(v0):
         return False
     return True
+
+
+def in_torch_func(x: Any) -> bool:
+    """True for a tensor inside a ``torch.func`` transform (jvp, vmap, grad) or carrying a forward-AD tangent
+    (:func:`in_transform` without the tracing)."""
+    if not isinstance(x, torch.Tensor):
+        return False
+    if torch._C._functorch.is_functorch_wrapped_tensor(x) or torch._C._functorch.maybe_current_level() is not None:
+        return True
+    return fwAD.unpack_dual(x).tangent is not None
 
 
 def traced(x: Any) -> bool:
@@ -300,11 +370,7 @@ def in_transform(x: Any) -> bool:
     hand to C and a ctypes call would not be recorded."""
     if not isinstance(x, torch.Tensor):
         return False
-    if torch._C._functorch.is_functorch_wrapped_tensor(x) or torch._C._functorch.maybe_current_level() is not None:
-        return True
-    if traced(x):
-        return True
-    return fwAD.unpack_dual(x).tangent is not None
+    return traced(x) or in_torch_func(x)
 
 
 def lif_sequence(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshold: float, reset: str,
@@ -314,4 +380,4 @@ def lif_sequence(currents: torch.Tensor, v0: torch.Tensor, alpha: float, thresho
     return LIFSequence.apply(currents.contiguous(), v0, float(alpha), float(threshold), reset, bool(detach_reset), surrogate)
 
 
-__all__ = ["LIFSequence", "fusable", "loop_threads", "in_transform", "traced", "lif_backward", "lif_forward", "lif_sequence"]
+__all__ = ["LIFSequence", "fusable", "loop_threads", "in_torch_func", "in_transform", "traced", "traced_ops", "lif_backward", "lif_forward", "lif_sequence"]

@@ -274,7 +274,8 @@ class TorchBackend(Backend):
         return kernels_torch.lif_sequence(currents, v0, alpha, threshold, reset, detach_reset, surrogate)
 
     def in_forward_mode(self, x: Any) -> bool:
-        return in_transform(x)
+        # a traced tensor is not in forward mode: the fused LIF kernel runs as a custom operator there
+        return kernels_torch.in_torch_func(x)
 
     def __repr__(self) -> str:
         return f"TorchBackend(device={self.device!r}, dtype={self.dtype_name!r}, compile={self.compile_steps})"
