@@ -370,3 +370,48 @@ def test_native_kernels_see_traced_tensors():
     with pytest.warns(UserWarning, match="torch.func"):
         torch.func.grad(lambda c: TracedFunction(lambda c: (c * 2).sum(), compiler="graph")(c))(plain)
     assert torch.func.grad(lambda c: (c * float(kernels_torch.in_torch_func(c))).sum())(plain).sum() == plain.numel()
+
+
+def test_broadcast_batched_products_become_one_product():
+    """``vmap`` of ``z @ dW`` over tangents of ``dW`` alone records ``bmm(expand(z), dW)``; compiled graphs
+    run it as one product (same sums, to rounding), and leave other batched products alone."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from neuroplastic.backend.compile_torch import _broadcast_bmm_as_mm
+
+    rng = np.random.default_rng(0)
+    z, dW, X = (torch.as_tensor(rng.normal(size=s)) for s in ((5, 4), (7, 4, 3), (7, 5, 4)))
+
+    def f(z, dW, X):
+        return torch.func.vmap(lambda d: z @ d)(dW), torch.bmm(X, dW)
+
+    gm = make_fx(f)(z, dW, X)
+    assert sum(str(n.target) == "aten.bmm.default" for n in gm.graph.nodes) == 2
+    assert _broadcast_bmm_as_mm(gm) == 1
+    assert sum(str(n.target) == "aten.bmm.default" for n in gm.graph.nodes) == 1  # X differs per batch: kept
+    got, want = gm(z, dW, X), f(z, dW, X)
+    assert got[0].shape == want[0].shape and got[0].is_contiguous()
+    torch.testing.assert_close(got[0], want[0], rtol=1e-13, atol=0)
+    assert torch.equal(got[1], want[1])
+
+
+def test_inductor_rtrl_online_step_matches_eager():
+    """RTRL's online step (vmap of jvp over parameter tangents: the rewritten products) compiled, in float64."""
+    rule, net = make_rule("rtrl"), recurrent_net()
+    params = net.init(0, backend=B64)
+    xs, ys = inputs()
+    objective = Objective(make_loss("ce_per_step"))
+
+    def advance(p, carry, sums, x_t, t):
+        return online_advance(rule, net, objective, p, {}, carry, sums, x_t, ys, t, T)
+
+    traced = TracedFunction(advance)
+    state = ((rule.online_init(net, params, {}, BATCH),
+              (B64.tree_zeros_like(params), [B64.zeros((BATCH, blk.size)) for blk in net.blocks], B64.zeros(()))))
+    got, want = state, state
+    for t in range(3):
+        g1, *got = traced(params, *got, xs[t], B64.asarray(t))
+        g2, *want = advance(params, *want, xs[t], B64.asarray(t))
+        assert max_rel_err((g1, got), (g2, want)) < 1e-12
+        got, want = got[:2], want[:2]
+    assert traced.signatures >= 1 and not traced.eager_calls

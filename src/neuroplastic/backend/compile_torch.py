@@ -212,6 +212,7 @@ class TracedFunction:
                                    "return tensors or constants")
         graph = gm
         if self.compiler == "inductor":
+            _broadcast_bmm_as_mm(gm)
             import torch._inductor.config as inductor_config
             from torch._inductor.compile_fx import compile_fx
 
@@ -226,6 +227,46 @@ class TracedFunction:
                 warnings.warn(f"{self.name}: TorchInductor failed ({type(err).__name__}: {str(err)[:300]}); "
                               "replaying the traced graph uncompiled instead", stacklevel=3)
         return graph, positions, _rebuilder(recorded["template"])
+
+
+def _broadcast_bmm_as_mm(gm: Any) -> int:
+    """Rewrite, in place, every batched product of traced graph ``gm`` whose left operand is the same matrix
+    for the whole batch (stride 0 along it) as one product; the number rewritten.
+
+    ``torch.func.vmap`` of ``x @ w`` over tangents of ``w`` only (RTRL's parameter tangents: ``z @ dW`` for each
+    of P tangent columns) records ``bmm(expand(z), dW)``, P products of (B, k) x (k, n), about 0.3 ms each time
+    for P=432, B=64, k=16 on 2 cores, where XLA runs one product.  Here ``z @ dW`` becomes one (B, k) x
+    (k, P n) product (the same sums; the rounding may differ, so only compiled graphs are rewritten, not the
+    replayed ``compiler="graph"`` ones, which stay exact replays of the eager operations).
+    """
+    aten = torch.ops.aten
+    count = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.bmm.default:
+            continue
+        a, b = node.args[:2]
+        va, vb = a.meta.get("val"), b.meta.get("val")
+        if va is None or vb is None or va.ndim != 3 or va.shape[0] < 2 or va.stride(0) != 0:
+            continue
+        P, m, k = va.shape
+        n = vb.shape[2]
+        with gm.graph.inserting_before(node):
+            a2 = gm.graph.call_function(aten.select.int, (a, 0, 0))  # (m, k): every batch entry is this matrix
+            bt = gm.graph.call_function(aten.permute.default, (b, [1, 0, 2]))  # (k, P, n)
+            bt = gm.graph.call_function(aten.clone.default, (bt,), {"memory_format": torch.contiguous_format})
+            bt = gm.graph.call_function(aten.view.default, (bt, [k, P * n]))
+            out = gm.graph.call_function(aten.mm.default, (a2, bt))  # (m, P n)
+            out = gm.graph.call_function(aten.view.default, (out, [m, P, n]))
+            out = gm.graph.call_function(aten.permute.default, (out, [1, 0, 2]))
+            out = gm.graph.call_function(aten.clone.default, (out,), {"memory_format": torch.contiguous_format})
+        out.meta["val"] = node.meta["val"]
+        node.replace_all_uses_with(out)
+        gm.graph.erase_node(node)
+        count += 1
+    if count:
+        gm.graph.lint()
+        gm.recompile()
+    return count
 
 
 def _written_inputs(gm: Any) -> list[str]:
