@@ -150,7 +150,7 @@ IMPLEMENTATIONS: tuple[Implementation, ...] = (
     Implementation("neuroplastic-torch-compiled", "**neuroplastic, torch compiled**", "neuroplastic_impl.py", "neuroplastic",
                    options={"backend": "torch", "compile": True}, framework="torch",
                    note="`BPTT().gradients` through `get_backend('torch', compile=True).jit`: traced once, compiled by "
-                        "TorchInductor, the LIF loops as custom operators (compiled in the warm-up)"),
+                        "TorchInductor, the LIF loops and event products as custom operators (compiled in the warm-up)"),
     Implementation("neuroplastic-jax-reference", "neuroplastic, JAX, reference path", "neuroplastic_impl.py",
                    "reference", options={"backend": "jax", "fused": False, "events": False},
                    note="as neuroplastic, JAX, with `Network(..., fused=False)` and `NEUROPLASTIC_EVENT_KERNELS=0`: a scan "

@@ -415,3 +415,35 @@ def test_inductor_rtrl_online_step_matches_eager():
         assert max_rel_err((g1, got), (g2, want)) < 1e-12
         got, want = got[:2], want[:2]
     assert traced.signatures >= 1 and not traced.eager_calls
+
+
+@pytest.mark.parametrize("density", [0.03, 0.5])
+def test_event_products_run_as_custom_operators_in_graphs(density):
+    """Spike products wide enough for the event kernel run in graphs as ``neuroplastic::spike_matmul`` (and
+    ``spike_matmul_wgrad``), which check the density when the graph runs (a trace cannot read it): sparse
+    input takes the event kernel, dense input the dense product, as eagerly; the replayed graph's
+    gradients equal the eager ones bit for bit either way."""
+    from neuroplastic.backend import native
+
+    if native.event_library() is None:
+        pytest.skip("no C++ compiler for the event kernels")
+    B = get_backend("torch", dtype="float64")
+    net = Network(256, [Dense(256), LIF(), Dense(3), LeakyReadout()])
+    params = net.init(0, backend=B)
+    rng = np.random.default_rng(1)
+    xs = B.asarray((rng.uniform(size=(20, 16, 256)) < density).astype(float))
+    ys = B.asarray(rng.integers(0, 3, 16))
+    rule, objective = make_rule("bptt"), Objective(make_loss("ce_mean"))
+
+    def grads(p, x, y):
+        return rule.gradients(net, p, {}, (x, y), objective)[0]
+
+    traced = TracedFunction(grads, compiler="graph")
+    leaves_equal(traced(params, xs, ys), grads(params, xs, ys))
+    (graph, _, _), = traced._graphs.values()
+    ops = sorted(str(n.target) for n in graph.graph.nodes if "spike_matmul" in str(n.target))
+    assert ops == ["neuroplastic.spike_matmul.default", "neuroplastic.spike_matmul_wgrad.default"]
+    # the same graph serves the other density too (the choice is made when it runs)
+    xs2 = B.asarray((rng.uniform(size=(20, 16, 256)) < 0.5 - density + 0.03).astype(float))
+    leaves_equal(traced(params, xs2, ys), grads(params, xs2, ys))
+    assert traced.signatures == 1

@@ -15,7 +15,8 @@ from its traced graph and 0.10-0.13 ms compiled by TorchInductor, as fast as JAX
    tensors and fails loudly here, as it does under ``jax.jit``.  The library's native kernels are ctypes
    calls on raw data, which a trace cannot record: the fused LIF layer runs as the custom operators
    ``neuroplastic::lif_forward`` / ``lif_backward`` (:func:`.kernels_torch.traced_ops`), the event
-   products take their dense path (:func:`.kernels_torch.in_transform`).
+   products as ``neuroplastic::spike_matmul`` / ``spike_matmul_wgrad`` (:func:`.events_torch.traced_ops`),
+   which choose between the event kernel and the dense product by the density when the graph runs.
 2. The graph is compiled by TorchInductor (fused C++ loops; ``compile_fx``, the stage ``torch.compile``
    runs after Dynamo has captured a graph, called directly: Dynamo would add nothing to a graph that
    is already captured but its per-call guards, 0.31-0.47 against 0.22 ms a step above), or, with

@@ -18,12 +18,13 @@ also behind torch's :meth:`~neuroplastic.backend.base.Backend.outer_sum`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 
 from . import native
-from .kernels_torch import in_transform
+from .kernels_torch import in_torch_func, in_transform, traced
 
 _FN = {torch.float32: "f32", torch.float64: "f64"}
 
@@ -120,18 +121,74 @@ def narrow_output(x: Any, w: Any) -> bool:
         return False
     if x.device.type != "cpu" or w.device.type != "cpu" or not x.is_floating_point() or x.dtype != w.dtype:
         return False
-    return not (in_transform(x) or in_transform(w))
+    return not (in_torch_func(x) or in_torch_func(w))  # traced tensors qualify: the Function is torch operations
 
 
-def applicable(x: Any, w: Any) -> bool:
-    """Whether the event kernel can take ``x @ w`` (dtype, device, shapes and size, no transform, library built)."""
+def applicable(x: Any, w: Any, traced_ok: bool = False) -> bool:
+    """Whether the event kernel can take ``x @ w`` (dtype, device, shapes and size, no transform, library built);
+    with ``traced_ok``, tensors being traced qualify too (:class:`TracedEventMatmul`)."""
     if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dtype not in _FN or w.dtype != x.dtype:
         return False
     if x.device.type != "cpu" or w.device.type != "cpu":
         return False
     if not native.event_product_fits(tuple(x.shape), tuple(w.shape), native.MIN_SIDE_TORCH):
         return False
-    return not (in_transform(x) or in_transform(w)) and native.event_library() is not None
+    blocked = (in_torch_func(x) or in_torch_func(w)) if traced_ok else (in_transform(x) or in_transform(w))
+    return not blocked and native.event_library() is not None
+
+
+def _sparse_enough(x2: torch.Tensor, width: int) -> bool:
+    """The per-call choice: ``x2``'s density at most :func:`.native.max_density` of the output width."""
+    return int(torch.count_nonzero(x2)) <= native.max_density(width) * x2.numel()
+
+
+class TracedEventMatmul(torch.autograd.Function):
+    """:func:`event_matmul` for tensors being traced (:mod:`.compile_torch`): the density, which a trace
+    cannot read, is checked when the graph runs, inside the custom operators ``neuroplastic::spike_matmul``
+    (the event kernel or the dense product, and a flag saying which) and ``neuroplastic::spike_matmul_wgrad``
+    (the weight gradient, by the same choice)."""
+
+    @staticmethod
+    def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        out, events = traced_ops().spike_matmul(x2, w)
+        ctx.save_for_backward(x2, w, events)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g: torch.Tensor):
+        x2, w, events = ctx.saved_tensors
+        g = g.contiguous()
+        gx = g @ w.t() if ctx.needs_input_grad[0] else None
+        gw = traced_ops().spike_matmul_wgrad(x2, g, events) if ctx.needs_input_grad[1] else None
+        return gx, gw
+
+
+@functools.lru_cache(maxsize=None)
+def traced_ops() -> Any:
+    """The custom operators behind :class:`TracedEventMatmul` (registered with torch on first use, not at
+    import); returns ``torch.ops.neuroplastic``."""
+    from torch.library import custom_op
+
+    @custom_op("neuroplastic::spike_matmul", mutates_args=())
+    def _product(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if _sparse_enough(x2, int(w.shape[1])):
+            return _forward(x2, w.contiguous()), torch.ones((), dtype=torch.bool)
+        return x2 @ w, torch.zeros((), dtype=torch.bool)
+
+    @_product.register_fake
+    def _(x2, w):
+        return x2.new_empty((x2.shape[0], w.shape[1])), torch.empty((), dtype=torch.bool, device=x2.device)
+
+    @custom_op("neuroplastic::spike_matmul_wgrad", mutates_args=())
+    def _wgrad(x2: torch.Tensor, g: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
+        return _weight_grad(x2, g) if bool(events) else transposed_product(x2, g)
+
+    @_wgrad.register_fake
+    def _(x2, g, events):
+        return x2.new_empty((x2.shape[1], g.shape[1]))
+
+    return torch.ops.neuroplastic
 
 
 def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -140,15 +197,23 @@ def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
              and x.numel() * w.shape[1] < min(native.MIN_WORK, NARROW_MIN_WORK))
     if small:  # a single time step's product: no other check (this runs once per layer and step in eager loops)
         return torch.matmul(x, w)
+    if traced(x) or traced(w):
+        if applicable(x, w, traced_ok=True):
+            x2 = x.reshape(-1, x.shape[-1]).contiguous()
+            return TracedEventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
+        if narrow_output(x, w):  # torch operations only: recorded as they are
+            return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
+        return torch.matmul(x, w)
     if not applicable(x, w):
         if narrow_output(x, w):
             return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
         return torch.matmul(x, w)
     x2 = x.reshape(-1, x.shape[-1]).contiguous()
-    if int(torch.count_nonzero(x2)) > native.max_density(int(w.shape[1])) * x2.numel():
+    if not _sparse_enough(x2, int(w.shape[1])):
         return torch.matmul(x, w)
     out = EventMatmul.apply(x2, w.contiguous())
     return out.reshape(*x.shape[:-1], w.shape[1])
 
 
-__all__ = ["EventMatmul", "NarrowOutputMatmul", "applicable", "event_matmul", "narrow_output", "transposed_product"]
+__all__ = ["EventMatmul", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
+           "traced_ops", "transposed_product"]
