@@ -243,6 +243,13 @@ def test_cli_compile_flag():
     args = p.parse_args(["--backend", "torch", "--compile"])
     assert _config(args).compile is True
     assert _config(p.parse_args(["--backend", "torch"])).compile is False
+    # the study commands (run, compare, landscape) take it too
+    from neuroplastic.cli import _add_study_options, _study_config
+
+    q = argparse.ArgumentParser()
+    _add_study_options(q)
+    assert _study_config(q.parse_args(["--backend", "torch", "--compile"])).base.compile is True
+    assert _study_config(q.parse_args(["--backend", "torch"])).base.compile is False
 
 
 # ---------------------------------------------------------------------------- fallbacks and refusals
