@@ -210,3 +210,18 @@ def test_epoch_train_time_counts_every_batch():
     _, hist = tr.fit(net.init(0, backend="torch"), data, epochs=2, batch_size=16)
     for h in hist:
         assert h["train_time_s"] >= 3 * 0.05 and h["epoch_time_s"] >= h["train_time_s"]
+
+
+def test_to_numpy_is_a_snapshot_that_in_place_updates_leave_alone(backend_name):
+    """torch's optimizers update parameters in place and a CPU tensor's ``.numpy()`` shares its memory: the
+    main job's per-epoch parameter trajectory on torch was the final parameters every time, and its loss
+    landscape refused the trajectory.  Every epoch's snapshot must keep that epoch's values."""
+    B = get_backend(backend_name)
+    data = separable(2)
+    net = Network(4, [Dense(4), LIF(), Dense(2), LeakyReadout()])
+    tr = Trainer(net, "bptt", "ce_sum", "adam", lr=1e-2, backend=backend_name, progress=False)
+    snapshots = []
+    tr.fit(net.init(0, backend=backend_name), data, epochs=3, batch_size=32,
+           callbacks=[lambda trainer, record, params: snapshots.append(B.tree_to_numpy(params))])
+    first = [s["layers"][0]["w"] for s in snapshots]
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first[1], first[2])

@@ -138,6 +138,7 @@ class Backend:
         raise NotImplementedError
 
     def to_numpy(self, x: Array) -> np.ndarray:
+        """``x``'s values as a numpy array that later in-place updates of ``x`` do not change."""
         raise NotImplementedError
 
     def tree_asarray(self, tree: Any) -> Any:

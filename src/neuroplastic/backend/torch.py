@@ -109,7 +109,10 @@ class TorchBackend(Backend):
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
+            t = x.detach()
+            # a CPU tensor's .numpy() shares its memory, and torch's optimizers update parameters in place:
+            # a snapshot (a trajectory of parameters, a metric kept for later) must not change with them
+            return t.numpy().copy() if t.device.type == "cpu" else t.cpu().numpy()
         return np.asarray(x)
 
     def is_array(self, x: Any) -> bool:
