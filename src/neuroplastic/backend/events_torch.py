@@ -197,22 +197,18 @@ def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
              and x.numel() * w.shape[1] < min(native.MIN_WORK, NARROW_MIN_WORK))
     if small:  # a single time step's product: no other check (this runs once per layer and step in eager loops)
         return torch.matmul(x, w)
-    if traced(x) or traced(w):
+    if traced(x) or traced(w):  # the density is chosen when the graph runs, inside the custom operators
         if applicable(x, w, traced_ok=True):
             x2 = x.reshape(-1, x.shape[-1]).contiguous()
             return TracedEventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
-        if narrow_output(x, w):  # torch operations only: recorded as they are
-            return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
+    elif applicable(x, w):
+        x2 = x.reshape(-1, x.shape[-1]).contiguous()
+        if _sparse_enough(x2, int(w.shape[1])):
+            return EventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
         return torch.matmul(x, w)
-    if not applicable(x, w):
-        if narrow_output(x, w):
-            return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
-        return torch.matmul(x, w)
-    x2 = x.reshape(-1, x.shape[-1]).contiguous()
-    if not _sparse_enough(x2, int(w.shape[1])):
-        return torch.matmul(x, w)
-    out = EventMatmul.apply(x2, w.contiguous())
-    return out.reshape(*x.shape[:-1], w.shape[1])
+    if narrow_output(x, w):  # torch operations only, so traced graphs record it as it is
+        return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
+    return torch.matmul(x, w)
 
 
 __all__ = ["EventMatmul", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
