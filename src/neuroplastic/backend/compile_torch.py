@@ -188,10 +188,8 @@ class TracedFunction:
             for i, t in zip(positions, tensors):
                 full[i] = t
             out = self.fn(*tree_unflatten_like(args, full))
-            out_leaves = tree_leaves(out)
             recorded["template"] = out
-            recorded["static"] = [_TENSOR if isinstance(x, torch.Tensor) else x for x in out_leaves]
-            return [x for x in out_leaves if isinstance(x, torch.Tensor)]
+            return [x for x in tree_leaves(out) if isinstance(x, torch.Tensor)]
 
         tensors = [leaves[i] for i in positions]
         try:
@@ -207,8 +205,8 @@ class TracedFunction:
         if written:
             raise CompileError(f"{self.name}: writes into its argument(s) in place ({', '.join(written)}); a compiled "
                                "function must be pure in its tensor arguments")
-        for s in recorded["static"]:
-            if s is not _TENSOR and _leaf_key(s) is None:
+        for s in tree_leaves(recorded["template"]):
+            if not isinstance(s, (torch.Tensor, STATIC_TYPES)):
                 raise CompileError(f"{self.name}: returns a {type(s).__name__}, which a compiled graph cannot produce; "
                                    "return tensors or constants")
         graph = gm
@@ -326,14 +324,6 @@ def _rebuilder(template: Any) -> Callable[[list], Any]:
     body = expr(template)
     build = eval(f"lambda T: {body}", {"C": constants})  # noqa: S307 - an expression built above from types and indices only
     return build
-
-
-class _TensorMarker:
-    def __repr__(self) -> str:
-        return "<tensor>"
-
-
-_TENSOR = _TensorMarker()
 
 
 __all__ = ["COMPILERS", "CompileError", "MAX_SIGNATURES", "TracedFunction"]
