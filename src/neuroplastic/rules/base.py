@@ -123,7 +123,7 @@ def online_advance(rule: OnlineRule, network: Network, objective: Objective, par
     time average of ``|z|`` (``(B, n)``) and the summed per-step loss.  A pure function of its
     arrays, so the trainer can compile it as one piece where it cannot compile the whole batch (torch).
     """
-    B = backend_of(params)
+    B = ops_for(x_t)  # not backend_of(params): a tree walk at every eager time step
     g, carry, aux = rule.online_step(network, params, rule_state, carry, x_t, target_t, t, T, objective)
     gsum, rates, loss = sums
     rates = [r + B.abs(z) / T for r, z in zip(rates, aux["spikes"])]
