@@ -40,11 +40,36 @@ def test_ctypes_kernels_equal_dense_products_float64(n: int, k: int, m: int, bin
     w, g = rng.standard_normal((k, m)), rng.standard_normal((n, m))
     out, out_t = np.empty((n, m)), np.empty((k, m))
     p = ctypes.c_void_p
-    nnz = lib.np_event_matmul_f64(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2)
+    nnz = lib.np_event_matmul_f64(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2, n * k)
     assert nnz == np.count_nonzero(x)
     lib.np_event_matmul_xt_f64(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, 2)
     np.testing.assert_allclose(out, x @ w, rtol=0, atol=1e-12)
     np.testing.assert_allclose(out_t, x.T @ g, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 100, 129])
+def test_ctypes_forward_counts_the_nonzeros_and_computes_only_under_its_limit(suffix: str, dtype: type, k: int) -> None:
+    """The forward's first pass (bit masks of the non-zeros, vectorised where the CPU allows) counts exactly, for
+    widths around the 64-column words and the vector widths, NaN and -0.0 included (C's ``!= 0``); above the limit
+    it returns the count and leaves the output untouched, at or below it computes the product."""
+    import ctypes
+
+    rng = np.random.default_rng(k)
+    n, m = 50, 130
+    x = _spikes(rng, (n, k), 0.3, binary=False).astype(dtype)
+    x[1, 0], x[2, k - 1], x[3, k // 2] = np.nan, -0.0, 1e-30  # NaN != 0, -0.0 == 0, a tiny value != 0
+    w = rng.standard_normal((k, m)).astype(dtype)
+    nnz_expected = int(np.sum(x != 0))
+    kernel, p = getattr(lib, f"np_event_matmul_{suffix}"), ctypes.c_void_p
+    out = np.full((n, m), 7.0, dtype)
+    assert kernel(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2, nnz_expected - 1) == nnz_expected
+    assert np.all(out == 7.0)  # over the limit: nothing written
+    assert kernel(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2, nnz_expected) == nnz_expected
+    finite = ~np.isnan(x).any(axis=1)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(out[finite], (x @ w)[finite], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    assert np.all(np.isnan(out[1]))  # the NaN was listed as a non-zero and reached its row
 
 
 @pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
@@ -59,7 +84,7 @@ def test_ctypes_kernels_do_not_depend_on_the_thread_count(suffix: str, dtype: ty
     results = []
     for threads in (1, 2, 3):
         out, out_t = np.empty((n, m), dtype), np.empty((k, m), dtype)
-        getattr(lib, f"np_event_matmul_{suffix}")(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, threads)
+        getattr(lib, f"np_event_matmul_{suffix}")(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, threads, n * k)
         getattr(lib, f"np_event_matmul_xt_{suffix}")(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, threads)
         results.append((out, out_t))
     for out, out_t in results[1:]:
@@ -72,7 +97,7 @@ def test_ctypes_kernels_do_not_depend_on_the_thread_count(suffix: str, dtype: ty
 
 def _ran_kernel(y, node_name: str = "EventMatmul") -> bool:
     """Whether the autograd graph of ``y`` (a few nodes deep: the reshape of the result) has the EventMatmul node
-    (or another node named ``node_name``)."""
+    that ran the event kernel (or another node named ``node_name``)."""
     nodes, seen = [y.grad_fn], 0
     while nodes and seen < 8:
         node = nodes.pop()
@@ -80,7 +105,7 @@ def _ran_kernel(y, node_name: str = "EventMatmul") -> bool:
         if node is None:
             continue
         if node_name in type(node).__name__:
-            return True
+            return getattr(node, "events", True)
         nodes.extend(n for n, _ in node.next_functions)
     return False
 
@@ -143,10 +168,15 @@ def test_torch_event_matmul_falls_back_where_the_kernel_cannot_run(monkeypatch: 
 
     torch, x, w = _torch_case()
     dense = x @ w
-    # too dense: the density check sends it to torch.matmul (no EventMatmul node)
+    # too dense: the kernel's count sends it to torch's dense product, gradients included
     xd = torch.ones_like(x)
-    y = events_torch.event_matmul(xd, w.clone().requires_grad_(True))
+    ws = w.clone().requires_grad_(True)
+    y = events_torch.event_matmul(xd, ws)
     assert not _ran_kernel(y)
+    (gw,) = torch.autograd.grad(y.sum(), ws)
+    torch.testing.assert_close(y, xd @ w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gw, xd.reshape(-1, xd.shape[-1]).t() @ torch.ones(y.reshape(-1, y.shape[-1]).shape, dtype=y.dtype),
+                               rtol=0, atol=1e-9)
     # small products and integer inputs are not the kernel's
     assert not events_torch.applicable(x[:2, :2], w)
     assert not events_torch.applicable(x.to(torch.int64), w.to(torch.int64))
@@ -260,7 +290,7 @@ def test_network_bptt_gradients_equal_with_and_without_event_kernels(backend: st
     if backend == "jax" and native.event_library_ffi() is None:
         pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
     calls: list[str] = []
-    for name in (("_forward", "_weight_grad") if backend == "torch" else ("_ffi",)):
+    for name in (("_product", "_weight_grad") if backend == "torch" else ("_target",)):
         original = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name: calls.append(_n) or _o(*a))
 
@@ -322,22 +352,24 @@ def test_torch_narrow_output_product_only_where_it_helps() -> None:
     torch.testing.assert_close(tangent, x @ torch.ones(200, 10), rtol=0, atol=0)
 
 
-def test_torch_keeps_its_dense_product_below_256_columns_and_jax_takes_128_wide_products() -> None:
-    """torch's minimum width is native.MIN_SIDE_TORCH (its dense CPU product is as fast at 128 columns);
-    JAX's is native.MIN_SIDE, with the lower density limit there; wide outputs take the kernel up to
-    MAX_DENSITY on both."""
+def test_torch_takes_128_wide_products_up_to_the_narrow_density_limit() -> None:
+    """128 to 255 output columns take the kernel up to native.NARROW_MAX_DENSITY, wider ones up to MAX_DENSITY
+    (the kernel checks the density itself); above, torch's dense product, with the same values."""
     import torch
 
     from neuroplastic.backend import events_torch
 
     rng = np.random.default_rng(5)
-    x = torch.tensor(_spikes(rng, (200, 16, 128), 0.18))
-    assert not events_torch.applicable(x, torch.zeros(128, 128, dtype=torch.float64))
+    narrow = torch.tensor(rng.standard_normal((128, 128)), requires_grad=True)
     wide = torch.tensor(rng.standard_normal((128, 256)), requires_grad=True)
-    y = events_torch.event_matmul(x, wide)
-    assert _ran_kernel(y)  # 18% <= MAX_DENSITY for 256 columns
-    torch.testing.assert_close(y.detach(), x @ wide.detach(), rtol=0, atol=1e-12)
-    assert native.worth_it(3200, 128, 128) and not native.worth_it(3200, 128, 128, native.MIN_SIDE_TORCH)
+    for density, on_narrow, on_wide in ((0.12, True, True), (0.23, False, True), (0.35, False, False)):
+        x = torch.tensor(_spikes(rng, (200, 16, 128), density))
+        assert native.NARROW_MAX_DENSITY < 0.23 < native.MAX_DENSITY < 0.35
+        for w, expected in ((narrow, on_narrow), (wide, on_wide)):
+            assert events_torch.applicable(x, w)
+            y = events_torch.event_matmul(x, w)
+            assert _ran_kernel(y) is expected, (density, w.shape)
+            torch.testing.assert_close(y.detach(), x @ w.detach(), rtol=0, atol=1e-12)
 
 
 def test_jax_density_limit_depends_on_the_output_width() -> None:
@@ -352,7 +384,7 @@ def test_jax_density_limit_depends_on_the_output_width() -> None:
         pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
     rng = np.random.default_rng(7)
     w = jnp.asarray(rng.standard_normal((128, 128)))
-    for density in (0.05, 0.18):
+    for density in (0.05, 0.3):
         xs = jnp.asarray(_spikes(rng, (200, 16, 128), density))
         assert events_jax.applicable(xs, w)
         y, vjp = jax.vjp(events_jax.event_matmul, xs, w)
@@ -360,9 +392,13 @@ def test_jax_density_limit_depends_on_the_output_width() -> None:
         np.testing.assert_allclose(np.asarray(y), np.asarray(xs @ w), rtol=0, atol=1e-12)
         np.testing.assert_allclose(np.asarray(gw), np.asarray(jnp.einsum("tbk,tbm->km", xs, jnp.ones_like(y))), rtol=0, atol=1e-9)
 
-    x = jnp.asarray((np.random.default_rng(6).random((3200, 128)) < 0.18).astype(np.float32))
-    assert not bool(events_jax._sparse_enough(x, 128)) and bool(events_jax._sparse_enough(x, 256))
-    assert bool(events_jax._sparse_enough(x * (jnp.arange(128) < 40), 128))  # 18% x 40/128: about 5.6%
+    def took_events(x, w) -> bool:  # the kernel's own density check, as the forward's flag reports it
+        return bool(events_jax._event_fwd(x, w, 2)[1][2])
+
+    x = jnp.asarray((np.random.default_rng(6).random((3200, 128)) < 0.23).astype(np.float32))
+    w128, w256 = jnp.ones((128, 128), jnp.float32), jnp.ones((128, 256), jnp.float32)
+    assert not took_events(x, w128) and took_events(x, w256)
+    assert took_events(x * (jnp.arange(128) < 40), w128)  # 23% x 40/128: about 7.2%
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax", "numpy"])

@@ -28,6 +28,9 @@
 #include <new>
 #include <thread>
 #include <vector>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -63,36 +66,106 @@ struct Csr {
   std::vector<T> value;        // nnz
 };
 
-// The non-zeros of each row of x (N x K), in increasing column order.
+// Bit j of the result: whether p[j] != 0 (len <= 64).  `!=` as in C: NaN counts as non-zero, -0 as zero.
 template <typename T>
-void build_csr(const T *x, int64_t N, int64_t K, Csr<T> &c, int nthreads) {
+inline uint64_t nonzero_bits(const T *p, int64_t len) {
+  uint64_t m = 0;
+  for (int64_t j = 0; j < len; ++j) m |= static_cast<uint64_t>(p[j] != T(0)) << j;
+  return m;
+}
+#if defined(__AVX512F__)
+template <>
+inline uint64_t nonzero_bits<float>(const float *p, int64_t len) {
+  uint64_t m = 0;
+  int64_t j = 0;
+  for (; j + 16 <= len; j += 16) m |= static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(p + j), _mm512_setzero_ps(), _CMP_NEQ_UQ)) << j;
+  if (j < len) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (len - j)) - 1);
+    m |= static_cast<uint64_t>(_mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, p + j), _mm512_setzero_ps(), _CMP_NEQ_UQ)) << j;
+  }
+  return m;
+}
+template <>
+inline uint64_t nonzero_bits<double>(const double *p, int64_t len) {
+  uint64_t m = 0;
+  int64_t j = 0;
+  for (; j + 8 <= len; j += 8) m |= static_cast<uint64_t>(_mm512_cmp_pd_mask(_mm512_loadu_pd(p + j), _mm512_setzero_pd(), _CMP_NEQ_UQ)) << j;
+  for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != 0.0) << j;
+  return m;
+}
+#elif defined(__AVX__)
+template <>
+inline uint64_t nonzero_bits<float>(const float *p, int64_t len) {
+  uint64_t m = 0;
+  int64_t j = 0;
+  for (; j + 8 <= len; j += 8)
+    m |= static_cast<uint64_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + j), _mm256_setzero_ps(), _CMP_NEQ_UQ))) << j;
+  for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != 0.0f) << j;
+  return m;
+}
+template <>
+inline uint64_t nonzero_bits<double>(const double *p, int64_t len) {
+  uint64_t m = 0;
+  int64_t j = 0;
+  for (; j + 4 <= len; j += 4)
+    m |= static_cast<uint64_t>(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(p + j), _mm256_setzero_pd(), _CMP_NEQ_UQ))) << j;
+  for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != 0.0) << j;
+  return m;
+}
+#endif
+
+// The non-zeros of each row of x (N x K), in increasing column order, in two passes over row blocks.
+// count_nonzeros reads x once into bit masks (64 columns a word) and fills c.start; returns the total.
+template <typename T>
+int64_t count_nonzeros(const T *x, int64_t N, int64_t K, std::vector<uint64_t> &bits, Csr<T> &c, int nthreads) {
+  const int64_t W = (K + 63) / 64;
+  bits.resize(N * W);
   c.start.assign(N + 1, 0);
   const int64_t nblocks = (N + kRowBlock - 1) / kRowBlock;
   parallel_for(nblocks, nthreads, [&](int64_t b) {
     const int64_t n1 = (b + 1) * kRowBlock < N ? (b + 1) * kRowBlock : N;
     for (int64_t n = b * kRowBlock; n < n1; ++n) {
-      const T *row = x + n * K;
       int64_t count = 0;
-      for (int64_t k = 0; k < K; ++k) count += row[k] != T(0);
+      for (int64_t w = 0; w < W; ++w) {
+        const int64_t k0 = w * 64;
+        const uint64_t m = nonzero_bits(x + n * K + k0, K - k0 < 64 ? K - k0 : 64);
+        bits[n * W + w] = m;
+        count += __builtin_popcountll(m);
+      }
       c.start[n + 1] = count;
     }
   });
   for (int64_t n = 0; n < N; ++n) c.start[n + 1] += c.start[n];
-  const int64_t nnz = c.start[N];
-  c.index.resize(nnz);
-  c.value.resize(nnz);
+  return c.start[N];
+}
+
+// list_nonzeros lists the set bits (no branch per zero entry), reading x only at the non-zeros.
+template <typename T>
+void list_nonzeros(const T *x, int64_t N, int64_t K, const std::vector<uint64_t> &bits, Csr<T> &c, int nthreads) {
+  const int64_t W = (K + 63) / 64, nblocks = (N + kRowBlock - 1) / kRowBlock;
+  c.index.resize(c.start[N]);
+  c.value.resize(c.start[N]);
   parallel_for(nblocks, nthreads, [&](int64_t b) {
     const int64_t n1 = (b + 1) * kRowBlock < N ? (b + 1) * kRowBlock : N;
     for (int64_t n = b * kRowBlock; n < n1; ++n) {
       const T *row = x + n * K;
       int64_t p = c.start[n];
-      for (int64_t k = 0; k < K; ++k)
-        if (row[k] != T(0)) {
-          c.index[p] = static_cast<int32_t>(k);
+      for (int64_t w = 0; w < W; ++w) {
+        for (uint64_t m = bits[n * W + w]; m; m &= m - 1) {
+          const int32_t k = static_cast<int32_t>(w * 64 + __builtin_ctzll(m));
+          c.index[p] = k;
           c.value[p++] = row[k];
         }
+      }
     }
   });
+}
+
+template <typename T>
+void build_csr(const T *x, int64_t N, int64_t K, Csr<T> &c, int nthreads) {
+  std::vector<uint64_t> bits;
+  count_nonzeros(x, N, K, bits, c, nthreads);
+  list_nonzeros(x, N, K, bits, c, nthreads);
 }
 
 // a (R x M) cut into zero-padded column chunks: panel[(chunk * R + r) * CW + j].
@@ -108,13 +181,19 @@ std::vector<T> pack_panels(const T *a, int64_t R, int64_t M, int nthreads) {
   return panel;
 }
 
-// out (N x M) = x (N x K) @ w (K x M); returns the number of non-zeros of x.
+// out (N x M) = x (N x K) @ w (K x M); returns the number of non-zeros of x.  When x has more than
+// max_nnz non-zeros, returns that number without computing anything (out is left as it is): the caller
+// takes a dense product instead, and the count cost one read of x.
 template <typename T>
-int64_t event_matmul(const T *x, const T *w, T *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+int64_t event_matmul(const T *x, const T *w, T *out, int64_t N, int64_t K, int64_t M, int nthreads, int64_t max_nnz) {
   typedef typename Vec<T>::type V;
   constexpr int64_t CW = kChunkBytes / sizeof(T);
   Csr<T> c;
-  build_csr(x, N, K, c, nthreads);
+  std::vector<uint64_t> bits;
+  const int64_t nnz = count_nonzeros(x, N, K, bits, c, nthreads);
+  if (nnz > max_nnz) return nnz;
+  list_nonzeros(x, N, K, bits, c, nthreads);
+  bits = std::vector<uint64_t>();
   const std::vector<T> panel = pack_panels(w, K, M, nthreads);
   const int64_t nchunks = (M + CW - 1) / CW, nblocks = (N + kRowBlock - 1) / kRowBlock;
   parallel_for(nchunks * nblocks, nthreads, [&](int64_t tile) {
@@ -134,7 +213,7 @@ int64_t event_matmul(const T *x, const T *w, T *out, int64_t N, int64_t K, int64
       std::memcpy(out + n * M + j0, acc, width * sizeof(T));
     }
   });
-  return c.start[N];
+  return nnz;
 }
 
 // out (K x M) = x (N x K)^T @ g (N x M); returns the number of non-zeros of x.
@@ -166,11 +245,17 @@ int64_t event_matmul_xt(const T *x, const T *g, T *out, int64_t N, int64_t K, in
   return c.start[N];
 }
 
+// event_matmul_xt with event_matmul's signature (the weight gradient follows the forward's choice: no limit).
 template <typename T>
-int64_t guarded(int64_t (*fn)(const T *, const T *, T *, int64_t, int64_t, int64_t, int), const T *a, const T *b, T *out,
-                int64_t N, int64_t K, int64_t M, int nthreads) {
+int64_t event_matmul_xt_any(const T *x, const T *g, T *out, int64_t N, int64_t K, int64_t M, int nthreads, int64_t) {
+  return event_matmul_xt(x, g, out, N, K, M, nthreads);
+}
+
+template <typename T>
+int64_t guarded(int64_t (*fn)(const T *, const T *, T *, int64_t, int64_t, int64_t, int, int64_t), const T *a, const T *b,
+                T *out, int64_t N, int64_t K, int64_t M, int nthreads, int64_t max_nnz) {
   try {
-    return fn(a, b, out, N, K, M, nthreads < 1 ? 1 : nthreads);
+    return fn(a, b, out, N, K, M, nthreads < 1 ? 1 : nthreads, max_nnz);
   } catch (const std::bad_alloc &) {
     return -1;
   } catch (...) {
@@ -180,19 +265,22 @@ int64_t guarded(int64_t (*fn)(const T *, const T *, T *, int64_t, int64_t, int64
 
 }  // namespace
 
-// ctypes entry points: the number of non-zeros of x, -1 when memory ran out, -2 on another failure.
+// ctypes entry points: the number of non-zeros of x, -1 when memory ran out, -2 on another failure.  The
+// forward computes nothing when x has more than max_nnz non-zeros (the returned count says so).
 extern "C" {
-int64_t np_event_matmul_f32(const float *x, const float *w, float *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded<float>(event_matmul<float>, x, w, out, N, K, M, nthreads);
+int64_t np_event_matmul_f32(const float *x, const float *w, float *out, int64_t N, int64_t K, int64_t M, int nthreads,
+                            int64_t max_nnz) {
+  return guarded<float>(event_matmul<float>, x, w, out, N, K, M, nthreads, max_nnz);
 }
-int64_t np_event_matmul_f64(const double *x, const double *w, double *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded<double>(event_matmul<double>, x, w, out, N, K, M, nthreads);
+int64_t np_event_matmul_f64(const double *x, const double *w, double *out, int64_t N, int64_t K, int64_t M, int nthreads,
+                            int64_t max_nnz) {
+  return guarded<double>(event_matmul<double>, x, w, out, N, K, M, nthreads, max_nnz);
 }
 int64_t np_event_matmul_xt_f32(const float *x, const float *g, float *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded<float>(event_matmul_xt<float>, x, g, out, N, K, M, nthreads);
+  return guarded<float>(event_matmul_xt_any<float>, x, g, out, N, K, M, nthreads, 0);
 }
 int64_t np_event_matmul_xt_f64(const double *x, const double *g, double *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded<double>(event_matmul_xt<double>, x, g, out, N, K, M, nthreads);
+  return guarded<double>(event_matmul_xt_any<double>, x, g, out, N, K, M, nthreads, 0);
 }
 }
 
@@ -203,28 +291,45 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-// x (N x K) and the dense operand (R x M) as 2-D buffers; out as the product's shape.
-template <ffi::DataType DT, bool Transposed>
-ffi::Error EventMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> b, ffi::ResultBuffer<DT> out, int32_t nthreads) {
-  typedef ffi::NativeType<DT> T;
-  const auto xd = x.dimensions(), bd = b.dimensions();
-  if (xd.size() != 2 || bd.size() != 2)
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: x and the dense operand must be 2-D");
-  const int64_t N = xd[0], K = xd[1], M = bd[1];
-  if (bd[0] != (Transposed ? N : K))
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: inner dimensions differ");
-  const int64_t r = Transposed ? guarded<T>(event_matmul_xt<T>, x.typed_data(), b.typed_data(), out->typed_data(), N, K, M, nthreads)
-                               : guarded<T>(event_matmul<T>, x.typed_data(), b.typed_data(), out->typed_data(), N, K, M, nthreads);
+ffi::Error check(int64_t r) {
   if (r == -1) return ffi::Error(ffi::ErrorCode::kResourceExhausted, "event_matmul: out of memory");
   if (r < 0) return ffi::Error(ffi::ErrorCode::kInternal, "event_matmul: kernel failed");
   return ffi::Error::Success();
 }
 
+// Forward: out = x @ w when x has at most max_nnz non-zeros, and used (an int32 scalar) = 1; else
+// nothing is computed and used = 0 (the caller's dense product replaces out).
+template <ffi::DataType DT>
+ffi::Error EventMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::ResultBuffer<DT> out,
+                          ffi::ResultBuffer<ffi::DataType::S32> used, int32_t nthreads, int64_t max_nnz) {
+  typedef ffi::NativeType<DT> T;
+  const auto xd = x.dimensions(), wd = w.dimensions();
+  if (xd.size() != 2 || wd.size() != 2 || wd[0] != xd[1])
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: x (N, K) and w (K, M) must be 2-D with the same K");
+  const int64_t r = guarded<T>(event_matmul<T>, x.typed_data(), w.typed_data(), out->typed_data(), xd[0], xd[1], wd[1],
+                               nthreads, max_nnz);
+  used->typed_data()[0] = r >= 0 && r <= max_nnz ? 1 : 0;
+  return check(r);
+}
+
+// Weight gradient: out (K x M) = x (N x K)^T @ g (N x M).
+template <ffi::DataType DT>
+ffi::Error EventMatmulXtFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> g, ffi::ResultBuffer<DT> out, int32_t nthreads) {
+  typedef ffi::NativeType<DT> T;
+  const auto xd = x.dimensions(), gd = g.dimensions();
+  if (xd.size() != 2 || gd.size() != 2 || gd[0] != xd[0])
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul_xt: x (N, K) and g (N, M) must be 2-D with the same N");
+  return check(guarded<T>(event_matmul_xt_any<T>, x.typed_data(), g.typed_data(), out->typed_data(), xd[0], xd[1], gd[1],
+                          nthreads, 0));
+}
+
 }  // namespace
 
-#define NP_BIND(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>().Attr<int32_t>("nthreads")
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF32, (EventMatmulFfi<ffi::DataType::F32, false>), NP_BIND(ffi::DataType::F32));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF64, (EventMatmulFfi<ffi::DataType::F64, false>), NP_BIND(ffi::DataType::F64));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF32, (EventMatmulFfi<ffi::DataType::F32, true>), NP_BIND(ffi::DataType::F32));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF64, (EventMatmulFfi<ffi::DataType::F64, true>), NP_BIND(ffi::DataType::F64));
+#define NP_BIND(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>() \
+  .Ret<ffi::Buffer<ffi::DataType::S32>>().Attr<int32_t>("nthreads").Attr<int64_t>("max_nnz")
+#define NP_BIND_XT(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>().Attr<int32_t>("nthreads")
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF32, (EventMatmulFfi<ffi::DataType::F32>), NP_BIND(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF64, (EventMatmulFfi<ffi::DataType::F64>), NP_BIND(ffi::DataType::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF32, (EventMatmulXtFfi<ffi::DataType::F32>), NP_BIND_XT(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF64, (EventMatmulXtFfi<ffi::DataType::F64>), NP_BIND_XT(ffi::DataType::F64));
 #endif

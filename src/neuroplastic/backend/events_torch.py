@@ -8,8 +8,9 @@ the non-zeros of a spike matrix ``x`` (``event_matmul.cc``, see :mod:`.native`).
 :func:`event_matmul` picks, per call, the event kernel or torch's dense ``matmul``: the event kernel
 needs a plain CPU tensor of float32 or float64 (not ``torch.func``-wrapped, no forward-AD tangent:
 the Function has no forward-mode rule), the library (:func:`.native.event_library`), enough work
-(:func:`.native.worth_it`) and a density of ``x`` at most :func:`.native.max_density` of the output width.  Both give the
-same numbers up to the rounding of another summation order (tests/test_event_matmul.py).
+(:func:`.native.worth_it`) and a density of ``x`` at most :func:`.native.max_density` of the output width, which
+the kernel checks itself while it lists the non-zeros (:func:`_product`).  Both give the same numbers up to
+the rounding of another summation order (tests/test_event_matmul.py).
 
 A dense product with a narrow output (a readout's ten classes) takes :class:`NarrowOutputMatmul`, which
 only orders the weight gradient's product the way torch's CPU GEMM runs fast (:func:`transposed_product`,
@@ -29,31 +30,35 @@ from .kernels_torch import in_torch_func, in_transform, traced
 _FN = {torch.float32: "f32", torch.float64: "f64"}
 
 
-def _call(name: str, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, n: int, k: int, m: int) -> None:
-    lib = native.event_library()
-    code = getattr(lib, f"np_{name}_{_FN[a.dtype]}")(a.data_ptr(), b.data_ptr(), out.data_ptr(), n, k, m, torch.get_num_threads())
-    native.check_status(code, name)
-
-
-def _forward(x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def _product(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``x2 @ w`` and whether the event kernel computed it: the kernel counts ``x2``'s non-zeros as the first
+    step of its work and computes only at most :func:`.native.max_nonzeros` of them; above, torch's dense
+    product (a separate ``torch.count_nonzero`` took 2-3 ms on a (32000, 128) spike matrix)."""
     out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
-    _call("event_matmul", x2, w, out, x2.shape[0], x2.shape[1], w.shape[1])
-    return out
+    limit = native.max_nonzeros(x2.numel(), int(w.shape[1]))
+    kernel = getattr(native.event_library(), f"np_event_matmul_{_FN[x2.dtype]}")
+    nnz = kernel(x2.data_ptr(), w.data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads(), limit)
+    native.check_status(nnz, "event_matmul")
+    return (out, True) if nnz <= limit else (x2 @ w, False)
 
 
 def _weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     out = torch.empty((x2.shape[1], g.shape[1]), dtype=x2.dtype)
-    _call("event_matmul_xt", x2, g, out, x2.shape[0], x2.shape[1], g.shape[1])
+    kernel = getattr(native.event_library(), f"np_event_matmul_xt_{_FN[x2.dtype]}")
+    native.check_status(kernel(x2.data_ptr(), g.data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], g.shape[1],
+                               torch.get_num_threads()), "event_matmul_xt")
     return out
 
 
 class EventMatmul(torch.autograd.Function):
-    """``x2 @ w`` for a 2-D ``x2`` with the event kernel forward and for the weight gradient."""
+    """``x2 @ w`` for a 2-D ``x2``: the event kernel for the forward and the weight gradient where ``x2`` is
+    sparse enough (:func:`_product`), torch's dense products otherwise."""
 
     @staticmethod
     def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        out, ctx.events = _product(x2, w)
         ctx.save_for_backward(x2, w)
-        return _forward(x2, w)
+        return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):
@@ -63,7 +68,7 @@ class EventMatmul(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             return gx, None
         # under create_graph the gradient itself is differentiated: the dense product records it
-        gw = transposed_product(x2, g) if torch.is_grad_enabled() else _weight_grad(x2, g)
+        gw = _weight_grad(x2, g) if ctx.events and not torch.is_grad_enabled() else transposed_product(x2, g)
         return gx, gw
 
 
@@ -131,15 +136,10 @@ def applicable(x: Any, w: Any, traced_ok: bool = False) -> bool:
         return False
     if x.device.type != "cpu" or w.device.type != "cpu":
         return False
-    if not native.event_product_fits(tuple(x.shape), tuple(w.shape), native.MIN_SIDE_TORCH):
+    if not native.event_product_fits(tuple(x.shape), tuple(w.shape)):
         return False
     blocked = (in_torch_func(x) or in_torch_func(w)) if traced_ok else (in_transform(x) or in_transform(w))
     return not blocked and native.event_library() is not None
-
-
-def _sparse_enough(x2: torch.Tensor, width: int) -> bool:
-    """The per-call choice: ``x2``'s density at most :func:`.native.max_density` of the output width."""
-    return int(torch.count_nonzero(x2)) <= native.max_density(width) * x2.numel()
 
 
 class TracedEventMatmul(torch.autograd.Function):
@@ -171,12 +171,11 @@ def traced_ops() -> Any:
     from torch.library import custom_op
 
     @custom_op("neuroplastic::spike_matmul", mutates_args=())
-    def _product(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if _sparse_enough(x2, int(w.shape[1])):
-            return _forward(x2, w.contiguous()), torch.ones((), dtype=torch.bool)
-        return x2 @ w, torch.zeros((), dtype=torch.bool)
+    def _spike_matmul(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, events = _product(x2, w.contiguous())
+        return out, torch.tensor(events, dtype=torch.bool)
 
-    @_product.register_fake
+    @_spike_matmul.register_fake
     def _(x2, w):
         return x2.new_empty((x2.shape[0], w.shape[1])), torch.empty((), dtype=torch.bool, device=x2.device)
 
@@ -203,9 +202,7 @@ def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             return TracedEventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
     elif applicable(x, w):
         x2 = x.reshape(-1, x.shape[-1]).contiguous()
-        if _sparse_enough(x2, int(w.shape[1])):
-            return EventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
-        return torch.matmul(x, w)
+        return EventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
     if narrow_output(x, w):  # torch operations only, so traced graphs record it as it is
         return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
     return torch.matmul(x, w)

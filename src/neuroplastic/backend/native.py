@@ -43,17 +43,14 @@ MAX_DENSITY = 0.25
 MIN_WORK = 1 << 24
 #: and the output at least this wide (M): a narrow output (10 classes) leaves nothing to gain
 MIN_SIDE = 128
-#: torch's own minimum width: its dense CPU product (oneDNN/MKL) at 128 columns is as fast as the event
-#: kernel in the peers network (H=128, hidden rates 7.6% and 4%, one process alternating the two
-#: settings: 62 / 84 / 64 ms with 256 against 65 / 91 / 66 ms with 128), where JAX's is not (89 -> 80 ms)
-MIN_SIDE_TORCH = 256
 #: outputs narrower than this (128 to 255 columns) have less work per non-zero to save, so their crossover
-#: density is lower: :data:`NARROW_MAX_DENSITY` (32000 rows, K = 100 / 128 / 512, M = 128, float32, both
-#: backends, 2-core AMD EPYC: the event kernel won or tied at 5% and 8.3% in every case, e.g. torch's
-#: forward 10.2 -> 6.5 ms and JAX's weight gradient 9.2 -> 6.3 ms at K=128, 8.3%; mixed at 12%; lost at
-#: 16% and 20%, e.g. JAX's weight gradient 5.9 -> 9.2 ms at K=100, 20%)
+#: density is lower: :data:`NARROW_MAX_DENSITY`.  Measured with the kernels that list the non-zeros from bit
+#: masks (32000 rows, M = 128, float32, 2-core AMD EPYC, one process, medians of 15; forward + weight gradient,
+#: ms): K=100 at 20%: event 10.6 against JAX's dense 11.9 and torch's 15.8; at 30%: 11.0 / 11.5 / 13.4; K=128 at
+#: 20%: 13.2 / 17.0 / 17.5; K=512 at 15%: 41 / 67 / 59, at 20%: 61 / 71 / 62.  The same limits on both backends
+#: (torch's dense product at 128 columns was the slower of the two).
 WIDE_SIDE = 256
-NARROW_MAX_DENSITY = 0.1
+NARROW_MAX_DENSITY = 0.2
 
 #: the LIF loops' reset argument (``lif_loops.c``)
 LIF_RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -207,13 +204,18 @@ def _event_ctypes() -> Any:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for fn in ("np_event_matmul_f32", "np_event_matmul_f64", "np_event_matmul_xt_f32", "np_event_matmul_xt_f64"):
         f = getattr(lib, fn)
-        f.argtypes = [p, p, p, i64, i64, i64, ctypes.c_int]
+        f.argtypes = [p, p, p, i64, i64, i64, ctypes.c_int] + ([] if "_xt_" in fn else [i64])  # the forward's max_nnz
         f.restype = i64
     return lib
 
 
 def event_library() -> Any:
-    """The event kernels as a ``ctypes`` library (``np_event_matmul[_xt]_f32/_f64``), or ``None``."""
+    """The event kernels as a ``ctypes`` library (``np_event_matmul[_xt]_f32/_f64``), or ``None``.
+
+    ``np_event_matmul_*(x, w, out, N, K, M, nthreads, max_nnz)`` returns the number of non-zeros of ``x``
+    and computes ``out`` only when that is at most ``max_nnz`` (the density check and the product in one
+    read of ``x``); ``np_event_matmul_xt_*(x, g, out, N, K, M, nthreads)`` always computes.  Negative
+    returns: :func:`check_status`."""
     return _load("event_matmul", _event_ctypes)
 
 
@@ -290,6 +292,12 @@ def build_error(name: str = "event_matmul") -> str | None:
     return _errors.get(name)
 
 
+def max_nonzeros(size: int, m: int) -> int:
+    """The most non-zeros an ``x`` of ``size`` entries may have for ``x @ w`` with ``m`` output columns to take the
+    event kernel (:func:`max_density`); the kernels receive it and check the density themselves."""
+    return int(max_density(m) * size)
+
+
 def max_density(m: int) -> float:
     """The highest density of ``x`` at which ``x @ w`` with ``m`` output columns takes the event kernel:
     :data:`MAX_DENSITY` from :data:`WIDE_SIDE` columns up, :data:`NARROW_MAX_DENSITY` below."""
@@ -330,6 +338,6 @@ def check_status(code: int, what: str) -> None:
         raise RuntimeError(f"{what}: the event kernel failed (code {code})")
 
 
-__all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "LIF_RESET_CODES", "event_product_fits", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_SIDE_TORCH", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
-           "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "max_density", "NARROW_MAX_DENSITY", "slope_in_loops", "usable_threads", "WIDE_SIDE",
+__all__ = ["FFI_TARGETS", "LARGE_BUFFERS", "LIF_RESET_CODES", "event_product_fits", "keep_freed_memory", "LIF_FFI_TARGETS", "lif_library_ffi", "MAX_DENSITY", "MIN_SIDE", "MIN_WORK", "build", "build_error", "c_compiler", "check_status", "cpu_signature", "cxx_compiler",
+           "enabled", "events_enabled", "event_library", "event_library_ffi", "kernel_dir", "max_density", "max_nonzeros", "NARROW_MAX_DENSITY", "slope_in_loops", "usable_threads", "WIDE_SIDE",
            "worth_it"]
