@@ -290,7 +290,7 @@ def test_network_bptt_gradients_equal_with_and_without_event_kernels(backend: st
     if backend == "jax" and native.event_library_ffi() is None:
         pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
     calls: list[str] = []
-    for name in (("_product", "_weight_grad") if backend == "torch" else ("_target",)):
+    for name in (("_product", "kernel_weight_grad") if backend == "torch" else ("kernel_product", "kernel_weight_grad")):
         original = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name: calls.append(_n) or _o(*a))
 

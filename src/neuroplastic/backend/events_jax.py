@@ -38,6 +38,21 @@ def _target(name: str, dtype: Any) -> str:
     return f"neuroplastic_{name}_{_SUFFIX[np.dtype(dtype)]}"
 
 
+def kernel_product(x2: jax.Array, w: jax.Array, nthreads: int, limit: int) -> tuple[jax.Array, jax.Array]:
+    """The event kernel's ``x2 @ w`` (2-D, CPU, float32/64) and an int32 flag: 1 when it computed it (``x2`` has
+    at most ``limit`` non-zeros), 0 when it did not (the output is then undefined)."""
+    call = jax.ffi.ffi_call(_target("event_matmul", x2.dtype), (jax.ShapeDtypeStruct((x2.shape[0], w.shape[1]), x2.dtype),
+                                                                jax.ShapeDtypeStruct((), np.int32)), vmap_method="sequential")
+    return call(x2, w, nthreads=np.int32(nthreads), max_nnz=np.int64(limit))
+
+
+def kernel_weight_grad(x2: jax.Array, g: jax.Array, nthreads: int) -> jax.Array:
+    """The event kernel's ``x2^T g`` (2-D, CPU, float32/64)."""
+    call = jax.ffi.ffi_call(_target("event_matmul_xt", x2.dtype), jax.ShapeDtypeStruct((x2.shape[1], g.shape[1]), x2.dtype),
+                            vmap_method="sequential")
+    return call(x2, g, nthreads=np.int32(nthreads))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _event_matmul(x2: jax.Array, w: jax.Array, nthreads: int) -> jax.Array:
     return _event_fwd(x2, w, nthreads)[0]
@@ -46,10 +61,7 @@ def _event_matmul(x2: jax.Array, w: jax.Array, nthreads: int) -> jax.Array:
 def _event_fwd(x2: jax.Array, w: jax.Array, nthreads: int) -> tuple:
     """The kernel counts x2's non-zeros and computes only under the limit (flag ``used``); otherwise XLA's dense
     ``dot`` replaces its output, inside ``lax.cond``."""
-    shape = (x2.shape[0], w.shape[1])
-    call = jax.ffi.ffi_call(_target("event_matmul", x2.dtype), (jax.ShapeDtypeStruct(shape, x2.dtype), jax.ShapeDtypeStruct((), np.int32)),
-                            vmap_method="sequential")
-    y, used = call(x2, w, nthreads=np.int32(nthreads), max_nnz=np.int64(native.max_nonzeros(x2.size, int(w.shape[1]))))
+    y, used = kernel_product(x2, w, nthreads, native.max_nonzeros(x2.size, int(w.shape[1])))
     sparse = used == 1
     y = jax.lax.cond(sparse, lambda y, a, b: y, lambda y, a, b: a @ b, y, x2, w)
     return y, (x2, w, sparse)
@@ -57,9 +69,7 @@ def _event_fwd(x2: jax.Array, w: jax.Array, nthreads: int) -> tuple:
 
 def _event_bwd(nthreads: int, res: tuple, g: jax.Array) -> tuple:
     x2, w, sparse = res
-    call = jax.ffi.ffi_call(_target("event_matmul_xt", x2.dtype), jax.ShapeDtypeStruct((x2.shape[1], g.shape[1]), x2.dtype),
-                            vmap_method="sequential")
-    gw = jax.lax.cond(sparse, lambda a, b: call(a, b, nthreads=np.int32(nthreads)), lambda a, b: a.T @ b, x2, g)
+    gw = jax.lax.cond(sparse, lambda a, b: kernel_weight_grad(a, b, nthreads), lambda a, b: a.T @ b, x2, g)
     return g @ w.T, gw
 
 
@@ -83,4 +93,4 @@ def event_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     return y.reshape(*x.shape[:-1], w.shape[1])
 
 
-__all__ = ["applicable", "event_matmul"]
+__all__ = ["applicable", "event_matmul", "kernel_product", "kernel_weight_grad"]

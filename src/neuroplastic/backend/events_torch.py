@@ -30,19 +30,27 @@ from .kernels_torch import in_torch_func, in_transform, traced
 _FN = {torch.float32: "f32", torch.float64: "f64"}
 
 
+def kernel_product(x2: torch.Tensor, w: torch.Tensor, limit: int) -> tuple[torch.Tensor, int]:
+    """The event kernel's ``x2 @ w`` (2-D, contiguous, CPU, float32/64) and the number of non-zeros of ``x2``;
+    above ``limit`` non-zeros it computes nothing and the output is undefined."""
+    out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
+    kernel = getattr(native.event_library(), f"np_event_matmul_{_FN[x2.dtype]}")
+    nnz = kernel(x2.data_ptr(), w.data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads(), limit)
+    native.check_status(nnz, "event_matmul")
+    return out, nnz
+
+
 def _product(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``x2 @ w`` and whether the event kernel computed it: the kernel counts ``x2``'s non-zeros as the first
     step of its work and computes only at most :func:`.native.max_nonzeros` of them; above, torch's dense
     product (a separate ``torch.count_nonzero`` took 2-3 ms on a (32000, 128) spike matrix)."""
-    out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
     limit = native.max_nonzeros(x2.numel(), int(w.shape[1]))
-    kernel = getattr(native.event_library(), f"np_event_matmul_{_FN[x2.dtype]}")
-    nnz = kernel(x2.data_ptr(), w.data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads(), limit)
-    native.check_status(nnz, "event_matmul")
+    out, nnz = kernel_product(x2, w, limit)
     return (out, True) if nnz <= limit else (x2 @ w, False)
 
 
-def _weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def kernel_weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The event kernel's ``x2^T g`` (2-D, contiguous, CPU, float32/64)."""
     out = torch.empty((x2.shape[1], g.shape[1]), dtype=x2.dtype)
     kernel = getattr(native.event_library(), f"np_event_matmul_xt_{_FN[x2.dtype]}")
     native.check_status(kernel(x2.data_ptr(), g.data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], g.shape[1],
@@ -68,7 +76,7 @@ class EventMatmul(torch.autograd.Function):
         if not ctx.needs_input_grad[1]:
             return gx, None
         # under create_graph the gradient itself is differentiated: the dense product records it
-        gw = _weight_grad(x2, g) if ctx.events and not torch.is_grad_enabled() else transposed_product(x2, g)
+        gw = kernel_weight_grad(x2, g) if ctx.events and not torch.is_grad_enabled() else transposed_product(x2, g)
         return gx, gw
 
 
@@ -181,7 +189,7 @@ def traced_ops() -> Any:
 
     @custom_op("neuroplastic::spike_matmul_wgrad", mutates_args=())
     def _wgrad(x2: torch.Tensor, g: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        return _weight_grad(x2, g) if bool(events) else transposed_product(x2, g)
+        return kernel_weight_grad(x2, g) if bool(events) else transposed_product(x2, g)
 
     @_wgrad.register_fake
     def _(x2, g, events):
@@ -208,5 +216,5 @@ def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, w)
 
 
-__all__ = ["EventMatmul", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
+__all__ = ["EventMatmul", "kernel_product", "kernel_weight_grad", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
            "traced_ops", "transposed_product"]
