@@ -256,8 +256,30 @@ def child_env(device: str | None, extra: dict | None = None) -> dict:
     else:
         # keep a CPU run off any GPU the machine may have
         env.setdefault("JAX_PLATFORMS", "cpu")
+    env.update(huge_pages_env(env))
     env.update(extra or {})
     return env
+
+
+def huge_pages_env(env: dict | None = None) -> dict:
+    """What every child gets so that glibc backs large blocks with transparent huge pages (the same for
+    neuroplastic, the references and the peers: a setting of the process, which the ``neuroplastic``
+    command applies to itself; :func:`neuroplastic.backend.native.huge_pages_env`); ``{}`` where it does
+    not apply or neuroplastic is not importable."""
+    try:
+        from neuroplastic.backend import native
+    except ImportError:
+        return {}
+    return native.huge_pages_env(os.environ if env is None else env)
+
+
+def allocator_note() -> str:
+    """The allocator settings the children run with, for the tables' machine line."""
+    extra = huge_pages_env()
+    if extra:
+        return f"every process started with `GLIBC_TUNABLES={extra['GLIBC_TUNABLES']}` (transparent huge pages)"
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    return f"`GLIBC_TUNABLES={tunables}`" if tunables else "default allocator settings (no transparent huge pages asked for)"
 
 
 def run_isolated(target: str, config: dict, timeout: float | None = None, device: str | None = None, env: dict | None = None,
@@ -357,6 +379,7 @@ def machine_info() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "versions": {n: package_version(n) for n in ("neuroplastic", "torch", "jax", "jaxlib", "numpy")},
+        "allocator": allocator_note(),
     }
 
 

@@ -282,7 +282,7 @@ def render_markdown(report: dict) -> str:
         "",
         "Machine: " + (f"GPU {' / '.join(gpus)}; host " if gpus else "") + f"{mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB RAM, {mach['os']}; "
         f"Python {mach['python']}, torch {v.get('torch')}, jax {v.get('jax')} (jaxlib {v.get('jaxlib')}), "
-        f"numpy {v.get('numpy')}. Load average (1, 5, 15 min) before / after: "
+        f"numpy {v.get('numpy')}" + (f"; {mach['allocator']}" if mach.get("allocator") else "") + ". Load average (1, 5, 15 min) before / after: "
         f"{_load(report.get('load_average_before'))} / {_load(report.get('load_average_after'))}.",
         "",
     ]

@@ -683,6 +683,7 @@ def render_markdown(report: dict) -> str:
         f"main environment: torch {v.get('torch')}, jax {v.get('jax')}, numpy {v.get('numpy')}"
         + (f"; bench-only environments: {env_text}" if env_text else "")
         + f"; {common.describe_git(report.get('git'))}"
+        + (f"; {mach['allocator']}" if mach.get("allocator") else "")
         + f". Load average (1, 5, 15 min) before / after: {la(report.get('load_average_before'))} / {la(report.get('load_average_after'))}.",
         "",
         "Median ± half the interquartile range, seconds per forward + backward pass:",

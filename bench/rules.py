@@ -244,7 +244,8 @@ def render_markdown(reports: dict[str, dict]) -> str:
         lines.append(f"*{column}*: measured {rep['started']} with `python bench/run.py --suite rules`: {c['epochs']} epochs of "
                      f"the first {c['train_examples']} MNIST-1D training examples (test set: the first {c['test_examples']}), "
                      f"each (rule, backend) in its own process; the suite took {rep['wall_s'] / 60:.1f} min. {m['cpu']}, "
-                     f"{m['cores']} cores; torch {v.get('torch')}, jax {v.get('jax')}; {common.describe_git(rep.get('git'))}. "
+                     f"{m['cores']} cores; torch {v.get('torch')}, jax {v.get('jax')}; {common.describe_git(rep.get('git'))}"
+                     + (f"; {m['allocator']}" if m.get("allocator") else "") + ". "
                      f"Load average before / after: "
                      f"{la(rep.get('load_average_before'))} / {la(rep.get('load_average_after'))}."
                      + (f" Note: {rep['merged']}." if rep.get("merged") else ""))

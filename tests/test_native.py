@@ -84,3 +84,84 @@ def test_kernel_errors_are_named():
         native.check_status(-1, "event_matmul")
     with pytest.raises(RuntimeError, match="code -2"):
         native.check_status(-2, "event_matmul_xt")
+
+
+# ------------------------------------------------------------------ transparent huge pages (glibc tunable)
+
+
+def test_huge_pages_env_only_where_glibc_and_the_kernel_support_it(monkeypatch):
+    ok = dict(libc_version=(2, 35), thp_mode="madvise")
+    assert native.huge_pages_env({}, **ok) == {"GLIBC_TUNABLES": native.HUGE_PAGES_TUNABLE}
+    assert native.huge_pages_env({}, libc_version=(2, 40), thp_mode="always") == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    # the user's other tunables are kept; their own hugetlb choice wins
+    assert native.huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, **ok) == {
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+    assert native.huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, **ok) == {}
+    # an older glibc (no such tunable), no glibc, the kernel's THP off or unknown, the opt-out
+    assert native.huge_pages_env({}, libc_version=(2, 34), thp_mode="madvise") == {}
+    assert native.huge_pages_env({}, libc_version=(2, 36), thp_mode="never") == {}
+    monkeypatch.setattr(native, "_glibc_version", lambda: None)  # musl, or no confstr
+    assert native.huge_pages_env({}, thp_mode="madvise") == {}
+    monkeypatch.setattr(native, "_thp_mode", lambda: None)  # no /sys/kernel/mm/transparent_hugepage
+    assert native.huge_pages_env({}, libc_version=(2, 36)) == {}
+    assert native.huge_pages_env({"NEUROPLASTIC_HUGE_PAGES": "0"}, **ok) == {}
+    monkeypatch.setattr("sys.platform", "darwin")
+    assert native.huge_pages_env({}, **ok) == {}
+
+
+def _large_array_is_advised(env: dict) -> bool:
+    """Whether a 64 MiB numpy array of a fresh Python process started with ``env`` lies in a mapping advised for
+    huge pages (``hg`` in its VmFlags in /proc/self/smaps: glibc's madvise(MADV_HUGEPAGE), deterministic, unlike
+    whether the kernel found free huge pages)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, re\n"
+        "a = np.ones(1 << 24, np.float32); addr = a.ctypes.data\n"
+        "flags = ''\n"
+        "for block in open('/proc/self/smaps').read().split('\\n') :\n"
+        "    m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', block)\n"
+        "    if m: inside = int(m.group(1), 16) <= addr < int(m.group(2), 16)\n"
+        "    elif block.startswith('VmFlags:') and inside: flags = block\n"
+        "print('hg' in flags.split())\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip() == "True"
+
+
+def test_processes_started_with_huge_pages_env_advise_their_large_blocks():
+    import os
+
+    extra = native.huge_pages_env()
+    if not extra:
+        pytest.skip("no glibc >= 2.35 with transparent huge pages here (or NEUROPLASTIC_HUGE_PAGES=0)")
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    assert _large_array_is_advised({**plain, **extra})
+    assert not _large_array_is_advised(plain)  # the control: glibc's default does not advise
+
+
+def test_exec_with_huge_pages_restarts_the_program_once_with_the_variables(monkeypatch):
+    import os
+    import sys
+
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "neuroplastic.cli", "train", "--epochs", "1"])
+    monkeypatch.setattr(native, "huge_pages_env", lambda environ=None: {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"})
+    native.exec_with_huge_pages()
+    assert len(calls) == 1
+    path, argv, env = calls[0]
+    assert path == sys.executable and argv == ["python", "-m", "neuroplastic.cli", "train", "--epochs", "1"]
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1" and env["PATH"] == os.environ["PATH"]
+    monkeypatch.setattr(native, "huge_pages_env", lambda environ=None: {})  # already set, or not applicable
+    native.exec_with_huge_pages()
+    assert len(calls) == 1
+
+
+def test_the_console_command_is_the_entry_that_asks_for_huge_pages():
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["neuroplastic"] == "neuroplastic.cli:entry"

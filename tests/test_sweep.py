@@ -166,6 +166,13 @@ def test_thread_env_limits_every_pool_and_keeps_the_callers_xla_flags(monkeypatc
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     env = thread_env(1)
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in env
+    # the trial's process starts with glibc's huge-page tunable where the machine has it (native.huge_pages_env)
+    from neuroplastic.backend import native
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert env.get("GLIBC_TUNABLES") == native.huge_pages_env().get("GLIBC_TUNABLES")
+    monkeypatch.setenv("NEUROPLASTIC_HUGE_PAGES", "0")
+    assert "GLIBC_TUNABLES" not in thread_env(1)
 
 
 def test_limit_threads_here_only_before_a_framework_is_loaded():

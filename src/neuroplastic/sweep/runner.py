@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ..backend import openmp_wait_env
+from ..backend import native, openmp_wait_env
 from ..config import RunConfig
 from ..experiment import load_run_data, train_run
 from ..train.checkpoint import atomic_write
@@ -259,6 +259,7 @@ def thread_env(cpus: int) -> dict[str, str]:
     for passed in ("NEUROPLASTIC_CACHE", "ATEN_CPU_CAPABILITY"):
         if passed in os.environ:
             env[passed] = os.environ[passed]
+    env.update(native.huge_pages_env())  # read by glibc when the trial's process starts
     return env
 
 
