@@ -40,7 +40,7 @@ def test_ctypes_kernels_equal_dense_products_float64(n: int, k: int, m: int, bin
     w, g = rng.standard_normal((k, m)), rng.standard_normal((n, m))
     out, out_t = np.empty((n, m)), np.empty((k, m))
     p = ctypes.c_void_p
-    nnz = lib.np_event_matmul_f64(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2, n * k)
+    nnz = lib.np_event_matmul_f64(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, 2, n * k)
     assert nnz == np.count_nonzero(x)
     lib.np_event_matmul_xt_f64(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, 2)
     np.testing.assert_allclose(out, x @ w, rtol=0, atol=1e-12)
@@ -63,13 +63,31 @@ def test_ctypes_forward_counts_the_nonzeros_and_computes_only_under_its_limit(su
     nnz_expected = int(np.sum(x != 0))
     kernel, p = getattr(lib, f"np_event_matmul_{suffix}"), ctypes.c_void_p
     out = np.full((n, m), 7.0, dtype)
-    assert kernel(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2, nnz_expected - 1) == nnz_expected
+    assert kernel(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, 2, nnz_expected - 1) == nnz_expected
     assert np.all(out == 7.0)  # over the limit: nothing written
-    assert kernel(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, 2, nnz_expected) == nnz_expected
+    assert kernel(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, 2, nnz_expected) == nnz_expected
     finite = ~np.isnan(x).any(axis=1)
     with np.errstate(invalid="ignore"):
         np.testing.assert_allclose(out[finite], (x @ w)[finite], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
     assert np.all(np.isnan(out[1]))  # the NaN was listed as a non-zero and reached its row
+
+
+@pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
+@pytest.mark.parametrize("m", [10, 64, 130])
+def test_ctypes_forward_adds_the_bias_as_a_separate_addition_would(suffix: str, dtype: type, m: int) -> None:
+    """With a bias the forward equals its own bias-free output plus the bias bit for bit (the bias is added to each
+    finished sum: one rounding, as ``out + b`` would do), for widths that fill, cut and exceed a 64-float panel."""
+    import ctypes
+
+    rng = np.random.default_rng(m)
+    n, k = 300, 70
+    x = _spikes(rng, (n, k), 0.1, binary=False).astype(dtype)
+    w, b = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal(m).astype(dtype)
+    kernel, p = getattr(lib, f"np_event_matmul_{suffix}"), ctypes.c_void_p
+    plain, biased = np.empty((n, m), dtype), np.empty((n, m), dtype)
+    kernel(p(x.ctypes.data), p(w.ctypes.data), None, p(plain.ctypes.data), n, k, m, 2, n * k)
+    kernel(p(x.ctypes.data), p(w.ctypes.data), p(b.ctypes.data), p(biased.ctypes.data), n, k, m, 2, n * k)
+    np.testing.assert_array_equal(biased, plain + b)
 
 
 @pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
@@ -84,7 +102,7 @@ def test_ctypes_kernels_do_not_depend_on_the_thread_count(suffix: str, dtype: ty
     results = []
     for threads in (1, 2, 3):
         out, out_t = np.empty((n, m), dtype), np.empty((k, m), dtype)
-        getattr(lib, f"np_event_matmul_{suffix}")(p(x.ctypes.data), p(w.ctypes.data), p(out.ctypes.data), n, k, m, threads, n * k)
+        getattr(lib, f"np_event_matmul_{suffix}")(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, threads, n * k)
         getattr(lib, f"np_event_matmul_xt_{suffix}")(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, threads)
         results.append((out, out_t))
     for out, out_t in results[1:]:
@@ -193,6 +211,30 @@ def test_torch_event_matmul_falls_back_where_the_kernel_cannot_run(monkeypatch: 
     torch.testing.assert_close(vm, dense, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("density", [0.08, 0.6])
+def test_torch_event_matmul_with_bias_equals_dense_with_gradients(density: float) -> None:
+    """``event_matmul(x, w, b)``: the kernel adds the bias (sparse x) or torch's dense product does (dense x); values
+    and the gradients of x, w and b equal ``x @ w + b``'s (float64)."""
+    from neuroplastic.backend import events_torch
+
+    torch, x, w = _torch_case(density=density)
+    b = torch.randn(w.shape[1], dtype=w.dtype)
+    args = [t.clone().requires_grad_(True) for t in (x, w, b)]
+    y = events_torch.event_matmul(*args)
+    assert _ran_kernel(y) is (density < native.MAX_DENSITY)
+    g = torch.randn(y.shape, dtype=y.dtype)
+    grads = torch.autograd.grad(y, args, g)
+    ref_args = [t.clone().requires_grad_(True) for t in (x, w, b)]
+    ref = ref_args[0] @ ref_args[1] + ref_args[2]
+    ref_grads = torch.autograd.grad(ref, ref_args, g)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
+    # a bias the kernel cannot take (another dtype) is added after the product, with the same values
+    y32 = events_torch.event_matmul(x, w, b.float())
+    torch.testing.assert_close(y32, x @ w + b.float(), rtol=1e-6, atol=1e-6)
+
+
 def test_torch_backend_event_matmul_is_the_kernel_and_numpy_backend_is_dense() -> None:
     from neuroplastic.backend import get_backend
 
@@ -240,6 +282,26 @@ def test_jax_event_matmul_matches_dense_forward_and_gradients_under_jit() -> Non
     # dense input: the cond takes XLA's dot, same numbers
     xd = jnp.ones_like(x)
     np.testing.assert_allclose(np.asarray(jax.jit(events_jax.event_matmul)(xd, w)), np.asarray(xd @ w), rtol=1e-12)
+
+
+@pytest.mark.parametrize("density", [0.08, 0.6])
+def test_jax_event_matmul_with_bias_equals_dense_with_gradients_under_jit(density: float) -> None:
+    """As the torch test: the kernel adds the bias, or the dense branch of the in-program choice does; values and
+    the gradients of x, w and b equal ``x @ w + b``'s (float64, jit)."""
+    jax, jnp, x, w = _jax_case(density=density)
+    from neuroplastic.backend import events_jax
+
+    b = jnp.asarray(np.random.default_rng(4).standard_normal(w.shape[1]))
+    assert bool(events_jax._event_fwd(x.reshape(-1, x.shape[-1]), w, b, 2)[1][2]) is (density < native.MAX_DENSITY)
+    g = jnp.asarray(np.random.default_rng(5).standard_normal(x.shape[:-1] + (w.shape[1],)))
+
+    def loss(mm):
+        return jax.jit(jax.value_and_grad(lambda x_, w_, b_: (mm(x_, w_, b_) * g).sum(), argnums=(0, 1, 2)))
+
+    (v, grads), (v_ref, grads_ref) = loss(events_jax.event_matmul)(x, w, b), loss(lambda x_, w_, b_: x_ @ w_ + b_)(x, w, b)
+    np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-12)
+    for got, want in zip(grads, grads_ref):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-9)
 
 
 def test_jax_event_matmul_under_jvp_and_vmap_equals_dense() -> None:
@@ -393,7 +455,7 @@ def test_jax_density_limit_depends_on_the_output_width() -> None:
         np.testing.assert_allclose(np.asarray(gw), np.asarray(jnp.einsum("tbk,tbm->km", xs, jnp.ones_like(y))), rtol=0, atol=1e-9)
 
     def took_events(x, w) -> bool:  # the kernel's own density check, as the forward's flag reports it
-        return bool(events_jax._event_fwd(x, w, 2)[1][2])
+        return bool(events_jax._event_fwd(x, w, None, 2)[1][2])
 
     x = jnp.asarray((np.random.default_rng(6).random((3200, 128)) < 0.23).astype(np.float32))
     w128, w256 = jnp.ones((128, 128), jnp.float32), jnp.ones((128, 256), jnp.float32)

@@ -276,15 +276,18 @@ class Backend:
         """Matrix product (batched over leading axes)."""
         raise NotImplementedError
 
-    def event_matmul(self, x, w) -> Any:
-        """``x @ w`` for a ``x`` (``(..., K)``) that may be mostly zeros, such as spikes, and a 2-D ``w``.
+    def event_matmul(self, x, w, bias=None) -> Any:
+        """``x @ w (+ bias)`` for a ``x`` (``(..., K)``) that may be mostly zeros, such as spikes, a 2-D ``w`` and a
+        1-D ``bias`` (or ``None``).
 
         Backends with an event-driven kernel (:mod:`neuroplastic.backend.native`) use it where it
         pays (large products, ``x`` at most :func:`~neuroplastic.backend.native.max_density` of the
-        output width non-zero, reverse-mode differentiation) and the dense product elsewhere: the same numbers
-        up to the rounding of another summation order.  This reference is the dense product.
+        output width non-zero, reverse-mode differentiation), adding the bias inside it, and the dense
+        product elsewhere: the same numbers up to the rounding of another summation order.  This reference
+        is the dense product plus the bias.
         """
-        return self.matmul(x, w)
+        y = self.matmul(x, w)
+        return y if bias is None else y + bias
 
     def einsum(self, spec, *xs) -> Any:
         """Einstein summation."""

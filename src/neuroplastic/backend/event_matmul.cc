@@ -181,11 +181,13 @@ std::vector<T> pack_panels(const T *a, int64_t R, int64_t M, int nthreads) {
   return panel;
 }
 
-// out (N x M) = x (N x K) @ w (K x M); returns the number of non-zeros of x.  When x has more than
-// max_nnz non-zeros, returns that number without computing anything (out is left as it is): the caller
-// takes a dense product instead, and the count cost one read of x.
+// out (N x M) = x (N x K) @ w (K x M) (+ bias (M), when not null: added to each finished sum, the rounding of
+// a separate addition, without a second pass over out); returns the number of non-zeros of x.  When x has
+// more than max_nnz non-zeros, returns that number without computing anything (out is left as it is): the
+// caller takes a dense product instead, and the count cost one read of x.
 template <typename T>
-int64_t event_matmul(const T *x, const T *w, T *out, int64_t N, int64_t K, int64_t M, int nthreads, int64_t max_nnz) {
+int64_t event_matmul(const T *x, const T *w, const T *bias, T *out, int64_t N, int64_t K, int64_t M, int nthreads,
+                     int64_t max_nnz) {
   typedef typename Vec<T>::type V;
   constexpr int64_t CW = kChunkBytes / sizeof(T);
   Csr<T> c;
@@ -201,6 +203,8 @@ int64_t event_matmul(const T *x, const T *w, T *out, int64_t N, int64_t K, int64
     const int64_t j0 = chunk * CW, width = M - j0 < CW ? M - j0 : CW;
     const T *P = panel.data() + chunk * K * CW;
     const int64_t n1 = (b + 1) * kRowBlock < N ? (b + 1) * kRowBlock : N;
+    V bv[8] = {};
+    if (bias) std::memcpy(bv, bias + j0, width * sizeof(T));
     for (int64_t n = b * kRowBlock; n < n1; ++n) {
       V a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
       for (int64_t p = c.start[n]; p < c.start[n + 1]; ++p) {
@@ -210,6 +214,8 @@ int64_t event_matmul(const T *x, const T *w, T *out, int64_t N, int64_t K, int64
         a4 += v * r[4]; a5 += v * r[5]; a6 += v * r[6]; a7 += v * r[7];
       }
       V acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+      if (bias)
+        for (int i = 0; i < 8; ++i) acc[i] += bv[i];
       std::memcpy(out + n * M + j0, acc, width * sizeof(T));
     }
   });
@@ -245,17 +251,11 @@ int64_t event_matmul_xt(const T *x, const T *g, T *out, int64_t N, int64_t K, in
   return c.start[N];
 }
 
-// event_matmul_xt with event_matmul's signature (the weight gradient follows the forward's choice: no limit).
-template <typename T>
-int64_t event_matmul_xt_any(const T *x, const T *g, T *out, int64_t N, int64_t K, int64_t M, int nthreads, int64_t) {
-  return event_matmul_xt(x, g, out, N, K, M, nthreads);
-}
-
-template <typename T>
-int64_t guarded(int64_t (*fn)(const T *, const T *, T *, int64_t, int64_t, int64_t, int, int64_t), const T *a, const T *b,
-                T *out, int64_t N, int64_t K, int64_t M, int nthreads, int64_t max_nnz) {
+// Runs fn(), turning exceptions into the error codes: -1 when memory ran out, -2 on another failure.
+template <typename F>
+int64_t guarded(const F &fn) {
   try {
-    return fn(a, b, out, N, K, M, nthreads < 1 ? 1 : nthreads, max_nnz);
+    return fn();
   } catch (const std::bad_alloc &) {
     return -1;
   } catch (...) {
@@ -266,21 +266,22 @@ int64_t guarded(int64_t (*fn)(const T *, const T *, T *, int64_t, int64_t, int64
 }  // namespace
 
 // ctypes entry points: the number of non-zeros of x, -1 when memory ran out, -2 on another failure.  The
-// forward computes nothing when x has more than max_nnz non-zeros (the returned count says so).
+// forward adds bias unless it is null, and computes nothing when x has more than max_nnz non-zeros (the
+// returned count says so).
 extern "C" {
-int64_t np_event_matmul_f32(const float *x, const float *w, float *out, int64_t N, int64_t K, int64_t M, int nthreads,
-                            int64_t max_nnz) {
-  return guarded<float>(event_matmul<float>, x, w, out, N, K, M, nthreads, max_nnz);
+int64_t np_event_matmul_f32(const float *x, const float *w, const float *bias, float *out, int64_t N, int64_t K, int64_t M,
+                            int nthreads, int64_t max_nnz) {
+  return guarded([&] { return event_matmul<float>(x, w, bias, out, N, K, M, nthreads < 1 ? 1 : nthreads, max_nnz); });
 }
-int64_t np_event_matmul_f64(const double *x, const double *w, double *out, int64_t N, int64_t K, int64_t M, int nthreads,
-                            int64_t max_nnz) {
-  return guarded<double>(event_matmul<double>, x, w, out, N, K, M, nthreads, max_nnz);
+int64_t np_event_matmul_f64(const double *x, const double *w, const double *bias, double *out, int64_t N, int64_t K,
+                            int64_t M, int nthreads, int64_t max_nnz) {
+  return guarded([&] { return event_matmul<double>(x, w, bias, out, N, K, M, nthreads < 1 ? 1 : nthreads, max_nnz); });
 }
 int64_t np_event_matmul_xt_f32(const float *x, const float *g, float *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded<float>(event_matmul_xt_any<float>, x, g, out, N, K, M, nthreads, 0);
+  return guarded([&] { return event_matmul_xt<float>(x, g, out, N, K, M, nthreads < 1 ? 1 : nthreads); });
 }
 int64_t np_event_matmul_xt_f64(const double *x, const double *g, double *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded<double>(event_matmul_xt_any<double>, x, g, out, N, K, M, nthreads, 0);
+  return guarded([&] { return event_matmul_xt<double>(x, g, out, N, K, M, nthreads < 1 ? 1 : nthreads); });
 }
 }
 
@@ -297,17 +298,21 @@ ffi::Error check(int64_t r) {
   return ffi::Error::Success();
 }
 
-// Forward: out = x @ w when x has at most max_nnz non-zeros, and used (an int32 scalar) = 1; else
-// nothing is computed and used = 0 (the caller's dense product replaces out).
+// Forward: out = x @ w (+ bias where has_bias) when x has at most max_nnz non-zeros, and used (an int32
+// scalar) = 1; else nothing is computed and used = 0 (the caller's dense product replaces out).
 template <ffi::DataType DT>
-ffi::Error EventMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::ResultBuffer<DT> out,
-                          ffi::ResultBuffer<ffi::DataType::S32> used, int32_t nthreads, int64_t max_nnz) {
+ffi::Error EventMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> bias, ffi::ResultBuffer<DT> out,
+                          ffi::ResultBuffer<ffi::DataType::S32> used, int32_t nthreads, int64_t max_nnz, int32_t has_bias) {
   typedef ffi::NativeType<DT> T;
-  const auto xd = x.dimensions(), wd = w.dimensions();
+  const auto xd = x.dimensions(), wd = w.dimensions(), bd = bias.dimensions();
   if (xd.size() != 2 || wd.size() != 2 || wd[0] != xd[1])
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: x (N, K) and w (K, M) must be 2-D with the same K");
-  const int64_t r = guarded<T>(event_matmul<T>, x.typed_data(), w.typed_data(), out->typed_data(), xd[0], xd[1], wd[1],
-                               nthreads, max_nnz);
+  if (has_bias && (bd.size() != 1 || bd[0] != wd[1]))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: bias must be 1-D with M entries");
+  const T *b = has_bias ? bias.typed_data() : nullptr;
+  const int64_t N = xd[0], K = xd[1], M = wd[1];
+  const int64_t r = guarded([&] { return event_matmul<T>(x.typed_data(), w.typed_data(), b, out->typed_data(), N, K, M,
+                                                         nthreads < 1 ? 1 : nthreads, max_nnz); });
   used->typed_data()[0] = r >= 0 && r <= max_nnz ? 1 : 0;
   return check(r);
 }
@@ -319,14 +324,15 @@ ffi::Error EventMatmulXtFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> g, ffi::ResultBuf
   const auto xd = x.dimensions(), gd = g.dimensions();
   if (xd.size() != 2 || gd.size() != 2 || gd[0] != xd[0])
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul_xt: x (N, K) and g (N, M) must be 2-D with the same N");
-  return check(guarded<T>(event_matmul_xt_any<T>, x.typed_data(), g.typed_data(), out->typed_data(), xd[0], xd[1], gd[1],
-                          nthreads, 0));
+  const int64_t N = xd[0], K = xd[1], M = gd[1];
+  return check(guarded([&] { return event_matmul_xt<T>(x.typed_data(), g.typed_data(), out->typed_data(), N, K, M,
+                                                       nthreads < 1 ? 1 : nthreads); }));
 }
 
 }  // namespace
 
-#define NP_BIND(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>() \
-  .Ret<ffi::Buffer<ffi::DataType::S32>>().Attr<int32_t>("nthreads").Attr<int64_t>("max_nnz")
+#define NP_BIND(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>() \
+  .Ret<ffi::Buffer<ffi::DataType::S32>>().Attr<int32_t>("nthreads").Attr<int64_t>("max_nnz").Attr<int32_t>("has_bias")
 #define NP_BIND_XT(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>().Attr<int32_t>("nthreads")
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF32, (EventMatmulFfi<ffi::DataType::F32>), NP_BIND(ffi::DataType::F32));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF64, (EventMatmulFfi<ffi::DataType::F64>), NP_BIND(ffi::DataType::F64));

@@ -38,12 +38,14 @@ def _target(name: str, dtype: Any) -> str:
     return f"neuroplastic_{name}_{_SUFFIX[np.dtype(dtype)]}"
 
 
-def kernel_product(x2: jax.Array, w: jax.Array, nthreads: int, limit: int) -> tuple[jax.Array, jax.Array]:
-    """The event kernel's ``x2 @ w`` (2-D, CPU, float32/64) and an int32 flag: 1 when it computed it (``x2`` has
-    at most ``limit`` non-zeros), 0 when it did not (the output is then undefined)."""
+def kernel_product(x2: jax.Array, w: jax.Array, nthreads: int, limit: int, bias: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """The event kernel's ``x2 @ w (+ bias)`` (2-D, CPU, float32/64) and an int32 flag: 1 when it computed it
+    (``x2`` has at most ``limit`` non-zeros), 0 when it did not (the output is then undefined).  The bias is
+    added to each finished sum (the rounding of a separate addition, without another pass over the output)."""
     call = jax.ffi.ffi_call(_target("event_matmul", x2.dtype), (jax.ShapeDtypeStruct((x2.shape[0], w.shape[1]), x2.dtype),
                                                                 jax.ShapeDtypeStruct((), np.int32)), vmap_method="sequential")
-    return call(x2, w, nthreads=np.int32(nthreads), max_nnz=np.int64(limit))
+    b = bias if bias is not None else jnp.zeros((w.shape[1],), x2.dtype)  # not read (has_bias=0)
+    return call(x2, w, b, nthreads=np.int32(nthreads), max_nnz=np.int64(limit), has_bias=np.int32(bias is not None))
 
 
 def kernel_weight_grad(x2: jax.Array, g: jax.Array, nthreads: int) -> jax.Array:
@@ -53,24 +55,28 @@ def kernel_weight_grad(x2: jax.Array, g: jax.Array, nthreads: int) -> jax.Array:
     return call(x2, g, nthreads=np.int32(nthreads))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _event_matmul(x2: jax.Array, w: jax.Array, nthreads: int) -> jax.Array:
-    return _event_fwd(x2, w, nthreads)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _event_matmul(x2: jax.Array, w: jax.Array, bias: jax.Array | None, nthreads: int) -> jax.Array:
+    return _event_fwd(x2, w, bias, nthreads)[0]
 
 
-def _event_fwd(x2: jax.Array, w: jax.Array, nthreads: int) -> tuple:
+def _event_fwd(x2: jax.Array, w: jax.Array, bias: jax.Array | None, nthreads: int) -> tuple:
     """The kernel counts x2's non-zeros and computes only under the limit (flag ``used``); otherwise XLA's dense
-    ``dot`` replaces its output, inside ``lax.cond``."""
-    y, used = kernel_product(x2, w, nthreads, native.max_nonzeros(x2.size, int(w.shape[1])))
+    ``dot`` (and the bias) replaces its output, inside ``lax.cond``."""
+    y, used = kernel_product(x2, w, nthreads, native.max_nonzeros(x2.size, int(w.shape[1])), bias)
     sparse = used == 1
-    y = jax.lax.cond(sparse, lambda y, a, b: y, lambda y, a, b: a @ b, y, x2, w)
-    return y, (x2, w, sparse)
+
+    def dense(y: jax.Array, a: jax.Array, b: jax.Array, c: Any) -> jax.Array:
+        return a @ b if c is None else a @ b + c
+
+    y = jax.lax.cond(sparse, lambda y, a, b, c: y, dense, y, x2, w, bias)
+    return y, (x2, w, sparse, bias is not None)
 
 
 def _event_bwd(nthreads: int, res: tuple, g: jax.Array) -> tuple:
-    x2, w, sparse = res
+    x2, w, sparse, has_bias = res
     gw = jax.lax.cond(sparse, lambda a, b: kernel_weight_grad(a, b, nthreads), lambda a, b: a.T @ b, x2, g)
-    return g @ w.T, gw
+    return g @ w.T, gw, (g.sum(0) if has_bias else None)
 
 
 _event_matmul.defvjp(_event_fwd, _event_bwd)
@@ -85,11 +91,15 @@ def applicable(x: Any, w: Any) -> bool:
     return native.event_library_ffi() is not None
 
 
-def event_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """``x @ w`` over the last axis of ``x``; the event kernel when :func:`applicable` and ``x`` is sparse enough."""
-    if not applicable(x, w):
-        return jnp.matmul(x, w)
-    y = _event_matmul(x.reshape(-1, x.shape[-1]), w, native.usable_threads())
+def event_matmul(x: jax.Array, w: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """``x @ w (+ bias)`` over the last axis of ``x``; the event kernel when :func:`applicable` and ``x`` is sparse
+    enough, with the bias added inside it (no second pass over the output)."""
+    bias_fits = bias is None or (hasattr(bias, "dtype") and bias.dtype == w.dtype and tuple(bias.shape) == (w.shape[1],)
+                                 and not in_forward_mode(bias))
+    if not (applicable(x, w) and bias_fits):
+        y = jnp.matmul(x, w)
+        return y if bias is None else y + bias
+    y = _event_matmul(x.reshape(-1, x.shape[-1]), w, bias, native.usable_threads())
     return y.reshape(*x.shape[:-1], w.shape[1])
 
 

@@ -30,23 +30,27 @@ from .kernels_torch import in_torch_func, in_transform, traced
 _FN = {torch.float32: "f32", torch.float64: "f64"}
 
 
-def kernel_product(x2: torch.Tensor, w: torch.Tensor, limit: int) -> tuple[torch.Tensor, int]:
-    """The event kernel's ``x2 @ w`` (2-D, contiguous, CPU, float32/64) and the number of non-zeros of ``x2``;
-    above ``limit`` non-zeros it computes nothing and the output is undefined."""
+def kernel_product(x2: torch.Tensor, w: torch.Tensor, limit: int, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """The event kernel's ``x2 @ w (+ bias)`` (2-D, contiguous, CPU, float32/64) and the number of non-zeros of
+    ``x2``; above ``limit`` non-zeros it computes nothing and the output is undefined.  The bias is added to each
+    finished sum (the rounding of a separate addition, without another pass over the output)."""
     out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
     kernel = getattr(native.event_library(), f"np_event_matmul_{_FN[x2.dtype]}")
-    nnz = kernel(x2.data_ptr(), w.data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads(), limit)
+    nnz = kernel(x2.data_ptr(), w.data_ptr(), bias.data_ptr() if bias is not None else None, out.data_ptr(), x2.shape[0],
+                 x2.shape[1], w.shape[1], torch.get_num_threads(), limit)
     native.check_status(nnz, "event_matmul")
     return out, nnz
 
 
-def _product(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """``x2 @ w`` and whether the event kernel computed it: the kernel counts ``x2``'s non-zeros as the first
-    step of its work and computes only at most :func:`.native.max_nonzeros` of them; above, torch's dense
+def _product(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
+    """``x2 @ w (+ bias)`` and whether the event kernel computed it: the kernel counts ``x2``'s non-zeros as the
+    first step of its work and computes only at most :func:`.native.max_nonzeros` of them; above, torch's dense
     product (a separate ``torch.count_nonzero`` took 2-3 ms on a (32000, 128) spike matrix)."""
     limit = native.max_nonzeros(x2.numel(), int(w.shape[1]))
-    out, nnz = kernel_product(x2, w, limit)
-    return (out, True) if nnz <= limit else (x2 @ w, False)
+    out, nnz = kernel_product(x2, w, limit, bias)
+    if nnz <= limit:
+        return out, True
+    return (x2 @ w if bias is None else x2 @ w + bias), False
 
 
 def kernel_weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -59,12 +63,12 @@ def kernel_weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 class EventMatmul(torch.autograd.Function):
-    """``x2 @ w`` for a 2-D ``x2``: the event kernel for the forward and the weight gradient where ``x2`` is
-    sparse enough (:func:`_product`), torch's dense products otherwise."""
+    """``x2 @ w (+ bias)`` for a 2-D ``x2`` (``bias`` 1-D or ``None``): the event kernel for the forward and the
+    weight gradient where ``x2`` is sparse enough (:func:`_product`), torch's dense products otherwise."""
 
     @staticmethod
-    def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        out, ctx.events = _product(x2, w)
+    def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        out, ctx.events = _product(x2, w, bias)
         ctx.save_for_backward(x2, w)
         return out
 
@@ -73,11 +77,12 @@ class EventMatmul(torch.autograd.Function):
         x2, w = ctx.saved_tensors
         g = g.contiguous()
         gx = g @ w.t() if ctx.needs_input_grad[0] else None
+        gb = g.sum(0) if ctx.needs_input_grad[2] else None
         if not ctx.needs_input_grad[1]:
-            return gx, None
+            return gx, None, gb
         # under create_graph the gradient itself is differentiated: the dense product records it
         gw = kernel_weight_grad(x2, g) if ctx.events and not torch.is_grad_enabled() else transposed_product(x2, g)
-        return gx, gw
+        return gx, gw, gb
 
 
 #: outputs narrower than this get their weight gradient as ``(g^T x)^T`` (:func:`transposed_product`)
@@ -198,22 +203,37 @@ def traced_ops() -> Any:
     return torch.ops.neuroplastic
 
 
-def event_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x @ w`` over the last axis of ``x``; the event kernel when :func:`applicable` and ``x`` is sparse enough."""
+def event_matmul(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ w (+ bias)`` over the last axis of ``x``; the event kernel when :func:`applicable` and ``x`` is sparse
+    enough, with the bias added inside it (no second pass over the output)."""
     small = (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor) and w.ndim == 2
              and x.numel() * w.shape[1] < min(native.MIN_WORK, NARROW_MIN_WORK))
     if small:  # a single time step's product: no other check (this runs once per layer and step in eager loops)
-        return torch.matmul(x, w)
-    if traced(x) or traced(w):  # the density is chosen when the graph runs, inside the custom operators
+        y = torch.matmul(x, w)
+    elif traced(x) or traced(w):  # the density is chosen when the graph runs, inside the custom operators
         if applicable(x, w, traced_ok=True):
             x2 = x.reshape(-1, x.shape[-1]).contiguous()
-            return TracedEventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
-    elif applicable(x, w):
+            y = TracedEventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
+        else:
+            y = _dense(x, w)
+    elif applicable(x, w) and (bias is None or _bias_fits(bias, w)):
         x2 = x.reshape(-1, x.shape[-1]).contiguous()
-        return EventMatmul.apply(x2, w.contiguous()).reshape(*x.shape[:-1], w.shape[1])
+        return EventMatmul.apply(x2, w.contiguous(), bias.contiguous() if bias is not None else None).reshape(*x.shape[:-1], w.shape[1])
+    else:
+        y = _dense(x, w)
+    return y if bias is None else y + bias
+
+
+def _dense(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if narrow_output(x, w):  # torch operations only, so traced graphs record it as it is
         return NarrowOutputMatmul.apply(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[1])
     return torch.matmul(x, w)
+
+
+def _bias_fits(bias: Any, w: torch.Tensor) -> bool:
+    """Whether the kernel can add ``bias`` itself: a plain tensor of ``w``'s dtype and device with ``w``'s columns."""
+    return (isinstance(bias, torch.Tensor) and bias.dtype == w.dtype and bias.device == w.device
+            and tuple(bias.shape) == (w.shape[1],) and not in_transform(bias))
 
 
 __all__ = ["EventMatmul", "kernel_product", "kernel_weight_grad", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",

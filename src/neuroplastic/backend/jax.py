@@ -69,11 +69,14 @@ class JaxBackend(NumpyLikeOps, Backend):
     def matmul(self, a: Any, b: Any) -> Any:
         return jnp.matmul(a, b, precision=self.matmul_precision)
 
-    def event_matmul(self, x: Any, w: Any) -> Any:
-        """The event kernel of :mod:`.events_jax` on the CPU where it applies, else :meth:`matmul`."""
+    def event_matmul(self, x: Any, w: Any, bias: Any = None) -> Any:
+        """The event kernel of :mod:`.events_jax` on the CPU where it applies, else :meth:`matmul` (plus ``bias``)."""
         from . import events_jax
 
-        return events_jax.event_matmul(x, w) if self.matmul_precision == "highest" else self.matmul(x, w)
+        if self.matmul_precision == "highest":
+            return events_jax.event_matmul(x, w, bias)
+        y = self.matmul(x, w)
+        return y if bias is None else y + bias
 
     def einsum(self, spec: str, *xs: Any) -> Any:
         return jnp.einsum(spec, *xs, precision=self.matmul_precision)

@@ -273,7 +273,8 @@ def _event_ctypes() -> Any:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for fn in ("np_event_matmul_f32", "np_event_matmul_f64", "np_event_matmul_xt_f32", "np_event_matmul_xt_f64"):
         f = getattr(lib, fn)
-        f.argtypes = [p, p, p, i64, i64, i64, ctypes.c_int] + ([] if "_xt_" in fn else [i64])  # the forward's max_nnz
+        # the forward: (x, w, bias or NULL, out, N, K, M, nthreads, max_nnz); the weight gradient: (x, g, out, N, K, M, nthreads)
+        f.argtypes = [p, p, p, i64, i64, i64, ctypes.c_int] if "_xt_" in fn else [p, p, p, p, i64, i64, i64, ctypes.c_int, i64]
         f.restype = i64
     return lib
 
@@ -281,9 +282,10 @@ def _event_ctypes() -> Any:
 def event_library() -> Any:
     """The event kernels as a ``ctypes`` library (``np_event_matmul[_xt]_f32/_f64``), or ``None``.
 
-    ``np_event_matmul_*(x, w, out, N, K, M, nthreads, max_nnz)`` returns the number of non-zeros of ``x``
-    and computes ``out`` only when that is at most ``max_nnz`` (the density check and the product in one
-    read of ``x``); ``np_event_matmul_xt_*(x, g, out, N, K, M, nthreads)`` always computes.  Negative
+    ``np_event_matmul_*(x, w, bias, out, N, K, M, nthreads, max_nnz)`` returns the number of non-zeros of
+    ``x`` and computes ``out = x @ w (+ bias, unless NULL)`` only when that is at most ``max_nnz`` (the density
+    check and the product in one read of ``x``); ``np_event_matmul_xt_*(x, g, out, N, K, M, nthreads)``
+    always computes.  Negative
     returns: :func:`check_status`."""
     return _load("event_matmul", _event_ctypes)
 

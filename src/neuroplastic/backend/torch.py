@@ -218,11 +218,11 @@ class TorchBackend(Backend):
     # shapes and products
     def matmul(self, a, b): return torch.matmul(a, b)
 
-    def event_matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """The event kernel of :mod:`.events_torch` on the CPU where it applies, else :meth:`matmul`."""
+    def event_matmul(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The event kernel of :mod:`.events_torch` on the CPU where it applies, else :meth:`matmul` (plus ``bias``)."""
         from . import events_torch
 
-        return events_torch.event_matmul(x, w)
+        return events_torch.event_matmul(x, w, bias)
 
     def einsum(self, spec, *xs): return torch.einsum(spec, *xs)
     def outer(self, a, b): return a[..., :, None] * b[..., None, :]

@@ -59,10 +59,9 @@ class Dense:
         return out
 
     def __call__(self, params: dict, x: Any) -> Any:
-        """``x @ w (+ b)``; an event-driven product where ``x`` is sparse spikes (:meth:`Backend.event_matmul`)."""
-        B = ops_for(x)
-        out = B.event_matmul(x, params["w"])
-        return out + params["b"] if "b" in params else out
+        """``x @ w (+ b)``; an event-driven product where ``x`` is sparse spikes, the bias added inside it
+        (:meth:`Backend.event_matmul`)."""
+        return ops_for(x).event_matmul(x, params["w"], params.get("b"))
 
 
 @dataclass(frozen=True)
