@@ -71,7 +71,7 @@ def measure(config: dict) -> dict:
         from neuroplastic.backend import events_torch, native
 
         if native.event_library() is not None:
-            forms["event"] = (lambda: events_torch.kernel_product(xt, Wt, xt.numel())[0], lambda: events_torch.kernel_weight_grad(xt, gt))
+            forms["event"] = (lambda: events_torch.kernel_product(xt, Wt), lambda: events_torch.kernel_weight_grad(xt, gt))
         to_np = lambda a: a.numpy()  # noqa: E731
     else:
         import jax
@@ -96,7 +96,7 @@ def measure(config: dict) -> dict:
 
         if native.event_library_ffi() is not None:
             threads = native.usable_threads()
-            compiled["event"] = (jax.jit(lambda a, b: events_jax.kernel_product(a, b, threads, a.size)[0]),
+            compiled["event"] = (jax.jit(lambda a, b: events_jax.kernel_product(a, b, threads)),
                                  jax.jit(lambda a, b: events_jax.kernel_weight_grad(a, b, threads)))
         forms = {k: (lambda f=f: jax.block_until_ready(f(xj, Wj)), lambda f=b: jax.block_until_ready(f(xj, gj)))
                  for k, (f, b) in compiled.items()}

@@ -29,85 +29,104 @@ def _spikes(rng: np.random.Generator, shape: tuple, density: float, binary: bool
 SHAPES = [(300, 256, 256), (257, 300, 70), (64, 512, 10), (5, 1, 1), (1000, 256, 520)]
 
 
+def _masks(x: np.ndarray, threads: int = 2) -> tuple:
+    """``np_spike_masks`` on a C-contiguous numpy ``x``: (masks, counts, total)."""
+    import ctypes
+
+    n, k = x.shape
+    masks, counts = np.empty((n, (k + 63) // 64), np.uint64), np.empty(n, np.int32)
+    fn = getattr(lib, f"np_spike_masks_{'f32' if x.dtype == np.float32 else 'f64'}")
+    total = fn(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(masks.ctypes.data), ctypes.c_void_p(counts.ctypes.data), n, k, threads)
+    return masks, counts, total
+
+
+def _product(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, threads: int = 2) -> np.ndarray:
+    """``x @ w (+ bias)`` through the ctypes entry points: the masks, then the product from them."""
+    import ctypes
+
+    p = ctypes.c_void_p
+    masks, counts, _ = _masks(x, threads)
+    (n, k), m = x.shape, w.shape[1]
+    out = np.empty((n, m), x.dtype)
+    fn = getattr(lib, f"np_masked_matmul_{'f32' if x.dtype == np.float32 else 'f64'}")
+    assert fn(p(x.ctypes.data), p(w.ctypes.data), p(bias.ctypes.data) if bias is not None else None, p(masks.ctypes.data),
+              p(counts.ctypes.data), p(out.ctypes.data), n, k, m, threads) == counts.sum()
+    return out
+
+
+def _weight_grad(x: np.ndarray, g: np.ndarray, threads: int = 2) -> np.ndarray:
+    """``x^T g`` through the ctypes entry points."""
+    import ctypes
+
+    p = ctypes.c_void_p
+    masks, counts, _ = _masks(x, threads)
+    (n, k), m = x.shape, g.shape[1]
+    out = np.empty((k, m), x.dtype)
+    fn = getattr(lib, f"np_masked_matmul_xt_{'f32' if x.dtype == np.float32 else 'f64'}")
+    assert fn(p(x.ctypes.data), p(g.ctypes.data), p(masks.ctypes.data), p(counts.ctypes.data), p(out.ctypes.data), n, k, m,
+              threads) == counts.sum()
+    return out
+
+
 @pytest.mark.parametrize("n,k,m", SHAPES)
 @pytest.mark.parametrize("binary", [True, False])
 def test_ctypes_kernels_equal_dense_products_float64(n: int, k: int, m: int, binary: bool) -> None:
-    import ctypes
-
     rng = np.random.default_rng(n + k + m)
     x = _spikes(rng, (n, k), 0.08, binary)
     x[0] = 0.0  # an empty row
     w, g = rng.standard_normal((k, m)), rng.standard_normal((n, m))
-    out, out_t = np.empty((n, m)), np.empty((k, m))
-    p = ctypes.c_void_p
-    nnz = lib.np_event_matmul_f64(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, 2, n * k)
-    assert nnz == np.count_nonzero(x)
-    lib.np_event_matmul_xt_f64(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, 2)
-    np.testing.assert_allclose(out, x @ w, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(out_t, x.T @ g, rtol=0, atol=1e-12)
+    assert _masks(x)[2] == np.count_nonzero(x)
+    np.testing.assert_allclose(_product(x, w), x @ w, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(_weight_grad(x, g), x.T @ g, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 63, 64, 65, 100, 129])
-def test_ctypes_forward_counts_the_nonzeros_and_computes_only_under_its_limit(suffix: str, dtype: type, k: int) -> None:
-    """The forward's first pass (bit masks of the non-zeros, vectorised where the CPU allows) counts exactly, for
-    widths around the 64-column words and the vector widths, NaN and -0.0 included (C's ``!= 0``); above the limit
-    it returns the count and leaves the output untouched, at or below it computes the product."""
-    import ctypes
-
+def test_ctypes_masks_are_the_nonzeros_bit_by_bit(dtype: type, k: int) -> None:
+    """The masks (vectorised compares where the CPU allows) for widths around the 64-column words and the vector
+    widths, NaN and -0.0 included (C's ``!= 0``): bit j of word w of row n is ``x[n, 64 w + j] != 0``, padding
+    bits clear, the counts and the total exact; the product from them reaches the NaN's row."""
     rng = np.random.default_rng(k)
     n, m = 50, 130
     x = _spikes(rng, (n, k), 0.3, binary=False).astype(dtype)
     x[1, 0], x[2, k - 1], x[3, k // 2] = np.nan, -0.0, 1e-30  # NaN != 0, -0.0 == 0, a tiny value != 0
+    masks, counts, total = _masks(x)
+    bits = np.unpackbits(masks.view(np.uint8), axis=1, bitorder="little")
+    np.testing.assert_array_equal(bits[:, :k].astype(bool), x != 0)
+    assert not bits[:, k:].any()
+    np.testing.assert_array_equal(counts, (x != 0).sum(axis=1))
+    assert total == int(np.sum(x != 0))
     w = rng.standard_normal((k, m)).astype(dtype)
-    nnz_expected = int(np.sum(x != 0))
-    kernel, p = getattr(lib, f"np_event_matmul_{suffix}"), ctypes.c_void_p
-    out = np.full((n, m), 7.0, dtype)
-    assert kernel(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, 2, nnz_expected - 1) == nnz_expected
-    assert np.all(out == 7.0)  # over the limit: nothing written
-    assert kernel(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, 2, nnz_expected) == nnz_expected
+    out = _product(x, w)
     finite = ~np.isnan(x).any(axis=1)
     with np.errstate(invalid="ignore"):
         np.testing.assert_allclose(out[finite], (x @ w)[finite], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
     assert np.all(np.isnan(out[1]))  # the NaN was listed as a non-zero and reached its row
 
 
-@pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m", [10, 64, 130])
-def test_ctypes_forward_adds_the_bias_as_a_separate_addition_would(suffix: str, dtype: type, m: int) -> None:
+def test_ctypes_forward_adds_the_bias_as_a_separate_addition_would(dtype: type, m: int) -> None:
     """With a bias the forward equals its own bias-free output plus the bias bit for bit (the bias is added to each
     finished sum: one rounding, as ``out + b`` would do), for widths that fill, cut and exceed a 64-float panel."""
-    import ctypes
-
     rng = np.random.default_rng(m)
     n, k = 300, 70
     x = _spikes(rng, (n, k), 0.1, binary=False).astype(dtype)
     w, b = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal(m).astype(dtype)
-    kernel, p = getattr(lib, f"np_event_matmul_{suffix}"), ctypes.c_void_p
-    plain, biased = np.empty((n, m), dtype), np.empty((n, m), dtype)
-    kernel(p(x.ctypes.data), p(w.ctypes.data), None, p(plain.ctypes.data), n, k, m, 2, n * k)
-    kernel(p(x.ctypes.data), p(w.ctypes.data), p(b.ctypes.data), p(biased.ctypes.data), n, k, m, 2, n * k)
-    np.testing.assert_array_equal(biased, plain + b)
+    np.testing.assert_array_equal(_product(x, w, b), _product(x, w) + b)
 
 
-@pytest.mark.parametrize("suffix,dtype", [("f32", np.float32), ("f64", np.float64)])
-def test_ctypes_kernels_do_not_depend_on_the_thread_count(suffix: str, dtype: type) -> None:
-    import ctypes
-
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ctypes_kernels_do_not_depend_on_the_thread_count(dtype: type) -> None:
     rng = np.random.default_rng(3)
     n, k, m = 700, 300, 200
     x = _spikes(rng, (n, k), 0.1).astype(dtype)
     w, g = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((n, m)).astype(dtype)
-    p = ctypes.c_void_p
-    results = []
-    for threads in (1, 2, 3):
-        out, out_t = np.empty((n, m), dtype), np.empty((k, m), dtype)
-        getattr(lib, f"np_event_matmul_{suffix}")(p(x.ctypes.data), p(w.ctypes.data), None, p(out.ctypes.data), n, k, m, threads, n * k)
-        getattr(lib, f"np_event_matmul_xt_{suffix}")(p(x.ctypes.data), p(g.ctypes.data), p(out_t.ctypes.data), n, k, m, threads)
-        results.append((out, out_t))
-    for out, out_t in results[1:]:
-        np.testing.assert_array_equal(out, results[0][0])
-        np.testing.assert_array_equal(out_t, results[0][1])
+    results = [(_masks(x, threads), _product(x, w, threads=threads), _weight_grad(x, g, threads)) for threads in (1, 2, 3)]
+    for masks, out, out_t in results[1:]:
+        np.testing.assert_array_equal(masks[0], results[0][0][0])
+        np.testing.assert_array_equal(out, results[0][1])
+        np.testing.assert_array_equal(out_t, results[0][2])
 
 
 # ---------------------------------------------------------------------------------------- torch
@@ -352,7 +371,7 @@ def test_network_bptt_gradients_equal_with_and_without_event_kernels(backend: st
     if backend == "jax" and native.event_library_ffi() is None:
         pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
     calls: list[str] = []
-    for name in (("_product", "kernel_weight_grad") if backend == "torch" else ("kernel_product", "kernel_weight_grad")):
+    for name in (("masked_product", "masked_weight_grad")):
         original = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name: calls.append(_n) or _o(*a))
 
@@ -432,6 +451,31 @@ def test_torch_takes_128_wide_products_up_to_the_narrow_density_limit() -> None:
             y = events_torch.event_matmul(x, w)
             assert _ran_kernel(y) is expected, (density, w.shape)
             torch.testing.assert_close(y.detach(), x @ w.detach(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 63, 64, 65, 129])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_spike_masks_are_the_nonzeros_bit_by_bit(k: int, dtype: str) -> None:
+    """spike_masks: bit j of row n's word w is ``x[n, 64 w + j] != 0`` (C's ``!=``: NaN set, -0.0 clear), the counts
+    are the rows' non-zeros, and the flag says whether the total is within the limit (both sides of it)."""
+    jax, jnp, _, _ = _jax_case()
+    from neuroplastic.backend import events_jax
+
+    if native.event_library_ffi() is None:
+        pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
+    rng = np.random.default_rng(k)
+    x = _spikes(rng, (40, k), 0.3, binary=False).astype(dtype)
+    x[1, 0], x[2, k - 1], x[3, k // 2] = np.nan, -0.0, 1e-30
+    nonzero = x != 0
+    bits, counts, sparse = events_jax.spike_masks(jnp.asarray(x), 2, int(nonzero.sum()))
+    words = np.asarray(bits).view(np.uint64)  # two 32-bit halves, low first: little-endian 64-bit words
+    assert words.shape == (40, (k + 63) // 64)
+    unpacked = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :k].astype(bool)
+    np.testing.assert_array_equal(unpacked, nonzero)
+    assert not np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, k:].any()  # padding bits clear
+    np.testing.assert_array_equal(np.asarray(counts), nonzero.sum(axis=1))
+    assert bool(sparse)
+    assert not bool(events_jax.spike_masks(jnp.asarray(x), 2, int(nonzero.sum()) - 1)[2])
 
 
 def test_jax_density_limit_depends_on_the_output_width() -> None:

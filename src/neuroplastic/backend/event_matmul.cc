@@ -18,9 +18,11 @@
 // therefore does not depend on the number of threads.  It differs from a dense GEMM's
 // blocked order by rounding only.
 //
-// Entry points: plain C functions for ctypes (torch backend) and, when compiled with
-// NEUROPLASTIC_XLA_FFI, XLA FFI handlers for jax.ffi (JAX backend).  Built on first use by
-// neuroplastic.backend.native.
+// Three steps, so that the masks of x's non-zeros are computed once per product and reused: the masks
+// and row counts (one read of x: the caller decides from the total whether a dense product is faster),
+// the forward from the masks, the weight gradient from the same masks.  Entry points: plain C functions
+// for ctypes (torch backend) and, when compiled with NEUROPLASTIC_XLA_FFI, XLA FFI handlers for jax.ffi
+// (JAX backend).  Built on first use by neuroplastic.backend.native.
 
 #include <cstdint>
 #include <cstdlib>
@@ -115,34 +117,41 @@ inline uint64_t nonzero_bits<double>(const double *p, int64_t len) {
 #endif
 
 // The non-zeros of each row of x (N x K), in increasing column order, in two passes over row blocks.
-// count_nonzeros reads x once into bit masks (64 columns a word) and fills c.start; returns the total.
+// nonzero_masks reads x once into bit masks (words of 64 columns, W = ceil(K / 64) a row) and counts each
+// row's non-zeros; returns the total.  The masks and counts can be kept and reused (the JAX path computes
+// them once for the forward's density check, its product and the weight gradient).
 template <typename T>
-int64_t count_nonzeros(const T *x, int64_t N, int64_t K, std::vector<uint64_t> &bits, Csr<T> &c, int nthreads) {
-  const int64_t W = (K + 63) / 64;
-  bits.resize(N * W);
-  c.start.assign(N + 1, 0);
-  const int64_t nblocks = (N + kRowBlock - 1) / kRowBlock;
+int64_t nonzero_masks(const T *x, int64_t N, int64_t K, uint64_t *bits, int32_t *counts, int nthreads) {
+  const int64_t W = (K + 63) / 64, nblocks = (N + kRowBlock - 1) / kRowBlock;
+  std::vector<int64_t> block_total(nblocks, 0);
   parallel_for(nblocks, nthreads, [&](int64_t b) {
     const int64_t n1 = (b + 1) * kRowBlock < N ? (b + 1) * kRowBlock : N;
+    int64_t total = 0;
     for (int64_t n = b * kRowBlock; n < n1; ++n) {
-      int64_t count = 0;
+      int32_t count = 0;
       for (int64_t w = 0; w < W; ++w) {
         const int64_t k0 = w * 64;
         const uint64_t m = nonzero_bits(x + n * K + k0, K - k0 < 64 ? K - k0 : 64);
         bits[n * W + w] = m;
         count += __builtin_popcountll(m);
       }
-      c.start[n + 1] = count;
+      counts[n] = count;
+      total += count;
     }
+    block_total[b] = total;
   });
-  for (int64_t n = 0; n < N; ++n) c.start[n + 1] += c.start[n];
-  return c.start[N];
+  int64_t nnz = 0;
+  for (int64_t t : block_total) nnz += t;
+  return nnz;
 }
 
-// list_nonzeros lists the set bits (no branch per zero entry), reading x only at the non-zeros.
+// The CSR lists from the masks: the set bits in order (no branch per zero entry), x read only at the non-zeros.
 template <typename T>
-void list_nonzeros(const T *x, int64_t N, int64_t K, const std::vector<uint64_t> &bits, Csr<T> &c, int nthreads) {
+void csr_from_masks(const T *x, int64_t N, int64_t K, const uint64_t *bits, const int32_t *counts, Csr<T> &c,
+                    int nthreads) {
   const int64_t W = (K + 63) / 64, nblocks = (N + kRowBlock - 1) / kRowBlock;
+  c.start.assign(N + 1, 0);
+  for (int64_t n = 0; n < N; ++n) c.start[n + 1] = c.start[n] + counts[n];
   c.index.resize(c.start[N]);
   c.value.resize(c.start[N]);
   parallel_for(nblocks, nthreads, [&](int64_t b) {
@@ -161,13 +170,6 @@ void list_nonzeros(const T *x, int64_t N, int64_t K, const std::vector<uint64_t>
   });
 }
 
-template <typename T>
-void build_csr(const T *x, int64_t N, int64_t K, Csr<T> &c, int nthreads) {
-  std::vector<uint64_t> bits;
-  count_nonzeros(x, N, K, bits, c, nthreads);
-  list_nonzeros(x, N, K, bits, c, nthreads);
-}
-
 // a (R x M) cut into zero-padded column chunks: panel[(chunk * R + r) * CW + j].
 template <typename T>
 std::vector<T> pack_panels(const T *a, int64_t R, int64_t M, int nthreads) {
@@ -181,21 +183,12 @@ std::vector<T> pack_panels(const T *a, int64_t R, int64_t M, int nthreads) {
   return panel;
 }
 
-// out (N x M) = x (N x K) @ w (K x M) (+ bias (M), when not null: added to each finished sum, the rounding of
-// a separate addition, without a second pass over out); returns the number of non-zeros of x.  When x has
-// more than max_nnz non-zeros, returns that number without computing anything (out is left as it is): the
-// caller takes a dense product instead, and the count cost one read of x.
+// out (N x M) = x @ w (+ bias (M), when not null: added to each finished sum, the rounding of a separate
+// addition, without a second pass over out), x given by its CSR lists.
 template <typename T>
-int64_t event_matmul(const T *x, const T *w, const T *bias, T *out, int64_t N, int64_t K, int64_t M, int nthreads,
-                     int64_t max_nnz) {
+void csr_matmul(const Csr<T> &c, const T *w, const T *bias, T *out, int64_t N, int64_t K, int64_t M, int nthreads) {
   typedef typename Vec<T>::type V;
   constexpr int64_t CW = kChunkBytes / sizeof(T);
-  Csr<T> c;
-  std::vector<uint64_t> bits;
-  const int64_t nnz = count_nonzeros(x, N, K, bits, c, nthreads);
-  if (nnz > max_nnz) return nnz;
-  list_nonzeros(x, N, K, bits, c, nthreads);
-  bits = std::vector<uint64_t>();
   const std::vector<T> panel = pack_panels(w, K, M, nthreads);
   const int64_t nchunks = (M + CW - 1) / CW, nblocks = (N + kRowBlock - 1) / kRowBlock;
   parallel_for(nchunks * nblocks, nthreads, [&](int64_t tile) {
@@ -219,16 +212,13 @@ int64_t event_matmul(const T *x, const T *w, const T *bias, T *out, int64_t N, i
       std::memcpy(out + n * M + j0, acc, width * sizeof(T));
     }
   });
-  return nnz;
 }
 
-// out (K x M) = x (N x K)^T @ g (N x M); returns the number of non-zeros of x.
+// out (K x M) = x^T @ g (N x M), x given by its CSR lists.
 template <typename T>
-int64_t event_matmul_xt(const T *x, const T *g, T *out, int64_t N, int64_t K, int64_t M, int nthreads) {
+void csr_matmul_xt(const Csr<T> &c, const T *g, T *out, int64_t N, int64_t K, int64_t M, int nthreads) {
   typedef typename Vec<T>::type V;
   constexpr int64_t CW = kChunkBytes / sizeof(T);
-  Csr<T> c;
-  build_csr(x, N, K, c, nthreads);
   const int64_t nchunks = (M + CW - 1) / CW;
   std::vector<T> panel(nchunks * K * CW, T(0));
   parallel_for(nchunks, nthreads, [&](int64_t chunk) {
@@ -248,7 +238,6 @@ int64_t event_matmul_xt(const T *x, const T *g, T *out, int64_t N, int64_t K, in
     }
     for (int64_t k = 0; k < K; ++k) std::memcpy(out + k * M + j0, P + k * CW, width * sizeof(T));
   });
-  return c.start[N];
 }
 
 // Runs fn(), turning exceptions into the error codes: -1 when memory ran out, -2 on another failure.
@@ -265,24 +254,35 @@ int64_t guarded(const F &fn) {
 
 }  // namespace
 
-// ctypes entry points: the number of non-zeros of x, -1 when memory ran out, -2 on another failure.  The
-// forward adds bias unless it is null, and computes nothing when x has more than max_nnz non-zeros (the
-// returned count says so).
+// ctypes entry points, the same three steps as the XLA FFI handlers below.  np_spike_masks_* writes x's
+// non-zero masks (N x ceil(K / 64) words) and row counts (N) and returns the total; np_masked_matmul_*
+// computes out = x @ w (+ bias, unless null) and np_masked_matmul_xt_* out = x^T @ g from x and its masks.
+// Negative returns: -1 when memory ran out, -2 on another failure.
+#define NP_CTYPES(T, S)                                                                                          \
+  int64_t np_spike_masks_##S(const T *x, uint64_t *bits, int32_t *counts, int64_t N, int64_t K, int nthreads) {  \
+    return guarded([&] { return nonzero_masks(x, N, K, bits, counts, nthreads < 1 ? 1 : nthreads); });           \
+  }                                                                                                              \
+  int64_t np_masked_matmul_##S(const T *x, const T *w, const T *bias, const uint64_t *bits, const int32_t *counts,  \
+                               T *out, int64_t N, int64_t K, int64_t M, int nthreads) {                          \
+    return guarded([&] {                                                                                         \
+      Csr<T> c;                                                                                                  \
+      csr_from_masks(x, N, K, bits, counts, c, nthreads < 1 ? 1 : nthreads);                                     \
+      csr_matmul(c, w, bias, out, N, K, M, nthreads < 1 ? 1 : nthreads);                                         \
+      return c.start[N];                                                                                         \
+    });                                                                                                          \
+  }                                                                                                              \
+  int64_t np_masked_matmul_xt_##S(const T *x, const T *g, const uint64_t *bits, const int32_t *counts, T *out,    \
+                                  int64_t N, int64_t K, int64_t M, int nthreads) {                               \
+    return guarded([&] {                                                                                         \
+      Csr<T> c;                                                                                                  \
+      csr_from_masks(x, N, K, bits, counts, c, nthreads < 1 ? 1 : nthreads);                                     \
+      csr_matmul_xt(c, g, out, N, K, M, nthreads < 1 ? 1 : nthreads);                                            \
+      return c.start[N];                                                                                         \
+    });                                                                                                          \
+  }
 extern "C" {
-int64_t np_event_matmul_f32(const float *x, const float *w, const float *bias, float *out, int64_t N, int64_t K, int64_t M,
-                            int nthreads, int64_t max_nnz) {
-  return guarded([&] { return event_matmul<float>(x, w, bias, out, N, K, M, nthreads < 1 ? 1 : nthreads, max_nnz); });
-}
-int64_t np_event_matmul_f64(const double *x, const double *w, const double *bias, double *out, int64_t N, int64_t K,
-                            int64_t M, int nthreads, int64_t max_nnz) {
-  return guarded([&] { return event_matmul<double>(x, w, bias, out, N, K, M, nthreads < 1 ? 1 : nthreads, max_nnz); });
-}
-int64_t np_event_matmul_xt_f32(const float *x, const float *g, float *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded([&] { return event_matmul_xt<float>(x, g, out, N, K, M, nthreads < 1 ? 1 : nthreads); });
-}
-int64_t np_event_matmul_xt_f64(const double *x, const double *g, double *out, int64_t N, int64_t K, int64_t M, int nthreads) {
-  return guarded([&] { return event_matmul_xt<double>(x, g, out, N, K, M, nthreads < 1 ? 1 : nthreads); });
-}
+NP_CTYPES(float, f32)
+NP_CTYPES(double, f64)
 }
 
 #ifdef NEUROPLASTIC_XLA_FFI
@@ -298,44 +298,80 @@ ffi::Error check(int64_t r) {
   return ffi::Error::Success();
 }
 
-// Forward: out = x @ w (+ bias where has_bias) when x has at most max_nnz non-zeros, and used (an int32
-// scalar) = 1; else nothing is computed and used = 0 (the caller's dense product replaces out).
+// The masks of x's non-zeros (u32 (N, 2 W): each 64-column word as two 32-bit halves, low first, so that JAX
+// holds them without 64-bit types), the count of each row (s32 (N)), and sparse (s32 scalar): 1 when the
+// total is at most max_nnz.  One read of x; the products below take the masks instead of reading x again.
 template <ffi::DataType DT>
-ffi::Error EventMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> bias, ffi::ResultBuffer<DT> out,
-                          ffi::ResultBuffer<ffi::DataType::S32> used, int32_t nthreads, int64_t max_nnz, int32_t has_bias) {
+ffi::Error SpikeMasksFfi(ffi::Buffer<DT> x, ffi::ResultBuffer<ffi::DataType::U32> bits,
+                         ffi::ResultBuffer<ffi::DataType::S32> counts, ffi::ResultBuffer<ffi::DataType::S32> sparse,
+                         int32_t nthreads, int64_t max_nnz) {
+  const auto xd = x.dimensions();
+  if (xd.size() != 2) return ffi::Error(ffi::ErrorCode::kInvalidArgument, "spike_masks: x must be 2-D");
+  const int64_t N = xd[0], K = xd[1];
+  if (bits->dimensions().size() != 2 || bits->dimensions()[0] != N || bits->dimensions()[1] != 2 * ((K + 63) / 64))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "spike_masks: the masks must be (N, 2 ceil(K / 64))");
+  uint64_t *words = reinterpret_cast<uint64_t *>(bits->typed_data());  // XLA's buffers are at least 16-byte aligned
+  const int64_t r = guarded([&] { return nonzero_masks(x.typed_data(), N, K, words, counts->typed_data(),
+                                                       nthreads < 1 ? 1 : nthreads); });
+  sparse->typed_data()[0] = r >= 0 && r <= max_nnz ? 1 : 0;
+  return check(r);
+}
+
+// out = x @ w (+ bias where has_bias), x's non-zeros given by SpikeMasksFfi's masks and counts.
+template <ffi::DataType DT>
+ffi::Error MaskedMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> bias, ffi::Buffer<ffi::DataType::U32> bits,
+                           ffi::Buffer<ffi::DataType::S32> counts, ffi::ResultBuffer<DT> out, int32_t nthreads,
+                           int32_t has_bias) {
   typedef ffi::NativeType<DT> T;
   const auto xd = x.dimensions(), wd = w.dimensions(), bd = bias.dimensions();
   if (xd.size() != 2 || wd.size() != 2 || wd[0] != xd[1])
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: x (N, K) and w (K, M) must be 2-D with the same K");
   if (has_bias && (bd.size() != 1 || bd[0] != wd[1]))
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: bias must be 1-D with M entries");
-  const T *b = has_bias ? bias.typed_data() : nullptr;
   const int64_t N = xd[0], K = xd[1], M = wd[1];
-  const int64_t r = guarded([&] { return event_matmul<T>(x.typed_data(), w.typed_data(), b, out->typed_data(), N, K, M,
-                                                         nthreads < 1 ? 1 : nthreads, max_nnz); });
-  used->typed_data()[0] = r >= 0 && r <= max_nnz ? 1 : 0;
-  return check(r);
+  const int nt = nthreads < 1 ? 1 : nthreads;
+  const T *b = has_bias ? bias.typed_data() : nullptr;
+  const uint64_t *words = reinterpret_cast<const uint64_t *>(bits.typed_data());
+  return check(guarded([&] {
+    Csr<T> c;
+    csr_from_masks(x.typed_data(), N, K, words, counts.typed_data(), c, nt);
+    csr_matmul(c, w.typed_data(), b, out->typed_data(), N, K, M, nt);
+    return c.start[N];
+  }));
 }
 
-// Weight gradient: out (K x M) = x (N x K)^T @ g (N x M).
+// Weight gradient: out (K x M) = x (N x K)^T @ g (N x M), x's non-zeros given by the masks and counts.
 template <ffi::DataType DT>
-ffi::Error EventMatmulXtFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> g, ffi::ResultBuffer<DT> out, int32_t nthreads) {
+ffi::Error MaskedMatmulXtFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> g, ffi::Buffer<ffi::DataType::U32> bits,
+                             ffi::Buffer<ffi::DataType::S32> counts, ffi::ResultBuffer<DT> out, int32_t nthreads) {
   typedef ffi::NativeType<DT> T;
   const auto xd = x.dimensions(), gd = g.dimensions();
   if (xd.size() != 2 || gd.size() != 2 || gd[0] != xd[0])
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul_xt: x (N, K) and g (N, M) must be 2-D with the same N");
   const int64_t N = xd[0], K = xd[1], M = gd[1];
-  return check(guarded([&] { return event_matmul_xt<T>(x.typed_data(), g.typed_data(), out->typed_data(), N, K, M,
-                                                       nthreads < 1 ? 1 : nthreads); }));
+  const int nt = nthreads < 1 ? 1 : nthreads;
+  const uint64_t *words = reinterpret_cast<const uint64_t *>(bits.typed_data());
+  return check(guarded([&] {
+    Csr<T> c;
+    csr_from_masks(x.typed_data(), N, K, words, counts.typed_data(), c, nt);
+    csr_matmul_xt(c, g.typed_data(), out->typed_data(), N, K, M, nt);
+    return c.start[N];
+  }));
 }
 
 }  // namespace
 
-#define NP_BIND(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>() \
-  .Ret<ffi::Buffer<ffi::DataType::S32>>().Attr<int32_t>("nthreads").Attr<int64_t>("max_nnz").Attr<int32_t>("has_bias")
-#define NP_BIND_XT(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<DT>>().Attr<int32_t>("nthreads")
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF32, (EventMatmulFfi<ffi::DataType::F32>), NP_BIND(ffi::DataType::F32));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF64, (EventMatmulFfi<ffi::DataType::F64>), NP_BIND(ffi::DataType::F64));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF32, (EventMatmulXtFfi<ffi::DataType::F32>), NP_BIND_XT(ffi::DataType::F32));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF64, (EventMatmulXtFfi<ffi::DataType::F64>), NP_BIND_XT(ffi::DataType::F64));
+#define NP_MASKS(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Ret<ffi::Buffer<ffi::DataType::U32>>() \
+  .Ret<ffi::Buffer<ffi::DataType::S32>>().Ret<ffi::Buffer<ffi::DataType::S32>>().Attr<int32_t>("nthreads").Attr<int64_t>("max_nnz")
+#define NP_MM(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>() \
+  .Arg<ffi::Buffer<ffi::DataType::U32>>().Arg<ffi::Buffer<ffi::DataType::S32>>().Ret<ffi::Buffer<DT>>() \
+  .Attr<int32_t>("nthreads").Attr<int32_t>("has_bias")
+#define NP_MM_XT(DT) ffi::Ffi::Bind().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<DT>>().Arg<ffi::Buffer<ffi::DataType::U32>>() \
+  .Arg<ffi::Buffer<ffi::DataType::S32>>().Ret<ffi::Buffer<DT>>().Attr<int32_t>("nthreads")
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpSpikeMasksF32, (SpikeMasksFfi<ffi::DataType::F32>), NP_MASKS(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpSpikeMasksF64, (SpikeMasksFfi<ffi::DataType::F64>), NP_MASKS(ffi::DataType::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF32, (MaskedMatmulFfi<ffi::DataType::F32>), NP_MM(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulF64, (MaskedMatmulFfi<ffi::DataType::F64>), NP_MM(ffi::DataType::F64));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF32, (MaskedMatmulXtFfi<ffi::DataType::F32>), NP_MM_XT(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(NpEventMatmulXtF64, (MaskedMatmulXtFfi<ffi::DataType::F64>), NP_MM_XT(ffi::DataType::F64));
 #endif

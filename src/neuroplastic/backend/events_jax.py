@@ -6,10 +6,12 @@ into the event kernels (``event_matmul.cc``, see :mod:`.native`) on the CPU.
                dw = x^T @ dy              (event kernel under the same choice as the forward)
 
 The choice between the event kernel and XLA's dense ``dot`` is made inside the compiled program, once per
-call: the forward kernel counts the non-zeros of ``x`` (threshold :func:`.native.max_nonzeros`, from the density
-limit of the output width) as the first step of its own work, computes only below it and says so with a flag,
-and ``lax.cond`` on that flag keeps its output or takes the dense ``dot`` (a separate ``count_nonzero`` pass of
-XLA took 2.4 ms of a 5.4 ms event product, (32000, 128) spikes); the backward reuses the forward's choice.  :func:`event_matmul` keeps the dense ``dot`` where the
+call: :func:`spike_masks` reads ``x`` once into bit masks of its non-zeros and per-row counts and says whether
+there are at most :func:`.native.max_nonzeros` (from the density limit of the output width); ``lax.cond`` on
+that runs the kernel on the masks or the dense ``dot``; the weight gradient follows the same choice and reuses
+the masks.  (XLA's own ``count_nonzero`` took 2.4 ms of a 5.4 ms event product on (32000, 128) spikes; a
+kernel that counted and computed in one call, with ``lax.cond`` passing its output through, cost a copy of the
+whole output.)  :func:`event_matmul` keeps the dense ``dot`` where the
 kernel cannot run: not on the CPU, another dtype than float32/64, a product too small
 (:func:`.native.worth_it`), no library, or ``x`` / ``w`` carrying a forward-mode tangent (a
 ``custom_vjp`` has no forward-mode rule).  ``vmap`` runs the kernel once per batch element.  Differentiating the gradient again (``grad`` of
@@ -38,21 +40,45 @@ def _target(name: str, dtype: Any) -> str:
     return f"neuroplastic_{name}_{_SUFFIX[np.dtype(dtype)]}"
 
 
-def kernel_product(x2: jax.Array, w: jax.Array, nthreads: int, limit: int, bias: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """The event kernel's ``x2 @ w (+ bias)`` (2-D, CPU, float32/64) and an int32 flag: 1 when it computed it
-    (``x2`` has at most ``limit`` non-zeros), 0 when it did not (the output is then undefined).  The bias is
-    added to each finished sum (the rounding of a separate addition, without another pass over the output)."""
-    call = jax.ffi.ffi_call(_target("event_matmul", x2.dtype), (jax.ShapeDtypeStruct((x2.shape[0], w.shape[1]), x2.dtype),
-                                                                jax.ShapeDtypeStruct((), np.int32)), vmap_method="sequential")
+def spike_masks(x2: jax.Array, nthreads: int, limit: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One read of ``x2`` (2-D, CPU, float32/64): its non-zeros as bit masks (uint32 ``(N, 2 ceil(K / 64))``), the
+    count of each row (int32 ``(N,)``), and whether the total is at most ``limit`` (a bool scalar).  The products
+    below take the masks, so the density check, the forward and the weight gradient read ``x2``'s zeros once."""
+    n, k = x2.shape
+    out = (jax.ShapeDtypeStruct((n, 2 * ((k + 63) // 64)), np.uint32), jax.ShapeDtypeStruct((n,), np.int32),
+           jax.ShapeDtypeStruct((), np.int32))
+    call = jax.ffi.ffi_call(_target("spike_masks", x2.dtype), out, vmap_method="sequential")
+    bits, counts, sparse = call(x2, nthreads=np.int32(nthreads), max_nnz=np.int64(limit))
+    return bits, counts, sparse == 1
+
+
+def masked_product(x2: jax.Array, w: jax.Array, masks: tuple, nthreads: int, bias: jax.Array | None = None) -> jax.Array:
+    """The event kernel's ``x2 @ w (+ bias)``, with ``x2``'s non-zeros given by :func:`spike_masks` (``masks``: its
+    masks and counts).  The bias is added to each finished sum (the rounding of a separate addition, without
+    another pass over the output)."""
+    call = jax.ffi.ffi_call(_target("event_matmul", x2.dtype), jax.ShapeDtypeStruct((x2.shape[0], w.shape[1]), x2.dtype),
+                            vmap_method="sequential")
     b = bias if bias is not None else jnp.zeros((w.shape[1],), x2.dtype)  # not read (has_bias=0)
-    return call(x2, w, b, nthreads=np.int32(nthreads), max_nnz=np.int64(limit), has_bias=np.int32(bias is not None))
+    return call(x2, w, b, *masks, nthreads=np.int32(nthreads), has_bias=np.int32(bias is not None))
+
+
+def masked_weight_grad(x2: jax.Array, g: jax.Array, masks: tuple, nthreads: int) -> jax.Array:
+    """The event kernel's ``x2^T g``, with ``x2``'s non-zeros given by :func:`spike_masks`."""
+    call = jax.ffi.ffi_call(_target("event_matmul_xt", x2.dtype), jax.ShapeDtypeStruct((x2.shape[1], g.shape[1]), x2.dtype),
+                            vmap_method="sequential")
+    return call(x2, g, *masks, nthreads=np.int32(nthreads))
+
+
+def kernel_product(x2: jax.Array, w: jax.Array, nthreads: int, bias: jax.Array | None = None) -> jax.Array:
+    """The event kernel's ``x2 @ w (+ bias)`` whatever the density (no choice; for measuring the kernel itself)."""
+    bits, counts, _ = spike_masks(x2, nthreads, x2.size)
+    return masked_product(x2, w, (bits, counts), nthreads, bias)
 
 
 def kernel_weight_grad(x2: jax.Array, g: jax.Array, nthreads: int) -> jax.Array:
-    """The event kernel's ``x2^T g`` (2-D, CPU, float32/64)."""
-    call = jax.ffi.ffi_call(_target("event_matmul_xt", x2.dtype), jax.ShapeDtypeStruct((x2.shape[1], g.shape[1]), x2.dtype),
-                            vmap_method="sequential")
-    return call(x2, g, nthreads=np.int32(nthreads))
+    """The event kernel's ``x2^T g`` whatever the density (no choice; for measuring the kernel itself)."""
+    bits, counts, _ = spike_masks(x2, nthreads, x2.size)
+    return masked_weight_grad(x2, g, (bits, counts), nthreads)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -61,21 +87,23 @@ def _event_matmul(x2: jax.Array, w: jax.Array, bias: jax.Array | None, nthreads:
 
 
 def _event_fwd(x2: jax.Array, w: jax.Array, bias: jax.Array | None, nthreads: int) -> tuple:
-    """The kernel counts x2's non-zeros and computes only under the limit (flag ``used``); otherwise XLA's dense
-    ``dot`` (and the bias) replaces its output, inside ``lax.cond``."""
-    y, used = kernel_product(x2, w, nthreads, native.max_nonzeros(x2.size, int(w.shape[1])), bias)
-    sparse = used == 1
+    """The masks and the density check in one read of x2, then ``lax.cond``: the kernel on the masks, or XLA's dense
+    ``dot`` (and the bias).  The kernel runs inside its branch: its output is the branch's, with no copy."""
+    bits, counts, sparse = spike_masks(x2, nthreads, native.max_nonzeros(x2.size, int(w.shape[1])))
 
-    def dense(y: jax.Array, a: jax.Array, b: jax.Array, c: Any) -> jax.Array:
+    def events(a: jax.Array, b: jax.Array, c: Any, masks: tuple) -> jax.Array:
+        return masked_product(a, b, masks, nthreads, c)
+
+    def dense(a: jax.Array, b: jax.Array, c: Any, masks: tuple) -> jax.Array:
         return a @ b if c is None else a @ b + c
 
-    y = jax.lax.cond(sparse, lambda y, a, b, c: y, dense, y, x2, w, bias)
-    return y, (x2, w, sparse, bias is not None)
+    y = jax.lax.cond(sparse, events, dense, x2, w, bias, (bits, counts))
+    return y, (x2, w, sparse, (bits, counts), bias is not None)
 
 
 def _event_bwd(nthreads: int, res: tuple, g: jax.Array) -> tuple:
-    x2, w, sparse, has_bias = res
-    gw = jax.lax.cond(sparse, lambda a, b: kernel_weight_grad(a, b, nthreads), lambda a, b: a.T @ b, x2, g)
+    x2, w, sparse, masks, has_bias = res
+    gw = jax.lax.cond(sparse, lambda a, b, m: masked_weight_grad(a, b, m, nthreads), lambda a, b, m: a.T @ b, x2, g, masks)
     return g @ w.T, gw, (g.sum(0) if has_bias else None)
 
 
@@ -103,4 +131,4 @@ def event_matmul(x: jax.Array, w: jax.Array, bias: jax.Array | None = None) -> j
     return y.reshape(*x.shape[:-1], w.shape[1])
 
 
-__all__ = ["applicable", "event_matmul", "kernel_product", "kernel_weight_grad"]
+__all__ = ["applicable", "event_matmul", "kernel_product", "kernel_weight_grad", "masked_product", "masked_weight_grad", "spike_masks"]

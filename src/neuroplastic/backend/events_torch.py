@@ -30,36 +30,59 @@ from .kernels_torch import in_torch_func, in_transform, traced
 _FN = {torch.float32: "f32", torch.float64: "f64"}
 
 
-def kernel_product(x2: torch.Tensor, w: torch.Tensor, limit: int, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """The event kernel's ``x2 @ w (+ bias)`` (2-D, contiguous, CPU, float32/64) and the number of non-zeros of
-    ``x2``; above ``limit`` non-zeros it computes nothing and the output is undefined.  The bias is added to each
-    finished sum (the rounding of a separate addition, without another pass over the output)."""
+def spike_masks(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One read of ``x2`` (2-D, contiguous, CPU, float32/64): bit masks of its non-zeros (``(N, ceil(K / 64))``
+    64-bit words, held as int64), the count of each row (int32) and the total.  The products below take them,
+    so the density check, the forward and the weight gradient read ``x2``'s zeros once."""
+    n, k = x2.shape
+    masks, counts = torch.empty((n, (k + 63) // 64), dtype=torch.int64), torch.empty(n, dtype=torch.int32)
+    fn = getattr(native.event_library(), f"np_spike_masks_{_FN[x2.dtype]}")
+    total = fn(x2.data_ptr(), masks.data_ptr(), counts.data_ptr(), n, k, torch.get_num_threads())
+    native.check_status(total, "spike_masks")
+    return masks, counts, total
+
+
+def masked_product(x2: torch.Tensor, w: torch.Tensor, masks: tuple, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The event kernel's ``x2 @ w (+ bias)`` (contiguous CPU tensors of one dtype), ``x2``'s non-zeros given by
+    :func:`spike_masks` (``masks``: its masks and counts).  The bias is added to each finished sum (the rounding of
+    a separate addition, without another pass over the output)."""
     out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
-    kernel = getattr(native.event_library(), f"np_event_matmul_{_FN[x2.dtype]}")
-    nnz = kernel(x2.data_ptr(), w.data_ptr(), bias.data_ptr() if bias is not None else None, out.data_ptr(), x2.shape[0],
-                 x2.shape[1], w.shape[1], torch.get_num_threads(), limit)
-    native.check_status(nnz, "event_matmul")
-    return out, nnz
+    fn = getattr(native.event_library(), f"np_masked_matmul_{_FN[x2.dtype]}")
+    native.check_status(fn(x2.data_ptr(), w.data_ptr(), bias.data_ptr() if bias is not None else None, masks[0].data_ptr(),
+                           masks[1].data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads()),
+                        "event_matmul")
+    return out
 
 
-def _product(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, bool]:
-    """``x2 @ w (+ bias)`` and whether the event kernel computed it: the kernel counts ``x2``'s non-zeros as the
-    first step of its work and computes only at most :func:`.native.max_nonzeros` of them; above, torch's dense
-    product (a separate ``torch.count_nonzero`` took 2-3 ms on a (32000, 128) spike matrix)."""
-    limit = native.max_nonzeros(x2.numel(), int(w.shape[1]))
-    out, nnz = kernel_product(x2, w, limit, bias)
-    if nnz <= limit:
-        return out, True
-    return (x2 @ w if bias is None else x2 @ w + bias), False
+def masked_weight_grad(x2: torch.Tensor, g: torch.Tensor, masks: tuple) -> torch.Tensor:
+    """The event kernel's ``x2^T g``, ``x2``'s non-zeros given by :func:`spike_masks`."""
+    out = torch.empty((x2.shape[1], g.shape[1]), dtype=x2.dtype)
+    fn = getattr(native.event_library(), f"np_masked_matmul_xt_{_FN[x2.dtype]}")
+    native.check_status(fn(x2.data_ptr(), g.data_ptr(), masks[0].data_ptr(), masks[1].data_ptr(), out.data_ptr(),
+                           x2.shape[0], x2.shape[1], g.shape[1], torch.get_num_threads()), "event_matmul_xt")
+    return out
+
+
+def kernel_product(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The event kernel's ``x2 @ w (+ bias)`` whatever the density (no choice; for measuring the kernel itself)."""
+    masks, counts, _ = spike_masks(x2)
+    return masked_product(x2, w, (masks, counts), bias)
 
 
 def kernel_weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """The event kernel's ``x2^T g`` (2-D, contiguous, CPU, float32/64)."""
-    out = torch.empty((x2.shape[1], g.shape[1]), dtype=x2.dtype)
-    kernel = getattr(native.event_library(), f"np_event_matmul_xt_{_FN[x2.dtype]}")
-    native.check_status(kernel(x2.data_ptr(), g.data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], g.shape[1],
-                               torch.get_num_threads()), "event_matmul_xt")
-    return out
+    """The event kernel's ``x2^T g`` whatever the density (no choice; for measuring the kernel itself)."""
+    masks, counts, _ = spike_masks(x2)
+    return masked_weight_grad(x2, g, (masks, counts))
+
+
+def _product(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple | None]:
+    """``x2 @ w (+ bias)`` and, when the event kernel computed it, the masks it used (else ``None``): at most
+    :func:`.native.max_nonzeros` non-zeros take the kernel, more torch's dense product (a separate
+    ``torch.count_nonzero`` took 2-3 ms on a (32000, 128) spike matrix; the masks' count comes with them)."""
+    masks, counts, total = spike_masks(x2)
+    if total <= native.max_nonzeros(x2.numel(), int(w.shape[1])):
+        return masked_product(x2, w, (masks, counts), bias), (masks, counts)
+    return (x2 @ w if bias is None else x2 @ w + bias), None
 
 
 class EventMatmul(torch.autograd.Function):
@@ -68,20 +91,21 @@ class EventMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        out, ctx.events = _product(x2, w, bias)
-        ctx.save_for_backward(x2, w)
+        out, masks = _product(x2, w, bias)
+        ctx.events = masks is not None
+        ctx.save_for_backward(x2, w, *(masks or ()))
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor):
-        x2, w = ctx.saved_tensors
+        x2, w, *masks = ctx.saved_tensors
         g = g.contiguous()
         gx = g @ w.t() if ctx.needs_input_grad[0] else None
         gb = g.sum(0) if ctx.needs_input_grad[2] else None
         if not ctx.needs_input_grad[1]:
             return gx, None, gb
         # under create_graph the gradient itself is differentiated: the dense product records it
-        gw = kernel_weight_grad(x2, g) if ctx.events and not torch.is_grad_enabled() else transposed_product(x2, g)
+        gw = masked_weight_grad(x2, g, masks) if ctx.events and not torch.is_grad_enabled() else transposed_product(x2, g)
         return gx, gw, gb
 
 
@@ -158,22 +182,22 @@ def applicable(x: Any, w: Any, traced_ok: bool = False) -> bool:
 class TracedEventMatmul(torch.autograd.Function):
     """:func:`event_matmul` for tensors being traced (:mod:`.compile_torch`): the density, which a trace
     cannot read, is checked when the graph runs, inside the custom operators ``neuroplastic::spike_matmul``
-    (the event kernel or the dense product, and a flag saying which) and ``neuroplastic::spike_matmul_wgrad``
-    (the weight gradient, by the same choice)."""
+    (the event kernel or the dense product, a flag saying which, and the masks of ``x2``'s non-zeros) and
+    ``neuroplastic::spike_matmul_wgrad`` (the weight gradient, by the same choice, from the same masks)."""
 
     @staticmethod
     def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        out, events = traced_ops().spike_matmul(x2, w)
-        ctx.save_for_backward(x2, w, events)
+        out, events, masks, counts = traced_ops().spike_matmul(x2, w)
+        ctx.save_for_backward(x2, w, events, masks, counts)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g: torch.Tensor):
-        x2, w, events = ctx.saved_tensors
+        x2, w, events, masks, counts = ctx.saved_tensors
         g = g.contiguous()
         gx = g @ w.t() if ctx.needs_input_grad[0] else None
-        gw = traced_ops().spike_matmul_wgrad(x2, g, events) if ctx.needs_input_grad[1] else None
+        gw = traced_ops().spike_matmul_wgrad(x2, g, events, masks, counts) if ctx.needs_input_grad[1] else None
         return gx, gw
 
 
@@ -184,20 +208,26 @@ def traced_ops() -> Any:
     from torch.library import custom_op
 
     @custom_op("neuroplastic::spike_matmul", mutates_args=())
-    def _spike_matmul(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, events = _product(x2, w.contiguous())
-        return out, torch.tensor(events, dtype=torch.bool)
+    def _spike_matmul(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, masks = _product(x2, w.contiguous())
+        events = torch.tensor(masks is not None, dtype=torch.bool)
+        if masks is None:  # the dense product: masks of the right shapes, never read
+            masks = (torch.empty((x2.shape[0], (x2.shape[1] + 63) // 64), dtype=torch.int64),
+                     torch.empty(x2.shape[0], dtype=torch.int32))
+        return out, events, *masks
 
     @_spike_matmul.register_fake
     def _(x2, w):
-        return x2.new_empty((x2.shape[0], w.shape[1])), torch.empty((), dtype=torch.bool, device=x2.device)
+        n, k = x2.shape
+        return (x2.new_empty((n, w.shape[1])), torch.empty((), dtype=torch.bool, device=x2.device),
+                torch.empty((n, (k + 63) // 64), dtype=torch.int64, device=x2.device), torch.empty(n, dtype=torch.int32, device=x2.device))
 
     @custom_op("neuroplastic::spike_matmul_wgrad", mutates_args=())
-    def _wgrad(x2: torch.Tensor, g: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        return kernel_weight_grad(x2, g) if bool(events) else transposed_product(x2, g)
+    def _wgrad(x2: torch.Tensor, g: torch.Tensor, events: torch.Tensor, masks: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        return masked_weight_grad(x2, g, (masks, counts)) if bool(events) else transposed_product(x2, g)
 
     @_wgrad.register_fake
-    def _(x2, g, events):
+    def _(x2, g, events, masks, counts):
         return x2.new_empty((x2.shape[1], g.shape[1]))
 
     return torch.ops.neuroplastic
@@ -236,5 +266,5 @@ def _bias_fits(bias: Any, w: torch.Tensor) -> bool:
             and tuple(bias.shape) == (w.shape[1],) and not in_transform(bias))
 
 
-__all__ = ["EventMatmul", "kernel_product", "kernel_weight_grad", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
+__all__ = ["EventMatmul", "kernel_product", "kernel_weight_grad", "masked_product", "masked_weight_grad", "spike_masks", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
            "traced_ops", "transposed_product"]

@@ -270,23 +270,28 @@ def _load(name: str, make: Any) -> Any:
 
 def _event_ctypes() -> Any:
     lib = ctypes.CDLL(str(build("event_matmul", SOURCE, CXX_FLAGS)))
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
-    for fn in ("np_event_matmul_f32", "np_event_matmul_f64", "np_event_matmul_xt_f32", "np_event_matmul_xt_f64"):
-        f = getattr(lib, fn)
-        # the forward: (x, w, bias or NULL, out, N, K, M, nthreads, max_nnz); the weight gradient: (x, g, out, N, K, M, nthreads)
-        f.argtypes = [p, p, p, i64, i64, i64, ctypes.c_int] if "_xt_" in fn else [p, p, p, p, i64, i64, i64, ctypes.c_int, i64]
-        f.restype = i64
+    p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    signatures = {"np_spike_masks": [p, p, p, i64, i64, c_int],                  # x, masks, counts, N, K, threads
+                  "np_masked_matmul": [p, p, p, p, p, p, i64, i64, i64, c_int],  # x, w, bias|NULL, masks, counts, out, N, K, M
+                  "np_masked_matmul_xt": [p, p, p, p, p, i64, i64, i64, c_int]}  # x, g, masks, counts, out, N, K, M
+    for name, argtypes in signatures.items():
+        for suffix in ("f32", "f64"):
+            f = getattr(lib, f"{name}_{suffix}")
+            f.argtypes, f.restype = argtypes, i64
     return lib
 
 
 def event_library() -> Any:
-    """The event kernels as a ``ctypes`` library (``np_event_matmul[_xt]_f32/_f64``), or ``None``.
+    """The event kernels as a ``ctypes`` library, or ``None``.  Three steps (``_f32`` / ``_f64``):
 
-    ``np_event_matmul_*(x, w, bias, out, N, K, M, nthreads, max_nnz)`` returns the number of non-zeros of
-    ``x`` and computes ``out = x @ w (+ bias, unless NULL)`` only when that is at most ``max_nnz`` (the density
-    check and the product in one read of ``x``); ``np_event_matmul_xt_*(x, g, out, N, K, M, nthreads)``
-    always computes.  Negative
-    returns: :func:`check_status`."""
+    * ``np_spike_masks(x, masks, counts, N, K, threads)``: one read of ``x`` (``N x K``) into bit masks of its
+      non-zeros (``N x ceil(K / 64)`` 64-bit words) and per-row counts (int32); returns the total, from which
+      the caller chooses between the event kernel and a dense product;
+    * ``np_masked_matmul(x, w, bias, masks, counts, out, N, K, M, threads)``: ``out = x @ w (+ bias, unless
+      NULL)`` from the masks;
+    * ``np_masked_matmul_xt(x, g, masks, counts, out, N, K, M, threads)``: ``out = x^T @ g`` from the same masks.
+
+    Negative returns: :func:`check_status`."""
     return _load("event_matmul", _event_ctypes)
 
 
@@ -302,6 +307,8 @@ def _event_ffi() -> Any:
 
 #: XLA FFI handler symbol -> the custom-call target name it is registered under (CPU)
 FFI_TARGETS = {
+    "NpSpikeMasksF32": "neuroplastic_spike_masks_f32",
+    "NpSpikeMasksF64": "neuroplastic_spike_masks_f64",
     "NpEventMatmulF32": "neuroplastic_event_matmul_f32",
     "NpEventMatmulF64": "neuroplastic_event_matmul_f64",
     "NpEventMatmulXtF32": "neuroplastic_event_matmul_xt_f32",
