@@ -101,3 +101,46 @@ def test_unavailable_device_is_a_clear_error():
         pytest.skip("a CUDA device is present")
     with pytest.raises(ValueError, match="device: 'cuda' was asked for but torch sees no CUDA device"):
         get_backend("torch", device="cuda")
+
+
+@pytest.mark.parametrize("name", ["torch", "jax"])
+def test_dense_bias_goes_into_the_event_product_with_the_same_numbers(name, monkeypatch):
+    """A Dense block's projection and bias are one ``event_matmul(x, w, b)`` (the kernel adds the bias), and the
+    network's outputs and BPTT gradients equal those of the separate sum bit for bit (float64): a ``hooks.apply``
+    that only calls the synapse turns the fusion off, as any rule's replacement of synapse products does."""
+    from neuroplastic.backend import get_backend
+    from neuroplastic.losses import Objective, make_loss
+    from neuroplastic.network import Hooks
+    from neuroplastic.rules.bptt import BPTT
+
+    B = get_backend(name, dtype="float64")
+    net = Network(64, [Dense(256, bias=True), LIF(), Dense(256, bias=True), LIF(), Dense(5, bias=True), LIF()])
+    p = net.init(1, backend=B)
+    rng = np.random.default_rng(4)
+    xs = B.asarray((rng.random((60, 8, 64)) < 0.15).astype(np.float64))
+    ys = B.asarray(rng.integers(0, 5, 8))
+    module = __import__(f"neuroplastic.backend.events_{name}", fromlist=["event_matmul"])
+    seen: list = []
+    original = module.event_matmul
+    monkeypatch.setattr(module, "event_matmul", lambda x, w, bias=None: seen.append(bias is not None) or original(x, w, bias))
+    separate = Hooks(apply=lambda c, p_, x: c.synapse.apply(p_, x))
+
+    def outputs(hooks):
+        out, _, _ = net.run(p, xs, hooks=hooks)
+        return B.to_numpy(out)
+
+    fused, plain = outputs(Hooks()), outputs(separate)
+    assert seen[:3] == [True, True, True] and not any(seen[3:6])  # three Dense blocks, fused once, then separate
+    np.testing.assert_array_equal(fused, plain)
+
+    # BPTT's gradients through the kernel's bias against the kernel's product plus a separate bias
+    rule, objective = BPTT(), Objective(make_loss("ce_sum"))
+    g_fused, _, aux = rule.gradients(net, p, {}, (xs, ys), objective)
+    monkeypatch.setattr(module, "event_matmul", lambda x, w, bias=None: original(x, w) + bias if bias is not None else original(x, w))
+    g_plain, _, aux_plain = rule.gradients(net, p, {}, (xs, ys), objective)
+    assert float(B.to_numpy(aux["loss"])) == float(B.to_numpy(aux_plain["loss"]))
+    from neuroplastic.tree import tree_flatten_dict
+
+    flat, flat_plain = tree_flatten_dict(g_fused), tree_flatten_dict(g_plain)
+    for key in flat:
+        np.testing.assert_allclose(B.to_numpy(flat[key]), B.to_numpy(flat_plain[key]), rtol=1e-12, atol=1e-12, err_msg=key)

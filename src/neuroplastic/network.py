@@ -48,7 +48,7 @@ import numpy as np
 from .backend import Backend, get_backend, ops_for
 from .cells import Cell, Identity
 from .cells.jacobians import CellJacobians, reshape_jacobians, step_with_jacobians
-from .layers.synapse import DenseMap, Synapse
+from .layers.synapse import BiasMap, DenseMap, Synapse
 from .tree import tree_map
 
 
@@ -377,23 +377,35 @@ class Network:
         return xs
 
     # ------------------------------------------------------------------ the two pieces of a block's step
-    def _apply(self, c: Connection, params: dict, x: Any, hooks: Hooks) -> Any:
+    def _apply(self, c: Connection, params: dict, x: Any, hooks: Hooks, bias: Any = None) -> Any:
         if hooks.detach_between_blocks and c.from_block and c.src != c.dst:
             x = ops_for(x).stop_gradient(x)
         p = self.connection_params(params, c)
+        if bias is not None:  # see _same_step_input
+            return c.synapse.apply(p, x, bias)
         return hooks.apply(c, p, x) if hooks.apply is not None else c.synapse.apply(p, x)
 
     def _same_step_input(self, l: int, params: dict, sources: Callable[[int], Any], hooks: Hooks) -> Any:
         """Block ``l``'s current from its same-step connections (and offsets); ``sources(src)`` is the
-        source's activity (one step, or all steps at once)."""
-        current = None
-        for c in self._into[l]:
-            if c.delay:
+        source's activity (one step, or all steps at once).
+
+        A dense projection followed by its bias (a ``Dense`` block's first two terms) is one
+        ``x @ w + b`` (:meth:`DenseMap.apply` with ``bias``: added inside the event kernel, the same
+        numbers as the sum), unless ``hooks.apply`` replaces synapse products."""
+        current, fused_bias = None, False
+        same_step = [c for c in self._into[l] if not c.delay]
+        for i, c in enumerate(same_step):
+            if c.is_bias and fused_bias:
+                fused_bias = False
                 continue
             if c.is_bias:
                 term = c.synapse.apply(self.connection_params(params, c))
             else:
-                term = self._apply(c, params, sources(c.src), hooks)
+                nxt = same_step[i + 1] if i + 1 < len(same_step) else None
+                fused_bias = (current is None and hooks.apply is None and type(c.synapse) is DenseMap and nxt is not None
+                              and nxt.is_bias and type(nxt.synapse) is BiasMap and nxt.synapse.repeat == 1)
+                bias = nxt.synapse.apply(self.connection_params(params, nxt)) if fused_bias else None
+                term = self._apply(c, params, sources(c.src), hooks, bias)
             current = term if current is None else current + term
         if hooks.offsets is not None and hooks.offsets[l] is not None:
             current = current + hooks.offsets[l]

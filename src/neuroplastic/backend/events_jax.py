@@ -37,6 +37,10 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def _target(name: str, dtype: Any) -> str:
+    """The FFI target of kernel ``name`` for ``dtype``, registered with XLA on first use (a clear error, not XLA's
+    missing-handler error, where the library cannot be built)."""
+    if native.event_library_ffi() is None:
+        raise RuntimeError(f"the event kernels are unavailable: {native.build_error('event_matmul_ffi')}")
     return f"neuroplastic_{name}_{_SUFFIX[np.dtype(dtype)]}"
 
 

@@ -75,8 +75,10 @@ class DenseMap(Synapse):
             return w
         return w * (1.0 - ops_for(w).eye(self.n_dst, dtype=w.dtype))
 
-    def apply(self, p: dict, x: Any) -> Any:
-        return ops_for(x).event_matmul(x, self.weight(p))
+    def apply(self, p: dict, x: Any, bias: Any = None) -> Any:
+        """``x @ w``, or ``x @ w + bias`` for a ``(n_dst,)`` ``bias`` (added inside the event kernel: the same
+        numbers as adding it after, one pass over the output fewer)."""
+        return ops_for(x).event_matmul(x, self.weight(p), bias)
 
     def transpose(self, p: dict, g: Any) -> Any:
         B = ops_for(g)
