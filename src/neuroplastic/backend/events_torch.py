@@ -8,8 +8,8 @@ the non-zeros of a spike matrix ``x`` (``event_matmul.cc``, see :mod:`.native`).
 :func:`event_matmul` picks, per call, the event kernel or torch's dense ``matmul``: the event kernel
 needs a plain CPU tensor of float32 or float64 (not ``torch.func``-wrapped, no forward-AD tangent:
 the Function has no forward-mode rule), the library (:func:`.native.event_library`), enough work
-(:func:`.native.worth_it`) and a density of ``x`` at most :func:`.native.max_density` of the output width, which
-the kernel checks itself while it lists the non-zeros (:func:`_product`).  Both give the same numbers up to
+(:func:`.native.worth_it`) and a density of ``x`` at most :func:`.native.max_density` of the output width, read
+from the count that comes with the masks of its non-zeros (:func:`spike_masks`, :func:`_product`).  Both give the same numbers up to
 the rounding of another summation order (tests/test_event_matmul.py).
 
 A dense product with a narrow output (a readout's ten classes) takes :class:`NarrowOutputMatmul`, which

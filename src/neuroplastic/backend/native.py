@@ -372,7 +372,7 @@ def build_error(name: str = "event_matmul") -> str | None:
 
 def max_nonzeros(size: int, m: int) -> int:
     """The most non-zeros an ``x`` of ``size`` entries may have for ``x @ w`` with ``m`` output columns to take the
-    event kernel (:func:`max_density`); the kernels receive it and check the density themselves."""
+    event kernel (:func:`max_density`), compared with the count that comes with the masks of ``x``'s non-zeros."""
     return int(max_density(m) * size)
 
 
