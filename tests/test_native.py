@@ -92,7 +92,7 @@ def test_kernel_errors_are_named():
 def test_huge_pages_env_only_where_glibc_and_the_kernel_support_it(monkeypatch):
     ok = dict(libc_version=(2, 35), thp_mode="madvise")
     assert native.huge_pages_env({}, **ok) == {"GLIBC_TUNABLES": native.HUGE_PAGES_TUNABLE}
-    assert native.huge_pages_env({}, libc_version=(2, 40), thp_mode="always") == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert native.huge_pages_env({}, libc_version=(2, 40), thp_mode="always") == {}  # the kernel does it already
     # the user's other tunables are kept; their own hugetlb choice wins
     assert native.huge_pages_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, **ok) == {
         "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
@@ -135,7 +135,7 @@ def test_processes_started_with_huge_pages_env_advise_their_large_blocks():
 
     extra = native.huge_pages_env()
     if not extra:
-        pytest.skip("no glibc >= 2.35 with transparent huge pages here (or NEUROPLASTIC_HUGE_PAGES=0)")
+        pytest.skip("no glibc >= 2.35 with transparent huge pages in madvise mode here (or NEUROPLASTIC_HUGE_PAGES=0)")
     plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     assert _large_array_is_advised({**plain, **extra})
     assert not _large_array_is_advised(plain)  # the control: glibc's default does not advise

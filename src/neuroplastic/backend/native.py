@@ -112,8 +112,9 @@ def huge_pages_env(environ: Mapping[str, str] | None = None, libc_version: tuple
                    thp_mode: str | None = None) -> dict[str, str]:
     """The environment a new process needs for glibc's malloc to use transparent huge pages
     (``GLIBC_TUNABLES`` with :data:`HUGE_PAGES_TUNABLE` added), or ``{}`` where that does not apply: not
-    Linux with glibc 2.35 or later, the kernel's transparent huge pages set to ``never``, a ``hugetlb``
-    tunable already chosen, or ``NEUROPLASTIC_HUGE_PAGES=0``.
+    Linux with glibc 2.35 or later, the kernel's transparent huge pages not in ``madvise`` mode (``always``
+    backs large blocks with huge pages already, and glibc's tunable then does nothing; ``never`` has none),
+    a ``hugetlb`` tunable already chosen, or ``NEUROPLASTIC_HUGE_PAGES=0``.
 
     Why: torch allocates every intermediate tensor with ``malloc`` and glibc serves large blocks with fresh
     ``mmap`` pages, so each (T, B, H) array of a whole-sequence step is page-faulted in 4 KiB at a time
@@ -134,7 +135,7 @@ def huge_pages_env(environ: Mapping[str, str] | None = None, libc_version: tuple
         return {}
     version = _glibc_version() if libc_version is None else libc_version
     mode = _thp_mode() if thp_mode is None else thp_mode
-    if version is None or version < (2, 35) or mode not in ("always", "madvise"):
+    if version is None or version < (2, 35) or mode != "madvise":
         return {}
     return {"GLIBC_TUNABLES": f"{tunables}:{HUGE_PAGES_TUNABLE}" if tunables else HUGE_PAGES_TUNABLE}
 
