@@ -110,15 +110,16 @@ def test_huge_pages_env_only_where_glibc_and_the_kernel_support_it(monkeypatch):
 
 
 def _large_array_is_advised(env: dict) -> bool:
-    """Whether a 64 MiB numpy array of a fresh Python process started with ``env`` lies in a mapping advised for
-    huge pages (``hg`` in its VmFlags in /proc/self/smaps: glibc's madvise(MADV_HUGEPAGE), deterministic, unlike
+    """Whether a 64 MiB block from glibc's ``malloc`` in a fresh Python process started with ``env`` lies in a mapping
+    advised for huge pages (``hg`` in its VmFlags in /proc/self/smaps: glibc's madvise(MADV_HUGEPAGE), deterministic, unlike
     whether the kernel found free huge pages)."""
     import subprocess
     import sys
 
     code = (
-        "import numpy as np, re\n"
-        "a = np.ones(1 << 24, np.float32); addr = a.ctypes.data\n"
+        "import ctypes, re\n"
+        "libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p; libc.malloc.argtypes = [ctypes.c_size_t]\n"
+        "addr = libc.malloc(1 << 26); ctypes.memset(addr, 1, 1 << 26)\n"
         "flags = ''\n"
         "for block in open('/proc/self/smaps').read().split('\\n') :\n"
         "    m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', block)\n"
