@@ -532,3 +532,45 @@ def test_outer_sum_equals_the_sum_of_outer_products(backend) -> None:
         torch.testing.assert_close(hx, 2 * gs @ (xs.t() @ gs).t(), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="outer_sum: x .* and g .* must share their leading axes"):
         B.outer_sum(B.zeros((4, 5, 3)), B.zeros((5, 4, 2)))
+
+
+@pytest.mark.parametrize("arch,cpu_flag", [("-march=x86-64", None), ("-march=haswell", "avx2"), ("-march=skylake-avx512", "avx512f")])
+def test_masks_and_products_agree_across_instruction_sets(tmp_path, arch, cpu_flag):
+    """A build only ever compiles one of the masks' code paths (AVX-512, AVX or plain C, by ``-march=native``), so a
+    CI machine of another kind runs a path this one does not: each path is built here and checked against numpy
+    (bits, counts, products with a bias), NaN and -0.0 included, at widths around the vector and word sizes."""
+    import ctypes
+    import platform
+    import subprocess
+    from pathlib import Path
+
+    compiler = native.cxx_compiler()
+    if compiler is None or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("needs a C++ compiler on x86-64")
+    if cpu_flag is not None and cpu_flag not in Path("/proc/cpuinfo").read_text().split():
+        pytest.skip(f"this CPU has no {cpu_flag}")
+    so = tmp_path / "event_matmul.so"
+    done = subprocess.run([compiler, *native.CXX_FLAGS, arch, str(native.SOURCE), "-o", str(so)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    built = ctypes.CDLL(str(so))
+    p = ctypes.c_void_p
+    for dtype, suffix in ((np.float32, "f32"), (np.float64, "f64")):
+        masks_fn, product_fn = getattr(built, f"np_spike_masks_{suffix}"), getattr(built, f"np_masked_matmul_{suffix}")
+        masks_fn.restype = product_fn.restype = ctypes.c_int64
+        masks_fn.argtypes = [p, p, p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+        product_fn.argtypes = [p] * 6 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+        for k in (1, 3, 4, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 129):
+            rng = np.random.default_rng(k)
+            x = _spikes(rng, (37, k), 0.3, binary=False).astype(dtype)
+            x[1, 0], x[2, k - 1] = np.nan, -0.0
+            masks, counts = np.empty((37, (k + 63) // 64), np.uint64), np.empty(37, np.int32)
+            assert masks_fn(x.ctypes.data, masks.ctypes.data, counts.ctypes.data, 37, k, 2) == int(np.sum(x != 0))
+            bits = np.unpackbits(masks.view(np.uint8), axis=1, bitorder="little")
+            np.testing.assert_array_equal(bits[:, :k].astype(bool), x != 0, err_msg=f"{arch} {suffix} K={k}")
+            assert not bits[:, k:].any()
+            np.testing.assert_array_equal(counts, (x != 0).sum(axis=1))
+            w, b = rng.standard_normal((k, 70)).astype(dtype), rng.standard_normal(70).astype(dtype)
+            out = np.empty((37, 70), dtype)
+            product_fn(x.ctypes.data, w.ctypes.data, b.ctypes.data, masks.ctypes.data, counts.ctypes.data, out.ctypes.data, 37, k, 70, 2)
+            finite = ~np.isnan(x).any(axis=1)
+            np.testing.assert_allclose(out[finite], (x @ w + b)[finite], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)

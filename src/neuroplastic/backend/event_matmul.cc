@@ -69,52 +69,35 @@ struct Csr {
 };
 
 // Bit j of the result: whether p[j] != 0 (len <= 64).  `!=` as in C: NaN counts as non-zero, -0 as zero.
-template <typename T>
-inline uint64_t nonzero_bits(const T *p, int64_t len) {
+// lane_bits(q) gives the bits of Lanes entries at q at once (a vector compare); the tail goes one by one.
+template <int Lanes, typename T, typename F>
+inline uint64_t nonzero_bits_by(const T *p, int64_t len, F lane_bits) {
   uint64_t m = 0;
-  for (int64_t j = 0; j < len; ++j) m |= static_cast<uint64_t>(p[j] != T(0)) << j;
+  int64_t j = 0;
+  for (; j + Lanes <= len; j += Lanes) m |= static_cast<uint64_t>(lane_bits(p + j)) << j;
+  for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != T(0)) << j;
   return m;
 }
+
+inline uint64_t nonzero_bits(const float *p, int64_t len) {
 #if defined(__AVX512F__)
-template <>
-inline uint64_t nonzero_bits<float>(const float *p, int64_t len) {
-  uint64_t m = 0;
-  int64_t j = 0;
-  for (; j + 16 <= len; j += 16) m |= static_cast<uint64_t>(_mm512_cmp_ps_mask(_mm512_loadu_ps(p + j), _mm512_setzero_ps(), _CMP_NEQ_UQ)) << j;
-  if (j < len) {
-    const __mmask16 tail = static_cast<__mmask16>((1u << (len - j)) - 1);
-    m |= static_cast<uint64_t>(_mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, p + j), _mm512_setzero_ps(), _CMP_NEQ_UQ)) << j;
-  }
-  return m;
-}
-template <>
-inline uint64_t nonzero_bits<double>(const double *p, int64_t len) {
-  uint64_t m = 0;
-  int64_t j = 0;
-  for (; j + 8 <= len; j += 8) m |= static_cast<uint64_t>(_mm512_cmp_pd_mask(_mm512_loadu_pd(p + j), _mm512_setzero_pd(), _CMP_NEQ_UQ)) << j;
-  for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != 0.0) << j;
-  return m;
-}
+  return nonzero_bits_by<16>(p, len, [](const float *q) { return _mm512_cmp_ps_mask(_mm512_loadu_ps(q), _mm512_setzero_ps(), _CMP_NEQ_UQ); });
 #elif defined(__AVX__)
-template <>
-inline uint64_t nonzero_bits<float>(const float *p, int64_t len) {
-  uint64_t m = 0;
-  int64_t j = 0;
-  for (; j + 8 <= len; j += 8)
-    m |= static_cast<uint64_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + j), _mm256_setzero_ps(), _CMP_NEQ_UQ))) << j;
-  for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != 0.0f) << j;
-  return m;
-}
-template <>
-inline uint64_t nonzero_bits<double>(const double *p, int64_t len) {
-  uint64_t m = 0;
-  int64_t j = 0;
-  for (; j + 4 <= len; j += 4)
-    m |= static_cast<uint64_t>(_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(p + j), _mm256_setzero_pd(), _CMP_NEQ_UQ))) << j;
-  for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != 0.0) << j;
-  return m;
-}
+  return nonzero_bits_by<8>(p, len, [](const float *q) { return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(q), _mm256_setzero_ps(), _CMP_NEQ_UQ)); });
+#else
+  return nonzero_bits_by<1>(p, len, [](const float *q) { return *q != 0.0f; });
 #endif
+}
+
+inline uint64_t nonzero_bits(const double *p, int64_t len) {
+#if defined(__AVX512F__)
+  return nonzero_bits_by<8>(p, len, [](const double *q) { return _mm512_cmp_pd_mask(_mm512_loadu_pd(q), _mm512_setzero_pd(), _CMP_NEQ_UQ); });
+#elif defined(__AVX__)
+  return nonzero_bits_by<4>(p, len, [](const double *q) { return _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(q), _mm256_setzero_pd(), _CMP_NEQ_UQ)); });
+#else
+  return nonzero_bits_by<1>(p, len, [](const double *q) { return *q != 0.0; });
+#endif
+}
 
 // The non-zeros of each row of x (N x K), in increasing column order, in two passes over row blocks.
 // nonzero_masks reads x once into bit masks (words of 64 columns, W = ceil(K / 64) a row) and counts each
@@ -252,33 +235,51 @@ int64_t guarded(const F &fn) {
   }
 }
 
+// The entry points' three steps, each guarded, returning the number of non-zeros (or an error code).
+template <typename T>
+int64_t spike_masks(const T *x, uint64_t *bits, int32_t *counts, int64_t N, int64_t K, int nthreads) {
+  return guarded([&] { return nonzero_masks(x, N, K, bits, counts, nthreads < 1 ? 1 : nthreads); });
+}
+
+template <typename T>
+int64_t masked_matmul(const T *x, const T *w, const T *bias, const uint64_t *bits, const int32_t *counts, T *out,
+                      int64_t N, int64_t K, int64_t M, int nthreads) {
+  return guarded([&] {
+    Csr<T> c;
+    csr_from_masks(x, N, K, bits, counts, c, nthreads < 1 ? 1 : nthreads);
+    csr_matmul(c, w, bias, out, N, K, M, nthreads < 1 ? 1 : nthreads);
+    return c.start[N];
+  });
+}
+
+template <typename T>
+int64_t masked_matmul_xt(const T *x, const T *g, const uint64_t *bits, const int32_t *counts, T *out, int64_t N,
+                         int64_t K, int64_t M, int nthreads) {
+  return guarded([&] {
+    Csr<T> c;
+    csr_from_masks(x, N, K, bits, counts, c, nthreads < 1 ? 1 : nthreads);
+    csr_matmul_xt(c, g, out, N, K, M, nthreads < 1 ? 1 : nthreads);
+    return c.start[N];
+  });
+}
+
 }  // namespace
 
 // ctypes entry points, the same three steps as the XLA FFI handlers below.  np_spike_masks_* writes x's
 // non-zero masks (N x ceil(K / 64) words) and row counts (N) and returns the total; np_masked_matmul_*
 // computes out = x @ w (+ bias, unless null) and np_masked_matmul_xt_* out = x^T @ g from x and its masks.
 // Negative returns: -1 when memory ran out, -2 on another failure.
-#define NP_CTYPES(T, S)                                                                                          \
-  int64_t np_spike_masks_##S(const T *x, uint64_t *bits, int32_t *counts, int64_t N, int64_t K, int nthreads) {  \
-    return guarded([&] { return nonzero_masks(x, N, K, bits, counts, nthreads < 1 ? 1 : nthreads); });           \
-  }                                                                                                              \
-  int64_t np_masked_matmul_##S(const T *x, const T *w, const T *bias, const uint64_t *bits, const int32_t *counts,  \
-                               T *out, int64_t N, int64_t K, int64_t M, int nthreads) {                          \
-    return guarded([&] {                                                                                         \
-      Csr<T> c;                                                                                                  \
-      csr_from_masks(x, N, K, bits, counts, c, nthreads < 1 ? 1 : nthreads);                                     \
-      csr_matmul(c, w, bias, out, N, K, M, nthreads < 1 ? 1 : nthreads);                                         \
-      return c.start[N];                                                                                         \
-    });                                                                                                          \
-  }                                                                                                              \
-  int64_t np_masked_matmul_xt_##S(const T *x, const T *g, const uint64_t *bits, const int32_t *counts, T *out,    \
-                                  int64_t N, int64_t K, int64_t M, int nthreads) {                               \
-    return guarded([&] {                                                                                         \
-      Csr<T> c;                                                                                                  \
-      csr_from_masks(x, N, K, bits, counts, c, nthreads < 1 ? 1 : nthreads);                                     \
-      csr_matmul_xt(c, g, out, N, K, M, nthreads < 1 ? 1 : nthreads);                                            \
-      return c.start[N];                                                                                         \
-    });                                                                                                          \
+#define NP_CTYPES(T, S)                                                                                           \
+  int64_t np_spike_masks_##S(const T *x, uint64_t *bits, int32_t *counts, int64_t N, int64_t K, int nthreads) {   \
+    return spike_masks(x, bits, counts, N, K, nthreads);                                                         \
+  }                                                                                                               \
+  int64_t np_masked_matmul_##S(const T *x, const T *w, const T *bias, const uint64_t *bits, const int32_t *counts,   \
+                               T *out, int64_t N, int64_t K, int64_t M, int nthreads) {                           \
+    return masked_matmul(x, w, bias, bits, counts, out, N, K, M, nthreads);                                       \
+  }                                                                                                               \
+  int64_t np_masked_matmul_xt_##S(const T *x, const T *g, const uint64_t *bits, const int32_t *counts, T *out,     \
+                                  int64_t N, int64_t K, int64_t M, int nthreads) {                                \
+    return masked_matmul_xt(x, g, bits, counts, out, N, K, M, nthreads);                                          \
   }
 extern "C" {
 NP_CTYPES(float, f32)
@@ -298,6 +299,11 @@ ffi::Error check(int64_t r) {
   return ffi::Error::Success();
 }
 
+// Whether bits (u32 (N, 2 ceil(K / 64))) and counts (s32 (N)) have the shapes of x's (N x K) masks.
+bool mask_shapes(int64_t N, int64_t K, ffi::Span<const int64_t> bd, ffi::Span<const int64_t> cd) {
+  return bd.size() == 2 && bd[0] == N && bd[1] == 2 * ((K + 63) / 64) && cd.size() == 1 && cd[0] == N;
+}
+
 // The masks of x's non-zeros (u32 (N, 2 W): each 64-column word as two 32-bit halves, low first, so that JAX
 // holds them without 64-bit types), the count of each row (s32 (N)), and sparse (s32 scalar): 1 when the
 // total is at most max_nnz.  One read of x; the products below take the masks instead of reading x again.
@@ -308,11 +314,10 @@ ffi::Error SpikeMasksFfi(ffi::Buffer<DT> x, ffi::ResultBuffer<ffi::DataType::U32
   const auto xd = x.dimensions();
   if (xd.size() != 2) return ffi::Error(ffi::ErrorCode::kInvalidArgument, "spike_masks: x must be 2-D");
   const int64_t N = xd[0], K = xd[1];
-  if (bits->dimensions().size() != 2 || bits->dimensions()[0] != N || bits->dimensions()[1] != 2 * ((K + 63) / 64))
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "spike_masks: the masks must be (N, 2 ceil(K / 64))");
+  if (!mask_shapes(N, K, bits->dimensions(), counts->dimensions()))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "spike_masks: the masks must be (N, 2 ceil(K / 64)), the counts (N)");
   uint64_t *words = reinterpret_cast<uint64_t *>(bits->typed_data());  // XLA's buffers are at least 16-byte aligned
-  const int64_t r = guarded([&] { return nonzero_masks(x.typed_data(), N, K, words, counts->typed_data(),
-                                                       nthreads < 1 ? 1 : nthreads); });
+  const int64_t r = spike_masks(x.typed_data(), words, counts->typed_data(), N, K, nthreads);
   sparse->typed_data()[0] = r >= 0 && r <= max_nnz ? 1 : 0;
   return check(r);
 }
@@ -322,41 +327,32 @@ template <ffi::DataType DT>
 ffi::Error MaskedMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> bias, ffi::Buffer<ffi::DataType::U32> bits,
                            ffi::Buffer<ffi::DataType::S32> counts, ffi::ResultBuffer<DT> out, int32_t nthreads,
                            int32_t has_bias) {
-  typedef ffi::NativeType<DT> T;
   const auto xd = x.dimensions(), wd = w.dimensions(), bd = bias.dimensions();
   if (xd.size() != 2 || wd.size() != 2 || wd[0] != xd[1])
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: x (N, K) and w (K, M) must be 2-D with the same K");
   if (has_bias && (bd.size() != 1 || bd[0] != wd[1]))
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: bias must be 1-D with M entries");
   const int64_t N = xd[0], K = xd[1], M = wd[1];
-  const int nt = nthreads < 1 ? 1 : nthreads;
-  const T *b = has_bias ? bias.typed_data() : nullptr;
+  if (!mask_shapes(N, K, bits.dimensions(), counts.dimensions()))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: the masks and counts do not have x's shapes");
   const uint64_t *words = reinterpret_cast<const uint64_t *>(bits.typed_data());
-  return check(guarded([&] {
-    Csr<T> c;
-    csr_from_masks(x.typed_data(), N, K, words, counts.typed_data(), c, nt);
-    csr_matmul(c, w.typed_data(), b, out->typed_data(), N, K, M, nt);
-    return c.start[N];
-  }));
+  return check(masked_matmul(x.typed_data(), w.typed_data(), has_bias ? bias.typed_data() : nullptr, words,
+                             counts.typed_data(), out->typed_data(), N, K, M, nthreads));
 }
 
 // Weight gradient: out (K x M) = x (N x K)^T @ g (N x M), x's non-zeros given by the masks and counts.
 template <ffi::DataType DT>
 ffi::Error MaskedMatmulXtFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> g, ffi::Buffer<ffi::DataType::U32> bits,
                              ffi::Buffer<ffi::DataType::S32> counts, ffi::ResultBuffer<DT> out, int32_t nthreads) {
-  typedef ffi::NativeType<DT> T;
   const auto xd = x.dimensions(), gd = g.dimensions();
   if (xd.size() != 2 || gd.size() != 2 || gd[0] != xd[0])
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul_xt: x (N, K) and g (N, M) must be 2-D with the same N");
   const int64_t N = xd[0], K = xd[1], M = gd[1];
-  const int nt = nthreads < 1 ? 1 : nthreads;
+  if (!mask_shapes(N, K, bits.dimensions(), counts.dimensions()))
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul_xt: the masks and counts do not have x's shapes");
   const uint64_t *words = reinterpret_cast<const uint64_t *>(bits.typed_data());
-  return check(guarded([&] {
-    Csr<T> c;
-    csr_from_masks(x.typed_data(), N, K, words, counts.typed_data(), c, nt);
-    csr_matmul_xt(c, g.typed_data(), out->typed_data(), N, K, M, nt);
-    return c.start[N];
-  }));
+  return check(masked_matmul_xt(x.typed_data(), g.typed_data(), words, counts.typed_data(), out->typed_data(), N, K, M,
+                                nthreads));
 }
 
 }  // namespace
