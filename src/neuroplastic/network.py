@@ -153,6 +153,17 @@ class StepRecord(NamedTuple):
     jacobians: list | None  # each block's CellJacobians (B, n) when asked for
 
 
+def _fusable_bias(same_step: Sequence[Connection]) -> Connection | None:
+    """The bias connection that a block's first same-step connection can take into its product (a plain
+    :class:`DenseMap` followed by a one-per-output :class:`BiasMap`), or ``None``."""
+    if len(same_step) < 2:
+        return None
+    first, second = same_step[:2]
+    if first.is_bias or type(first.synapse) is not DenseMap or not second.is_bias:
+        return None
+    return second if type(second.synapse) is BiasMap and second.synapse.repeat == 1 else None
+
+
 class Network:
     """A stack of blocks with optional links; see the module docstring."""
 
@@ -176,6 +187,8 @@ class Network:
         self._sizes = [self.n_in] + [b.size for b in self.blocks]
         self.connections: tuple[Connection, ...] = self._wire()
         self._into = [tuple(c for c in self.connections if c.dst == l) for l in range(len(self.blocks))]
+        self._same_step = [tuple(c for c in into if not c.delay) for into in self._into]
+        self._fusable_bias = [_fusable_bias(conns) for conns in self._same_step]
 
     def _wire(self) -> tuple[Connection, ...]:
         out: list[Connection] = []
@@ -389,22 +402,18 @@ class Network:
         """Block ``l``'s current from its same-step connections (and offsets); ``sources(src)`` is the
         source's activity (one step, or all steps at once).
 
-        A dense projection followed by its bias (a ``Dense`` block's first two terms) is one
-        ``x @ w + b`` (:meth:`DenseMap.apply` with ``bias``: added inside the event kernel, the same
-        numbers as the sum), unless ``hooks.apply`` replaces synapse products."""
-        current, fused_bias = None, False
-        same_step = [c for c in self._into[l] if not c.delay]
-        for i, c in enumerate(same_step):
-            if c.is_bias and fused_bias:
-                fused_bias = False
+        A dense projection followed by its bias (a ``Dense`` block's first two terms, found once at
+        construction: :func:`_fusable_bias`) is one ``x @ w + b`` (:meth:`DenseMap.apply` with ``bias``: added
+        inside the event kernel, the same numbers as the sum), unless ``hooks.apply`` replaces synapse products."""
+        fused = self._fusable_bias[l] if hooks.apply is None else None
+        current = None
+        for i, c in enumerate(self._same_step[l]):
+            if c is fused:
                 continue
             if c.is_bias:
                 term = c.synapse.apply(self.connection_params(params, c))
             else:
-                nxt = same_step[i + 1] if i + 1 < len(same_step) else None
-                fused_bias = (current is None and hooks.apply is None and type(c.synapse) is DenseMap and nxt is not None
-                              and nxt.is_bias and type(nxt.synapse) is BiasMap and nxt.synapse.repeat == 1)
-                bias = nxt.synapse.apply(self.connection_params(params, nxt)) if fused_bias else None
+                bias = fused.synapse.apply(self.connection_params(params, fused)) if fused is not None and i == 0 else None
                 term = self._apply(c, params, sources(c.src), hooks, bias)
             current = term if current is None else current + term
         if hooks.offsets is not None and hooks.offsets[l] is not None:
