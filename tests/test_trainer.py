@@ -260,3 +260,10 @@ def test_torch_fused_adam_fast_step_equals_optimizer_step_bit_for_bit(name, opti
         for field in s_ref.state[b]:
             assert torch.equal(s_fast.state[a][field], s_ref.state[b][field]), field
     assert s_fast.param_groups[0]["lr"] == s_ref.param_groups[0]["lr"]
+    # tensors the optimizer does not own are left to Optimizer.step (which skips them), not stepped in their place
+    foreign = {k: v.detach().clone() for k, v in p_fast.items()}
+    own = {k: v.detach().clone() for k, v in p_fast.items()}
+    opt = make_optimizer(name, 0.01, B, **options)
+    opt.update({k: torch.ones_like(v) for k, v in foreign.items()}, s_fast, foreign)
+    for key in own:
+        assert torch.equal(p_fast[key], own[key]) and torch.equal(foreign[key], own[key]), key

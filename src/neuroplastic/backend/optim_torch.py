@@ -103,7 +103,6 @@ class TorchOptimizer(Optimizer):
     def restore(self, state: Any, snapshot: Any) -> Any:
         state.load_state_dict(snapshot[0])
         state.step_count = snapshot[1]
-        state.neuroplastic_fused_lists = None  # the state tensors were replaced
         return state
 
     def preview(self, grads: Any, state: Any, params: Any) -> Any:
@@ -130,19 +129,19 @@ def _fused_adam_lists(opt: Any, leaves: list) -> tuple | None:
     ``None`` where ``opt.step()`` must run: not a fused ``Adam`` / ``AdamW`` with one parameter group over
     ``leaves`` (one device and dtype, every parameter's state made by a first step), or step hooks, gradient
     scaling, ``differentiable`` or ``capturable`` in use.  Kept on the optimizer (``neuroplastic_fused_lists``)
-    while its state tensors stay the same objects."""
-    cached = getattr(opt, "neuroplastic_fused_lists", None)
-    if cached is not None and cached[0] is opt.param_groups[0] and len(opt.param_groups) == 1 and not _step_hooks(opt):
-        return cached[1]
-    if type(opt) not in (torch.optim.Adam, torch.optim.AdamW) or len(opt.param_groups) != 1 or _step_hooks(opt):
+    while its parameter group is the same dict (``load_state_dict`` replaces the groups with the state)."""
+    if len(opt.param_groups) != 1 or _step_hooks(opt) or getattr(opt, "grad_scale", None) is not None \
+            or getattr(opt, "found_inf", None) is not None:
         return None
     group = opt.param_groups[0]
     params = group["params"]
-    if not group.get("fused") or group.get("differentiable") or group.get("capturable") or len(params) != len(leaves):
-        return None
-    if any(p is not q for p, q in zip(params, leaves)) or len({(p.device, p.dtype) for p in params}) != 1:
-        return None
-    if getattr(opt, "grad_scale", None) is not None or getattr(opt, "found_inf", None) is not None:
+    if len(params) != len(leaves) or any(p is not q for p, q in zip(params, leaves)):
+        return None  # not the tensors this optimizer updates: Optimizer.step decides (it skips them)
+    cached = getattr(opt, "neuroplastic_fused_lists", None)
+    if cached is not None and cached[0] is group:  # load_state_dict makes new group dicts (and state tensors)
+        return cached
+    if type(opt) not in (torch.optim.Adam, torch.optim.AdamW) or not group.get("fused") or group.get("differentiable") \
+            or group.get("capturable") or len({(p.device, p.dtype) for p in params}) != 1:
         return None
     names = ("exp_avg", "exp_avg_sq", "step") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
     states = [opt.state.get(p, {}) for p in params]
@@ -150,8 +149,7 @@ def _fused_adam_lists(opt: Any, leaves: list) -> tuple | None:
         return None  # before the first step: torch.optim creates the state
     lists = ([st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states],
              [st["max_exp_avg_sq"] for st in states] if group["amsgrad"] else [], [st["step"] for st in states])
-    fused = (group, *lists)
-    opt.neuroplastic_fused_lists = (group, fused)
+    opt.neuroplastic_fused_lists = fused = (group, *lists)
     return fused
 
 
