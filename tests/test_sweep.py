@@ -166,11 +166,14 @@ def test_thread_env_limits_every_pool_and_keeps_the_callers_xla_flags(monkeypatc
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     env = thread_env(1)
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and "GOMP_SPINCOUNT" not in env
-    # the trial's process starts with glibc's huge-page tunable where the machine has it (native.huge_pages_env)
+    # the trial's process starts with glibc's huge-page tunable where the machine has it (native.huge_pages_env;
+    # here a machine that has it, whatever this one is), the caller's other tunables kept
     from neuroplastic.backend import native
 
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert env.get("GLIBC_TUNABLES") == native.huge_pages_env().get("GLIBC_TUNABLES")
+    monkeypatch.setattr(native, "_glibc_version", lambda: (2, 36))
+    monkeypatch.setattr(native, "_thp_mode", lambda: "madvise")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert thread_env(1)["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
     monkeypatch.setenv("NEUROPLASTIC_HUGE_PAGES", "0")
     assert "GLIBC_TUNABLES" not in thread_env(1)
 
