@@ -26,46 +26,63 @@ def _spikes(rng: np.random.Generator, shape: tuple, density: float, binary: bool
     return np.where(mask, values, 0.0)
 
 
-SHAPES = [(300, 256, 256), (257, 300, 70), (64, 512, 10), (5, 1, 1), (1000, 256, 520)]
+SHAPES = [(300, 256, 256), (257, 300, 70), (64, 512, 10), (5, 1, 1), (1000, 256, 520), (300, 40, 3), (300, 40, 8),
+          (300, 40, 17), (300, 40, 33)]  # outputs 1-16 columns wide take narrower column chunks
 
 
 def _masks(x: np.ndarray, threads: int = 2) -> tuple:
-    """``np_spike_masks`` on a C-contiguous numpy ``x``: (masks, counts, total)."""
+    """``np_spike_masks`` on a C-contiguous numpy ``x``: (masks, counts, total, binary flag)."""
     import ctypes
 
     n, k = x.shape
-    masks, counts = np.empty((n, (k + 63) // 64), np.uint64), np.empty(n, np.int32)
+    masks, counts, binary = np.empty((n, (k + 63) // 64), np.uint64), np.empty(n, np.int32), np.full(1, -1, np.int32)
     fn = getattr(lib, f"np_spike_masks_{'f32' if x.dtype == np.float32 else 'f64'}")
-    total = fn(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(masks.ctypes.data), ctypes.c_void_p(counts.ctypes.data), n, k, threads)
-    return masks, counts, total
+    p = ctypes.c_void_p
+    total = fn(p(x.ctypes.data), p(masks.ctypes.data), p(counts.ctypes.data), p(binary.ctypes.data), n, k, threads)
+    return masks, counts, total, int(binary[0])
 
 
-def _product(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, threads: int = 2) -> np.ndarray:
-    """``x @ w (+ bias)`` through the ctypes entry points: the masks, then the product from them."""
+def _product(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, threads: int = 2, binary: int | None = None) -> np.ndarray:
+    """``x @ w (+ bias)`` through the ctypes entry points: the masks, then the product from them (``binary``: the
+    flag passed, by default the one the masks gave)."""
     import ctypes
 
     p = ctypes.c_void_p
-    masks, counts, _ = _masks(x, threads)
+    masks, counts, _, flag = _masks(x, threads)
     (n, k), m = x.shape, w.shape[1]
     out = np.empty((n, m), x.dtype)
     fn = getattr(lib, f"np_masked_matmul_{'f32' if x.dtype == np.float32 else 'f64'}")
     assert fn(p(x.ctypes.data), p(w.ctypes.data), p(bias.ctypes.data) if bias is not None else None, p(masks.ctypes.data),
-              p(counts.ctypes.data), p(out.ctypes.data), n, k, m, threads) == counts.sum()
+              flag if binary is None else binary, p(out.ctypes.data), n, k, m, threads) == 0
     return out
 
 
-def _weight_grad(x: np.ndarray, g: np.ndarray, threads: int = 2) -> np.ndarray:
-    """``x^T g`` through the ctypes entry points."""
+def _weight_grad(x: np.ndarray, g: np.ndarray, threads: int = 2, sums: bool = False, binary: int | None = None):
+    """``x^T g`` through the ctypes entry points; with ``sums`` also the kernel's column sums of ``g``."""
     import ctypes
 
     p = ctypes.c_void_p
-    masks, counts, _ = _masks(x, threads)
+    masks, counts, _, flag = _masks(x, threads)
     (n, k), m = x.shape, g.shape[1]
-    out = np.empty((k, m), x.dtype)
+    out, gsum = np.empty((k, m), x.dtype), np.full(m, np.nan, x.dtype)
     fn = getattr(lib, f"np_masked_matmul_xt_{'f32' if x.dtype == np.float32 else 'f64'}")
-    assert fn(p(x.ctypes.data), p(g.ctypes.data), p(masks.ctypes.data), p(counts.ctypes.data), p(out.ctypes.data), n, k, m,
-              threads) == counts.sum()
-    return out
+    assert fn(p(x.ctypes.data), p(g.ctypes.data), p(masks.ctypes.data), p(counts.ctypes.data), flag if binary is None else binary,
+              p(out.ctypes.data), p(gsum.ctypes.data) if sums else None, n, k, m, threads) == 0
+    if not sums:
+        assert np.isnan(gsum).all()  # not written
+    return (out, gsum) if sums else out
+
+
+def _blocked_column_sums(g: np.ndarray, block: int = 256) -> np.ndarray:
+    """``g.sum(0)`` in the kernel's order: rows added one by one within blocks of ``block`` rows, then the blocks' sums
+    one by one (elementwise additions in ``g``'s dtype, so the same roundings)."""
+    total = np.zeros(g.shape[1], g.dtype)
+    for b0 in range(0, g.shape[0], block):
+        part = np.zeros(g.shape[1], g.dtype)
+        for row in g[b0:b0 + block]:
+            part = part + row
+        total = total + part
+    return total
 
 
 @pytest.mark.parametrize("n,k,m", SHAPES)
@@ -78,6 +95,47 @@ def test_ctypes_kernels_equal_dense_products_float64(n: int, k: int, m: int, bin
     assert _masks(x)[2] == np.count_nonzero(x)
     np.testing.assert_allclose(_product(x, w), x @ w, rtol=0, atol=1e-12)
     np.testing.assert_allclose(_weight_grad(x, g), x.T @ g, rtol=0, atol=1e-12)
+    gw, gsum = _weight_grad(x, g, sums=True)
+    np.testing.assert_array_equal(gw, _weight_grad(x, g))  # the sums change nothing in the weight gradient
+    np.testing.assert_allclose(gsum, g.sum(0), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ctypes_binary_flag_and_the_products_that_skip_reading_x(dtype: type) -> None:
+    """The masks say "binary" exactly when every non-zero is 1 (an all-zero x too); products told so never read x's
+    values, and give the same bits as the products that read them (1 * r is r), at widths taking 1, 2, 4 and 8
+    vectors a chunk and several chunks; a 2, a NaN or a -1 among the ones clears the flag."""
+    rng = np.random.default_rng(11)
+    n, k = 600, 150
+    x = _spikes(rng, (n, k), 0.1).astype(dtype)
+    assert _masks(x)[3] == 1 and _masks(np.zeros((n, k), dtype))[3] == 1
+    for value in (2.0, np.nan, -1.0, 1.0 + np.finfo(dtype).eps):
+        other = x.copy()
+        other[n - 1, k - 1] = value
+        assert _masks(other)[3] == 0, value
+    for m in (3, 10, 20, 40, 70, 130):
+        w, g = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((n, m)).astype(dtype)
+        b = rng.standard_normal(m).astype(dtype)
+        np.testing.assert_array_equal(_product(x, w, b, binary=1), _product(x, w, b, binary=0))
+        fast, slow = _weight_grad(x, g, sums=True, binary=1), _weight_grad(x, g, sums=True, binary=0)
+        np.testing.assert_array_equal(fast[0], slow[0])
+        np.testing.assert_array_equal(fast[1], slow[1])
+        np.testing.assert_allclose(_product(x, w, b), x.astype(np.float64) @ w + b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("m", [1, 10, 70, 130])
+def test_ctypes_column_sums_are_the_blocked_order_bit_for_bit(m: int) -> None:
+    """The bias gradient that comes with the weight gradient sums every row of g, empty rows of x included, in the
+    documented order (blocks of 256 rows in order, then the blocks): bit-equal to that order in float32, and close to
+    numpy's own sum."""
+    rng = np.random.default_rng(m)
+    n, k = 700, 50
+    x = _spikes(rng, (n, k), 0.02).astype(np.float32)
+    x[:300] = 0.0  # rows with no non-zero still count in the sums
+    g = rng.standard_normal((n, m)).astype(np.float32)
+    _, gsum = _weight_grad(x, g, sums=True)
+    np.testing.assert_array_equal(gsum, _blocked_column_sums(g))
+    np.testing.assert_allclose(gsum, g.astype(np.float64).sum(0), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -90,7 +148,8 @@ def test_ctypes_masks_are_the_nonzeros_bit_by_bit(dtype: type, k: int) -> None:
     n, m = 50, 130
     x = _spikes(rng, (n, k), 0.3, binary=False).astype(dtype)
     x[1, 0], x[2, k - 1], x[3, k // 2] = np.nan, -0.0, 1e-30  # NaN != 0, -0.0 == 0, a tiny value != 0
-    masks, counts, total = _masks(x)
+    masks, counts, total, binary = _masks(x)
+    assert binary == 0  # NaN and other values than 1
     bits = np.unpackbits(masks.view(np.uint8), axis=1, bitorder="little")
     np.testing.assert_array_equal(bits[:, :k].astype(bool), x != 0)
     assert not bits[:, k:].any()
@@ -122,11 +181,13 @@ def test_ctypes_kernels_do_not_depend_on_the_thread_count(dtype: type) -> None:
     n, k, m = 700, 300, 200
     x = _spikes(rng, (n, k), 0.1).astype(dtype)
     w, g = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((n, m)).astype(dtype)
-    results = [(_masks(x, threads), _product(x, w, threads=threads), _weight_grad(x, g, threads)) for threads in (1, 2, 3)]
-    for masks, out, out_t in results[1:]:
+    results = [(_masks(x, threads), _product(x, w, threads=threads), *_weight_grad(x, g, threads, sums=True)) for threads in (1, 2, 3)]
+    assert results[0][0][3] == 1
+    for masks, out, out_t, gsum in results[1:]:
         np.testing.assert_array_equal(masks[0], results[0][0][0])
         np.testing.assert_array_equal(out, results[0][1])
         np.testing.assert_array_equal(out_t, results[0][2])
+        np.testing.assert_array_equal(gsum, results[0][3])
 
 
 # ---------------------------------------------------------------------------------------- torch
@@ -371,9 +432,9 @@ def test_network_bptt_gradients_equal_with_and_without_event_kernels(backend: st
     if backend == "jax" and native.event_library_ffi() is None:
         pytest.skip(f"XLA FFI kernels unavailable: {native.build_error('event_matmul_ffi')}")
     calls: list[str] = []
-    for name in (("masked_product", "masked_weight_grad")):
+    for name in ("masked_product", "masked_gradients"):
         original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name: calls.append(_n) or _o(*a))
+        monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name, **kw: calls.append(_n) or _o(*a, **kw))
 
     def grads() -> dict:
         g, _, aux = rule.gradients(net, params, {}, (xs, ys), objective)
@@ -467,7 +528,9 @@ def test_jax_spike_masks_are_the_nonzeros_bit_by_bit(k: int, dtype: str) -> None
     x = _spikes(rng, (40, k), 0.3, binary=False).astype(dtype)
     x[1, 0], x[2, k - 1], x[3, k // 2] = np.nan, -0.0, 1e-30
     nonzero = x != 0
-    bits, counts, sparse = events_jax.spike_masks(jnp.asarray(x), 2, int(nonzero.sum()))
+    bits, counts, flags, sparse = events_jax.spike_masks(jnp.asarray(x), 2, int(nonzero.sum()))
+    assert int(flags) & 2 == 0  # not binary (NaN, other values)
+    assert int(events_jax.spike_masks(jnp.asarray((x != 0).astype(dtype)), 2, 0)[2]) == 2  # binary, not sparse enough
     words = np.asarray(bits).view(np.uint64)  # two 32-bit halves, low first: little-endian 64-bit words
     assert words.shape == (40, (k + 63) // 64)
     unpacked = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, :k].astype(bool)
@@ -475,7 +538,7 @@ def test_jax_spike_masks_are_the_nonzeros_bit_by_bit(k: int, dtype: str) -> None
     assert not np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, k:].any()  # padding bits clear
     np.testing.assert_array_equal(np.asarray(counts), nonzero.sum(axis=1))
     assert bool(sparse)
-    assert not bool(events_jax.spike_masks(jnp.asarray(x), 2, int(nonzero.sum()) - 1)[2])
+    assert not bool(events_jax.spike_masks(jnp.asarray(x), 2, int(nonzero.sum()) - 1)[3])
 
 
 def test_jax_density_limit_depends_on_the_output_width() -> None:
@@ -557,20 +620,23 @@ def test_masks_and_products_agree_across_instruction_sets(tmp_path, arch, cpu_fl
     for dtype, suffix in ((np.float32, "f32"), (np.float64, "f64")):
         masks_fn, product_fn = getattr(built, f"np_spike_masks_{suffix}"), getattr(built, f"np_masked_matmul_{suffix}")
         masks_fn.restype = product_fn.restype = ctypes.c_int64
-        masks_fn.argtypes = [p, p, p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
-        product_fn.argtypes = [p] * 6 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+        masks_fn.argtypes = [p, p, p, p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+        product_fn.argtypes = [p] * 4 + [ctypes.c_int32, p] + [ctypes.c_int64] * 3 + [ctypes.c_int]
         for k in (1, 3, 4, 7, 8, 9, 15, 16, 17, 33, 63, 64, 65, 129):
             rng = np.random.default_rng(k)
+            w, b = rng.standard_normal((k, 70)).astype(dtype), rng.standard_normal(70).astype(dtype)
+            spikes = _spikes(rng, (37, k), 0.3).astype(dtype)
             x = _spikes(rng, (37, k), 0.3, binary=False).astype(dtype)
             x[1, 0], x[2, k - 1] = np.nan, -0.0
-            masks, counts = np.empty((37, (k + 63) // 64), np.uint64), np.empty(37, np.int32)
-            assert masks_fn(x.ctypes.data, masks.ctypes.data, counts.ctypes.data, 37, k, 2) == int(np.sum(x != 0))
-            bits = np.unpackbits(masks.view(np.uint8), axis=1, bitorder="little")
-            np.testing.assert_array_equal(bits[:, :k].astype(bool), x != 0, err_msg=f"{arch} {suffix} K={k}")
-            assert not bits[:, k:].any()
-            np.testing.assert_array_equal(counts, (x != 0).sum(axis=1))
-            w, b = rng.standard_normal((k, 70)).astype(dtype), rng.standard_normal(70).astype(dtype)
-            out = np.empty((37, 70), dtype)
-            product_fn(x.ctypes.data, w.ctypes.data, b.ctypes.data, masks.ctypes.data, counts.ctypes.data, out.ctypes.data, 37, k, 70, 2)
-            finite = ~np.isnan(x).any(axis=1)
-            np.testing.assert_allclose(out[finite], (x @ w + b)[finite], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+            for data, binary in ((x, 0), (spikes, 1)):
+                masks, counts, flag = np.empty((37, (k + 63) // 64), np.uint64), np.empty(37, np.int32), np.full(1, -1, np.int32)
+                assert masks_fn(data.ctypes.data, masks.ctypes.data, counts.ctypes.data, flag.ctypes.data, 37, k, 2) == int(np.sum(data != 0))
+                assert flag[0] == binary, f"{arch} {suffix} K={k}: binary flag {flag[0]}"
+                bits = np.unpackbits(masks.view(np.uint8), axis=1, bitorder="little")
+                np.testing.assert_array_equal(bits[:, :k].astype(bool), data != 0, err_msg=f"{arch} {suffix} K={k}")
+                assert not bits[:, k:].any()
+                np.testing.assert_array_equal(counts, (data != 0).sum(axis=1))
+                out = np.empty((37, 70), dtype)
+                product_fn(data.ctypes.data, w.ctypes.data, b.ctypes.data, masks.ctypes.data, int(flag[0]), out.ctypes.data, 37, k, 70, 2)
+                finite = ~np.isnan(data).any(axis=1)
+                np.testing.assert_allclose(out[finite], (data @ w + b)[finite], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)

@@ -71,10 +71,10 @@ def test_selection_thresholds():
     assert native.worth_it(32000, 512, 512)
     assert not native.worth_it(16, 512, 512)  # one step of a small batch: too little work
     assert native.worth_it(32000, 128, 128)  # 128 wide: only at low densities (native.max_density)
-    assert not native.worth_it(32000, 128, 64)  # narrower: listing the non-zeros costs what it saves
-    assert native.max_density(512) == native.MAX_DENSITY and native.max_density(128) == native.NARROW_MAX_DENSITY
-    assert 0 < native.NARROW_MAX_DENSITY < native.MAX_DENSITY
-    assert not native.worth_it(32000, 2048, 10)
+    assert native.worth_it(32000, 2048, 10) and native.worth_it(32000, 128, 64)  # narrow outputs: narrow column chunks
+    assert not native.worth_it(32000, 2048, 4)  # 1-7 columns: a vector's lanes mostly padding
+    assert native.max_density(512) == native.MAX_DENSITY and native.max_density(10) == native.NARROW_MAX_DENSITY
+    assert native.max_density(128) == native.NARROW_MAX_DENSITY and 0 < native.NARROW_MAX_DENSITY < native.MAX_DENSITY
     assert 0 < native.MAX_DENSITY < 1 and native.usable_threads() >= 1
 
 

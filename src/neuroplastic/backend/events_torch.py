@@ -4,6 +4,7 @@ the non-zeros of a spike matrix ``x`` (``event_matmul.cc``, see :mod:`.native`).
     forward:   y = x @ w                  (event kernel: p * N * K * M multiply-adds at density p)
     backward:  dx = dy @ w^T              (dense: dy has no zeros to skip)
                dw = x^T @ dy              (event kernel)
+               db = dy.sum(0)             (with a bias: in the same event kernel, from its read of dy)
 
 :func:`event_matmul` picks, per call, the event kernel or torch's dense ``matmul``: the event kernel
 needs a plain CPU tensor of float32 or float64 (not ``torch.func``-wrapped, no forward-AD tangent:
@@ -30,58 +31,66 @@ from .kernels_torch import in_torch_func, in_transform, traced
 _FN = {torch.float32: "f32", torch.float64: "f64"}
 
 
-def spike_masks(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+def spike_masks(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """One read of ``x2`` (2-D, contiguous, CPU, float32/64): bit masks of its non-zeros (``(N, ceil(K / 64))``
-    64-bit words, held as int64), the count of each row (int32) and the total.  The products below take them,
-    so the density check, the forward and the weight gradient read ``x2``'s zeros once."""
+    64-bit words, held as int64), the count of each row (int32), whether every non-zero is exactly 1 (a 0-d int32
+    tensor: then the products never read ``x2`` again) and the total.  The products below take the first three
+    (the *masks*), so the density check, the forward and the weight gradient read ``x2``'s zeros once."""
     n, k = x2.shape
     masks, counts = torch.empty((n, (k + 63) // 64), dtype=torch.int64), torch.empty(n, dtype=torch.int32)
+    binary = torch.zeros((), dtype=torch.int32)
     fn = getattr(native.event_library(), f"np_spike_masks_{_FN[x2.dtype]}")
-    total = fn(x2.data_ptr(), masks.data_ptr(), counts.data_ptr(), n, k, torch.get_num_threads())
+    total = fn(x2.data_ptr(), masks.data_ptr(), counts.data_ptr(), binary.data_ptr(), n, k, torch.get_num_threads())
     native.check_status(total, "spike_masks")
-    return masks, counts, total
+    return masks, counts, binary, total
 
 
 def masked_product(x2: torch.Tensor, w: torch.Tensor, masks: tuple, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The event kernel's ``x2 @ w (+ bias)`` (contiguous CPU tensors of one dtype), ``x2``'s non-zeros given by
-    :func:`spike_masks` (``masks``: its masks and counts).  The bias is added to each finished sum (the rounding of
-    a separate addition, without another pass over the output)."""
+    :func:`spike_masks` (``masks``: its masks, counts and binary flag).  The bias is added to each finished sum (the
+    rounding of a separate addition, without another pass over the output)."""
     out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
     fn = getattr(native.event_library(), f"np_masked_matmul_{_FN[x2.dtype]}")
     native.check_status(fn(x2.data_ptr(), w.data_ptr(), bias.data_ptr() if bias is not None else None, masks[0].data_ptr(),
-                           masks[1].data_ptr(), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads()),
+                           int(masks[2]), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads()),
                         "event_matmul")
     return out
 
 
 def masked_weight_grad(x2: torch.Tensor, g: torch.Tensor, masks: tuple) -> torch.Tensor:
     """The event kernel's ``x2^T g``, ``x2``'s non-zeros given by :func:`spike_masks`."""
+    return masked_gradients(x2, g, masks, bias=False)[0]
+
+
+def masked_gradients(x2: torch.Tensor, g: torch.Tensor, masks: tuple, bias: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The event kernel's weight gradient ``x2^T g`` and, with ``bias``, the bias gradient ``g.sum(0)`` from the
+    same read of ``g`` (rows summed in blocks of 256 in order, then the blocks in order), else ``None``."""
     out = torch.empty((x2.shape[1], g.shape[1]), dtype=x2.dtype)
+    gsum = torch.empty(g.shape[1], dtype=x2.dtype) if bias else None
     fn = getattr(native.event_library(), f"np_masked_matmul_xt_{_FN[x2.dtype]}")
-    native.check_status(fn(x2.data_ptr(), g.data_ptr(), masks[0].data_ptr(), masks[1].data_ptr(), out.data_ptr(),
-                           x2.shape[0], x2.shape[1], g.shape[1], torch.get_num_threads()), "event_matmul_xt")
-    return out
+    native.check_status(fn(x2.data_ptr(), g.data_ptr(), masks[0].data_ptr(), masks[1].data_ptr(), int(masks[2]), out.data_ptr(),
+                           gsum.data_ptr() if bias else None, x2.shape[0], x2.shape[1], g.shape[1], torch.get_num_threads()),
+                        "event_matmul_xt")
+    return out, gsum
 
 
 def kernel_product(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The event kernel's ``x2 @ w (+ bias)`` whatever the density (no choice; for measuring the kernel itself)."""
-    masks, counts, _ = spike_masks(x2)
-    return masked_product(x2, w, (masks, counts), bias)
+    return masked_product(x2, w, spike_masks(x2)[:3], bias)
 
 
 def kernel_weight_grad(x2: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """The event kernel's ``x2^T g`` whatever the density (no choice; for measuring the kernel itself)."""
-    masks, counts, _ = spike_masks(x2)
-    return masked_weight_grad(x2, g, (masks, counts))
+    return masked_weight_grad(x2, g, spike_masks(x2)[:3])
 
 
 def _product(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple | None]:
     """``x2 @ w (+ bias)`` and, when the event kernel computed it, the masks it used (else ``None``): at most
     :func:`.native.max_nonzeros` non-zeros take the kernel, more torch's dense product (a separate
     ``torch.count_nonzero`` took 2-3 ms on a (32000, 128) spike matrix; the masks' count comes with them)."""
-    masks, counts, total = spike_masks(x2)
+    *masks, total = spike_masks(x2)
     if total <= native.max_nonzeros(x2.numel(), int(w.shape[1])):
-        return masked_product(x2, w, (masks, counts), bias), (masks, counts)
+        return masked_product(x2, w, masks, bias), tuple(masks)
     return (x2 @ w if bias is None else x2 @ w + bias), None
 
 
@@ -101,12 +110,13 @@ class EventMatmul(torch.autograd.Function):
         x2, w, *masks = ctx.saved_tensors
         g = g.contiguous()
         gx = g @ w.t() if ctx.needs_input_grad[0] else None
-        gb = g.sum(0) if ctx.needs_input_grad[2] else None
-        if not ctx.needs_input_grad[1]:
-            return gx, None, gb
-        # under create_graph the gradient itself is differentiated: the dense product records it
-        gw = masked_weight_grad(x2, g, masks) if ctx.events and not torch.is_grad_enabled() else transposed_product(x2, g)
-        return gx, gw, gb
+        want_bias = ctx.needs_input_grad[2]
+        # under create_graph the gradient itself is differentiated: the dense products record it
+        if ctx.needs_input_grad[1] and ctx.events and not torch.is_grad_enabled():
+            gw, gb = masked_gradients(x2, g, masks, bias=want_bias)  # the bias's gradient from the same read of g
+            return gx, gw, gb
+        gw = transposed_product(x2, g) if ctx.needs_input_grad[1] else None
+        return gx, gw, (g.sum(0) if want_bias else None)
 
 
 #: outputs narrower than this get their weight gradient as ``(g^T x)^T`` (:func:`transposed_product`)
@@ -187,17 +197,17 @@ class TracedEventMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x2: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        out, events, masks, counts = traced_ops().spike_matmul(x2, w)
-        ctx.save_for_backward(x2, w, events, masks, counts)
+        out, events, masks, counts, binary = traced_ops().spike_matmul(x2, w)
+        ctx.save_for_backward(x2, w, events, masks, counts, binary)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, g: torch.Tensor):
-        x2, w, events, masks, counts = ctx.saved_tensors
+        x2, w, events, masks, counts, binary = ctx.saved_tensors
         g = g.contiguous()
         gx = g @ w.t() if ctx.needs_input_grad[0] else None
-        gw = traced_ops().spike_matmul_wgrad(x2, g, events, masks, counts) if ctx.needs_input_grad[1] else None
+        gw = traced_ops().spike_matmul_wgrad(x2, g, events, masks, counts, binary) if ctx.needs_input_grad[1] else None
         return gx, gw
 
 
@@ -208,26 +218,28 @@ def traced_ops() -> Any:
     from torch.library import custom_op
 
     @custom_op("neuroplastic::spike_matmul", mutates_args=())
-    def _spike_matmul(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _spike_matmul(x2: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         out, masks = _product(x2, w.contiguous())
         events = torch.tensor(masks is not None, dtype=torch.bool)
         if masks is None:  # the dense product: masks of the right shapes, never read
             masks = (torch.empty((x2.shape[0], (x2.shape[1] + 63) // 64), dtype=torch.int64),
-                     torch.empty(x2.shape[0], dtype=torch.int32))
+                     torch.empty(x2.shape[0], dtype=torch.int32), torch.zeros((), dtype=torch.int32))
         return out, events, *masks
 
     @_spike_matmul.register_fake
     def _(x2, w):
         n, k = x2.shape
         return (x2.new_empty((n, w.shape[1])), torch.empty((), dtype=torch.bool, device=x2.device),
-                torch.empty((n, (k + 63) // 64), dtype=torch.int64, device=x2.device), torch.empty(n, dtype=torch.int32, device=x2.device))
+                torch.empty((n, (k + 63) // 64), dtype=torch.int64, device=x2.device), torch.empty(n, dtype=torch.int32, device=x2.device),
+                torch.empty((), dtype=torch.int32, device=x2.device))
 
     @custom_op("neuroplastic::spike_matmul_wgrad", mutates_args=())
-    def _wgrad(x2: torch.Tensor, g: torch.Tensor, events: torch.Tensor, masks: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        return masked_weight_grad(x2, g, (masks, counts)) if bool(events) else transposed_product(x2, g)
+    def _wgrad(x2: torch.Tensor, g: torch.Tensor, events: torch.Tensor, masks: torch.Tensor, counts: torch.Tensor,
+               binary: torch.Tensor) -> torch.Tensor:
+        return masked_weight_grad(x2, g, (masks, counts, binary)) if bool(events) else transposed_product(x2, g)
 
     @_wgrad.register_fake
-    def _(x2, g, events, masks, counts):
+    def _(x2, g, events, masks, counts, binary):
         return x2.new_empty((x2.shape[1], g.shape[1]))
 
     return torch.ops.neuroplastic
@@ -266,5 +278,5 @@ def _bias_fits(bias: Any, w: torch.Tensor) -> bool:
             and tuple(bias.shape) == (w.shape[1],) and not in_transform(bias))
 
 
-__all__ = ["EventMatmul", "kernel_product", "kernel_weight_grad", "masked_product", "masked_weight_grad", "spike_masks", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
+__all__ = ["EventMatmul", "kernel_product", "kernel_weight_grad", "masked_gradients", "masked_product", "masked_weight_grad", "spike_masks", "NarrowOutputMatmul", "TracedEventMatmul", "applicable", "event_matmul", "narrow_output",
            "traced_ops", "transposed_product"]

@@ -41,9 +41,12 @@ CXX_FLAGS = ("-std=c++17", "-O3", "-fPIC", "-shared", "-pthread", "-w")
 MAX_DENSITY = 0.25
 #: and the dense product would take at least this many multiply-adds (rows * K * M)
 MIN_WORK = 1 << 24
-#: and the output at least this wide (M): a narrow output (10 classes) leaves nothing to gain
-MIN_SIDE = 128
-#: outputs narrower than this (128 to 255 columns) have less work per non-zero to save, so their crossover
+#: and the output at least this wide (M).  Narrow outputs (a readout's 10 classes) take narrow column chunks (one
+#: or two vectors a non-zero): (32000, K) spikes times (K, 10), forward + weight and bias gradients, 2-core AMD
+#: EPYC, medians of 21, ms: torch K=128 at 6% 2.4 against its dense 7.3, K=512 at 5% 7.2 / 26, K=2048 at 3%
+#: 22 / 127; JAX K=128 at 6% 3.6 / 5.1, K=512 at 5% 9.4 / 38
+MIN_SIDE = 8
+#: outputs narrower than this (8 to 255 columns) have less work per non-zero to save, so their crossover
 #: density is lower: :data:`NARROW_MAX_DENSITY`.  Measured with the kernels that list the non-zeros from bit
 #: masks (32000 rows, M = 128, float32, 2-core AMD EPYC, one process, medians of 15; forward + weight gradient,
 #: ms): K=100 at 20%: event 10.6 against JAX's dense 11.9 and torch's 15.8; at 30%: 11.0 / 11.5 / 13.4; K=128 at
@@ -272,9 +275,10 @@ def _load(name: str, make: Any) -> Any:
 def _event_ctypes() -> Any:
     lib = ctypes.CDLL(str(build("event_matmul", SOURCE, CXX_FLAGS)))
     p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    signatures = {"np_spike_masks": [p, p, p, i64, i64, c_int],                  # x, masks, counts, N, K, threads
-                  "np_masked_matmul": [p, p, p, p, p, p, i64, i64, i64, c_int],  # x, w, bias|NULL, masks, counts, out, N, K, M
-                  "np_masked_matmul_xt": [p, p, p, p, p, i64, i64, i64, c_int]}  # x, g, masks, counts, out, N, K, M
+    i32 = ctypes.c_int32
+    signatures = {"np_spike_masks": [p, p, p, p, i64, i64, c_int],                   # x, masks, counts, binary|NULL, N, K
+                  "np_masked_matmul": [p, p, p, p, i32, p, i64, i64, i64, c_int],    # x, w, bias|NULL, masks, binary, out, N, K, M
+                  "np_masked_matmul_xt": [p, p, p, p, i32, p, p, i64, i64, i64, c_int]}  # x, g, masks, counts, binary, out, gsum|NULL
     for name, argtypes in signatures.items():
         for suffix in ("f32", "f64"):
             f = getattr(lib, f"{name}_{suffix}")
@@ -285,14 +289,17 @@ def _event_ctypes() -> Any:
 def event_library() -> Any:
     """The event kernels as a ``ctypes`` library, or ``None``.  Three steps (``_f32`` / ``_f64``):
 
-    * ``np_spike_masks(x, masks, counts, N, K, threads)``: one read of ``x`` (``N x K``) into bit masks of its
-      non-zeros (``N x ceil(K / 64)`` 64-bit words) and per-row counts (int32); returns the total, from which
-      the caller chooses between the event kernel and a dense product;
-    * ``np_masked_matmul(x, w, bias, masks, counts, out, N, K, M, threads)``: ``out = x @ w (+ bias, unless
-      NULL)`` from the masks;
-    * ``np_masked_matmul_xt(x, g, masks, counts, out, N, K, M, threads)``: ``out = x^T @ g`` from the same masks.
+    * ``np_spike_masks(x, masks, counts, binary, N, K, threads)``: one read of ``x`` (``N x K``) into bit masks of
+      its non-zeros (``N x ceil(K / 64)`` 64-bit words), per-row counts (int32) and, unless ``binary`` is NULL,
+      an int32 flag: 1 when every non-zero is exactly 1 (spikes); returns the total, from which the caller
+      chooses between the event kernel and a dense product;
+    * ``np_masked_matmul(x, w, bias, masks, binary, out, N, K, M, threads)``: ``out = x @ w (+ bias, unless
+      NULL)`` from the masks, reading ``x``'s values only where ``binary`` is 0 (0 is always correct);
+    * ``np_masked_matmul_xt(x, g, masks, counts, binary, out, gsum, N, K, M, threads)``: ``out = x^T @ g`` from
+      the same masks and, unless ``gsum`` is NULL, ``gsum = g.sum(0)`` (a bias's gradient) from the same read of
+      ``g``.
 
-    Negative returns: :func:`check_status`."""
+    The products return 0.  Negative returns: :func:`check_status`."""
     return _load("event_matmul", _event_ctypes)
 
 
