@@ -46,6 +46,7 @@ template <> struct Vec<float> { typedef vf type; };
 template <> struct Vec<double> { typedef vd type; };
 
 constexpr int64_t kRowBlock = 256;    // rows of x per forward tile
+constexpr int64_t kPrefetchRows = 4;   // how far ahead the weight gradient fetches rows of g
 
 // Runs fn(0..ntiles-1) on up to nthreads threads, tile t on thread t % nthreads.
 template <typename F>
@@ -194,7 +195,10 @@ void masked_matmul_nv(const T *x, const uint64_t *bits, const T *w, const T *bia
       if (bias)
 #pragma GCC unroll 4
         for (int i = 0; i < NV; ++i) acc[i] += bv[i];
-      std::memcpy(out + n * M + j0, acc, width * sizeof(T));
+      if (width == CW)
+        std::memcpy(out + n * M + j0, acc, CW * sizeof(T));  // a constant size: vector stores, no library call
+      else
+        std::memcpy(out + n * M + j0, acc, width * sizeof(T));
     }
   });
 }
@@ -221,8 +225,14 @@ void masked_matmul_xt_nv(const T *x, const uint64_t *bits, const int32_t *counts
       } else if (counts[n] == 0) {
         continue;
       }
+      if (n + kPrefetchRows < N)  // a chunk reads every row at a stride of M: fetch ahead of the hardware's guess
+        for (int64_t q = 0; q < width; q += 64 / static_cast<int64_t>(sizeof(T)))
+          __builtin_prefetch(g + (n + kPrefetchRows) * M + j0 + q);
       V grow[NV] = {};
-      std::memcpy(grow, g + n * M + j0, width * sizeof(T));  // the rest stays zero
+      if (width == CW)
+        std::memcpy(grow, g + n * M + j0, CW * sizeof(T));  // a constant size: vector loads, no library call
+      else
+        std::memcpy(grow, g + n * M + j0, width * sizeof(T));  // the rest stays zero
       if (gsum)
 #pragma GCC unroll 4
         for (int i = 0; i < NV; ++i) block[i] += grow[i];
