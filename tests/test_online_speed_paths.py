@@ -213,20 +213,60 @@ def test_keep_freed_memory_in_a_fresh_process():
     import subprocess
     import sys
 
-    code = "from neuroplastic.backend.native import keep_freed_memory as k; print(k(), k(4 << 20, 64 << 20))"
+    code = "from neuroplastic.backend.native import keep_freed_memory as k; print(k(), k(4 << 20, 64 << 20), k(arenas=1))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     applied = out.stdout.split()
     if sys.platform.startswith("linux") and __import__("platform").libc_ver()[0] == "glibc":
-        assert applied == ["True", "True"]
+        assert applied == ["True", "True", "True"]
     else:
         assert set(applied) <= {"True", "False"}
 
 
-@pytest.mark.parametrize("kwargs", [{"mmap_threshold": 0}, {"trim_threshold": -5}, {"mmap_threshold": 1.5}, {"trim_threshold": True}])
+_THREAD_BLOCK = """
+import ctypes, sys, threading
+from neuroplastic.backend.native import keep_freed_memory
+keep_freed_memory(mmap_threshold=1 << 30, trim_threshold=(1 << 31) - 1, arenas=int(sys.argv[1]) or None)
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+where = []
+def work():
+    p = libc.malloc(100 << 20)
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        lo, hi = (int(v, 16) for v in fields[0].split("-"))
+        if lo <= p < hi:
+            where.append(fields[5] if len(fields) > 5 else "anonymous")
+t = threading.Thread(target=work)
+t.start()
+t.join()
+print(where[0])
+"""
+
+
+def test_one_arena_serves_a_threads_large_block_from_the_main_heap():
+    """Why :data:`LARGE_BUFFERS` sets one arena: a 100 MiB block that a worker thread (XLA's) allocates comes from a
+    fresh ``mmap`` in the thread's own arena whatever the mmap threshold, and from the main heap (kept and reused
+    between calls) with one arena.  In child processes (a process-wide setting, taken before threads start)."""
+    import platform
+    import subprocess
+    import sys
+
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        pytest.skip("glibc's arenas")
+    where = {}
+    for arenas in (0, 1):
+        out = subprocess.run([sys.executable, "-c", _THREAD_BLOCK, str(arenas)], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        where[arenas] = out.stdout.strip()
+    assert where == {0: "anonymous", 1: "[heap]"}
+
+
+@pytest.mark.parametrize("kwargs", [{"mmap_threshold": 0}, {"trim_threshold": -5}, {"mmap_threshold": 1.5}, {"trim_threshold": True},
+                                    {"arenas": 0}, {"arenas": True}, {"arenas": 2.0}])
 def test_keep_freed_memory_refuses_bad_sizes(kwargs):
     from neuroplastic.backend.native import keep_freed_memory
 
     name = next(iter(kwargs))
-    with pytest.raises(ValueError, match=f"{name} must be a positive number of bytes"):
+    with pytest.raises(ValueError, match=f"{name} must be a positive number"):
         keep_freed_memory(**kwargs)

@@ -63,12 +63,12 @@ _libraries: dict[str, Any] = {}
 _errors: dict[str, str] = {}
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: ``keep_freed_memory`` settings for whole-sequence arrays: blocks up to 1 GiB from the heap, 2 GiB kept free
-LARGE_BUFFERS = {"mmap_threshold": 1 << 30, "trim_threshold": (1 << 31) - 1}
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+#: ``keep_freed_memory`` settings for whole-sequence arrays: blocks up to 1 GiB from the heap, 2 GiB kept free, one arena
+LARGE_BUFFERS = {"mmap_threshold": 1 << 30, "trim_threshold": (1 << 31) - 1, "arenas": 1}
 
 
-def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20, arenas: int | None = None) -> bool:
     """Ask glibc's allocator to keep freed blocks for reuse instead of handing them back to the system;
     ``True`` when it took the settings, ``False`` where there is no glibc (nothing changes then).
 
@@ -92,10 +92,20 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
     at H=2048 (heap fragmentation), so the CLI keeps the defaults and the peers benchmark uses it on
     JAX only.  Where ``mallopt`` refuses a value it returns ``False`` (an older glibc caps the
     mmap threshold at 32 MiB on 64-bit systems; the trim setting may already have applied).
+
+    ``arenas`` caps glibc's arenas (``M_ARENA_MAX``; :data:`LARGE_BUFFERS`: 1).  XLA runs a program on its
+    worker threads, and glibc gives such a thread an arena of its own whose heaps hold at most 64 MiB: a larger
+    block (XLA's buffers for a whole (T, B, H) program) is then a fresh ``mmap`` at every call whatever the
+    thresholds, and every call page-faults it in again (16% of the CPU samples of JAX's peers step at H=128 were
+    the kernel clearing those pages; 4.7% with one arena).  With one arena every thread allocates from the main
+    heap, under one lock: set it before the threads start, in a process whose threads allocate rarely (a
+    compiled program's), not one whose many threads each allocate small blocks all the time.
     """
     for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+    if arenas is not None and (isinstance(arenas, bool) or not isinstance(arenas, int) or arenas <= 0):
+        raise ValueError(f"arenas must be a positive number of arenas or None, got {arenas!r}")
     try:
         libc = ctypes.CDLL("libc.so.6")
         mallopt = libc.mallopt
@@ -103,6 +113,8 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     ok = mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)) == 1
+    if arenas is not None:
+        ok = mallopt(_M_ARENA_MAX, arenas) == 1 and ok
     return mallopt(_M_MMAP_THRESHOLD, min(mmap_threshold, 2**31 - 1)) == 1 and ok
 
 
