@@ -59,35 +59,53 @@ void lif_forward_##S(const T *cur, const T *v0, T *u_all, T *spikes, T *v_a, T *
 }                                                                                                      \
 typedef struct { const T *u_all, *slope, *gz; T *dI, *g; int has_g; int64_t steps, n; T alpha, thr; int reset, detach; \
                  T beta; } bwd_args_##S; \
+/* one step of the backward for neurons j0..j1; slope_given / gz_given / g_given are constants at each call      \
+   below, so every combination is its own loop without branches (the division of the computed slope in a    \
+   branch kept the loop scalar, 3x slower: the compiler does not hoist a division that might trap) */        \
+static inline void lif_backward_row_##S(const T *__restrict u, const T *__restrict s, const T *__restrict gzt,   \
+                                        T *__restrict out, T *__restrict g, int64_t j0, int64_t j1, T alpha,   \
+                                        T thr, T beta, int reset, int detach, const int slope_given,           \
+                                        const int gz_given, const int g_given) {                              \
+    for (int64_t j = j0; j < j1; ++j) {                                                                \
+        T sj;                                                                                          \
+        if (slope_given) sj = s[j];                                                                    \
+        else { /* the fast sigmoid 1 / (1 + beta |u - thr|)^2, as surrogates.FastSigmoid computes it */ \
+            T x = u[j] - thr; T ax = x < (T)0 ? -x : x; T q = (T)1 + beta * ax; sj = (T)1 / (q * q);   \
+        }                                                                                              \
+        T val = gz_given ? gzt[j] * sj : (T)0;                                                         \
+        if (g_given) {                                                                                 \
+            T c = (T)1;                                                                                \
+            if (reset == 0) { if (!detach) c = (T)1 - thr * sj; }                                      \
+            else if (reset == 1) {                                                                     \
+                c = ((u[j] - thr) > (T)0) ? (T)0 : (T)1;                                               \
+                if (!detach) c = c - u[j] * sj;                                                        \
+            }                                                                                          \
+            val = val + c * g[j];                                                                      \
+        }                                                                                              \
+        out[j] = val;                                                                                  \
+        g[j] = val * alpha;                                                                            \
+    }                                                                                                  \
+}                                                                                                      \
 static void lif_backward_range_##S(void *p, int64_t j0, int64_t j1) {                                 \
     bwd_args_##S *a = (bwd_args_##S *)p;                                                               \
-    const T alpha = a->alpha, thr = a->thr;                                                            \
+    const T alpha = a->alpha, thr = a->thr, beta = a->beta;                                            \
     const int64_t steps = a->steps, n = a->n;                                                         \
     const int reset = a->reset, detach = a->detach;                                                    \
     int has_g = a->has_g;                                                                              \
-    T *g = a->g;                                                                                       \
     for (int64_t t = steps - 1; t >= 0; --t) {                                                         \
         const T *u = a->u_all + t * n, *s = a->slope ? a->slope + t * n : 0;                           \
         const T *gzt = a->gz ? a->gz + t * n : 0;                                                      \
-        T *out = a->dI + t * n;                                                                        \
-        for (int64_t j = j0; j < j1; ++j) {                                                            \
-            T sj;                                                                                      \
-            if (s) sj = s[j];                                                                          \
-            else { /* the fast sigmoid 1 / (1 + beta |u - thr|)^2, as surrogates.FastSigmoid computes it */ \
-                T x = u[j] - thr; T ax = x < (T)0 ? -x : x; T q = (T)1 + a->beta * ax; sj = (T)1 / (q * q); \
-            }                                                                                          \
-            T val = gzt ? gzt[j] * sj : (T)0;                                                          \
-            if (has_g) {                                                                               \
-                T c = (T)1;                                                                            \
-                if (reset == 0) { if (!detach) c = (T)1 - thr * sj; }                                  \
-                else if (reset == 1) {                                                                 \
-                    c = ((u[j] - thr) > (T)0) ? (T)0 : (T)1;                                           \
-                    if (!detach) c = c - u[j] * sj;                                                    \
-                }                                                                                      \
-                val = val + c * g[j];                                                                  \
-            }                                                                                          \
-            out[j] = val;                                                                              \
-            g[j] = val * alpha;                                                                        \
+        T *out = a->dI + t * n, *g = a->g;                                                             \
+        const int code = (s ? 4 : 0) | (gzt ? 2 : 0) | (has_g ? 1 : 0);                               \
+        switch (code) {                                                                                \
+        case 0: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 0, 0, 0); break; \
+        case 1: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 0, 0, 1); break; \
+        case 2: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 0, 1, 0); break; \
+        case 3: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 0, 1, 1); break; \
+        case 4: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 1, 0, 0); break; \
+        case 5: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 1, 0, 1); break; \
+        case 6: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 1, 1, 0); break; \
+        default: lif_backward_row_##S(u, s, gzt, out, g, j0, j1, alpha, thr, beta, reset, detach, 1, 1, 1); break; \
         }                                                                                              \
         has_g = 1;                                                                                     \
     }                                                                                                  \
