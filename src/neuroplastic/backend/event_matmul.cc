@@ -3,9 +3,9 @@
 //   forward:            out (N x M) = x (N x K) @ w (K x M)
 //   weight gradient:    out (K x M) = x (N x K)^T @ g (N x M)
 //
-// Only the non-zero entries of x are visited: a row's non-zeros are listed once (CSR: column
-// index and value), and each adds value * (a row of w) into the output row -- for a binary
-// spike matrix at density p that is p * N * K * M multiply-adds instead of N * K * M.
+// Only the non-zero entries of x are visited: a row's non-zeros are found from bit masks of x
+// (one word per 64 columns), and each adds value * (a row of w) into the output row -- for a
+// binary spike matrix at density p that is p * N * K * M multiply-adds instead of N * K * M.
 //
 // Cache layout: the dense operand is cut into column chunks of up to 256 bytes (64 floats / 32
 // doubles; 64 or 128 bytes for outputs of up to 16 / 32 floats) stored as contiguous panels
@@ -45,7 +45,7 @@ template <typename T> struct Vec;
 template <> struct Vec<float> { typedef vf type; };
 template <> struct Vec<double> { typedef vd type; };
 
-constexpr int64_t kRowBlock = 256;    // rows of x per forward tile
+constexpr int64_t kRowBlock = 256;    // rows of x per tile of the masks and the forward, and per block of g's column sums
 constexpr int64_t kPrefetchRows = 4;   // how far ahead the weight gradient fetches rows of g
 
 // Runs fn(0..ntiles-1) on up to nthreads threads, tile t on thread t % nthreads.
@@ -64,39 +64,29 @@ void parallel_for(int64_t ntiles, int nthreads, const F &fn) {
   for (auto &th : pool) th.join();
 }
 
-// Bit j of the result: whether p[j] != c (len <= 64).  `!=` as in C: NaN differs from everything, -0 equals 0.
-// lane_bits(q) gives the bits of Lanes entries at q at once (a vector compare); the tail goes one by one.
-template <int Lanes, typename T, typename F>
-inline uint64_t ne_bits_by(const T *p, int64_t len, T c, F lane_bits) {
+// lanes_ne(q, c): bit i set where q[i] != c, for the kLanes<T> entries at q, one vector compare where the build
+// has AVX-512 or AVX (the only per-instruction-set code; `!=` as in C: NaN differs from everything, -0 equals 0).
+#if defined(__AVX512F__)
+template <typename T> constexpr int64_t kLanes = 64 / sizeof(T);
+inline uint64_t lanes_ne(const float *q, float c) { return _mm512_cmp_ps_mask(_mm512_loadu_ps(q), _mm512_set1_ps(c), _CMP_NEQ_UQ); }
+inline uint64_t lanes_ne(const double *q, double c) { return _mm512_cmp_pd_mask(_mm512_loadu_pd(q), _mm512_set1_pd(c), _CMP_NEQ_UQ); }
+#elif defined(__AVX__)
+template <typename T> constexpr int64_t kLanes = 32 / sizeof(T);
+inline uint64_t lanes_ne(const float *q, float c) { return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(q), _mm256_set1_ps(c), _CMP_NEQ_UQ)); }
+inline uint64_t lanes_ne(const double *q, double c) { return _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(q), _mm256_set1_pd(c), _CMP_NEQ_UQ)); }
+#else
+template <typename T> constexpr int64_t kLanes = 1;
+template <typename T> inline uint64_t lanes_ne(const T *q, T c) { return *q != c; }
+#endif
+
+// Bit j of the result: whether p[j] != c (len <= 64): whole vectors by lanes_ne, the tail one by one.
+template <typename T>
+inline uint64_t ne_bits(const T *p, int64_t len, T c) {
   uint64_t m = 0;
   int64_t j = 0;
-  for (; j + Lanes <= len; j += Lanes) m |= static_cast<uint64_t>(lane_bits(p + j)) << j;
+  for (; j + kLanes<T> <= len; j += kLanes<T>) m |= lanes_ne(p + j, c) << j;
   for (; j < len; ++j) m |= static_cast<uint64_t>(p[j] != c) << j;
   return m;
-}
-
-inline uint64_t ne_bits(const float *p, int64_t len, float c) {
-#if defined(__AVX512F__)
-  const __m512 cv = _mm512_set1_ps(c);
-  return ne_bits_by<16>(p, len, c, [&](const float *q) { return _mm512_cmp_ps_mask(_mm512_loadu_ps(q), cv, _CMP_NEQ_UQ); });
-#elif defined(__AVX__)
-  const __m256 cv = _mm256_set1_ps(c);
-  return ne_bits_by<8>(p, len, c, [&](const float *q) { return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(q), cv, _CMP_NEQ_UQ)); });
-#else
-  return ne_bits_by<1>(p, len, c, [&](const float *q) { return *q != c; });
-#endif
-}
-
-inline uint64_t ne_bits(const double *p, int64_t len, double c) {
-#if defined(__AVX512F__)
-  const __m512d cv = _mm512_set1_pd(c);
-  return ne_bits_by<8>(p, len, c, [&](const double *q) { return _mm512_cmp_pd_mask(_mm512_loadu_pd(q), cv, _CMP_NEQ_UQ); });
-#elif defined(__AVX__)
-  const __m256d cv = _mm256_set1_pd(c);
-  return ne_bits_by<4>(p, len, c, [&](const double *q) { return _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(q), cv, _CMP_NEQ_UQ)); });
-#else
-  return ne_bits_by<1>(p, len, c, [&](const double *q) { return *q != c; });
-#endif
 }
 
 // The non-zeros of each row of x (N x K) as bit masks (words of 64 columns, W = ceil(K / 64) a row) and the
@@ -338,9 +328,14 @@ ffi::Error check(int64_t r) {
   return ffi::Error::Success();
 }
 
-// Whether bits (u32 (N, 2 ceil(K / 64))) and counts (s32 (N)) have the shapes of x's (N x K) masks.
+// Whether bits has the shape of x's (N x K) masks (u32 (N, 2 ceil(K / 64))).
+bool bits_shape(int64_t N, int64_t K, ffi::Span<const int64_t> bd) {
+  return bd.size() == 2 && bd[0] == N && bd[1] == 2 * ((K + 63) / 64);
+}
+
+// Whether bits and counts (s32 (N)) have the shapes of x's (N x K) masks and row counts.
 bool mask_shapes(int64_t N, int64_t K, ffi::Span<const int64_t> bd, ffi::Span<const int64_t> cd) {
-  return bd.size() == 2 && bd[0] == N && bd[1] == 2 * ((K + 63) / 64) && cd.size() == 1 && cd[0] == N;
+  return bits_shape(N, K, bd) && cd.size() == 1 && cd[0] == N;
 }
 
 // The masks of x's non-zeros (u32 (N, 2 W): each 64-column word as two 32-bit halves, low first, so that JAX
@@ -373,13 +368,13 @@ template <ffi::DataType DT>
 ffi::Error MaskedMatmulFfi(ffi::Buffer<DT> x, ffi::Buffer<DT> w, ffi::Buffer<DT> bias, ffi::Buffer<ffi::DataType::U32> bits,
                            ffi::Buffer<ffi::DataType::S32> flags, ffi::ResultBuffer<DT> out, int32_t nthreads,
                            int32_t has_bias) {
-  const auto xd = x.dimensions(), wd = w.dimensions(), bd = bias.dimensions(), md = bits.dimensions();
+  const auto xd = x.dimensions(), wd = w.dimensions(), bd = bias.dimensions();
   if (xd.size() != 2 || wd.size() != 2 || wd[0] != xd[1])
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: x (N, K) and w (K, M) must be 2-D with the same K");
   if (has_bias && (bd.size() != 1 || bd[0] != wd[1]))
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: bias must be 1-D with M entries");
   const int64_t N = xd[0], K = xd[1], M = wd[1];
-  if (md.size() != 2 || md[0] != N || md[1] != 2 * ((K + 63) / 64))
+  if (!bits_shape(N, K, bits.dimensions()))
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "event_matmul: the masks do not have x's shape");
   const uint64_t *words = reinterpret_cast<const uint64_t *>(bits.typed_data());
   return check(masked_matmul(x.typed_data(), w.typed_data(), has_bias ? bias.typed_data() : nullptr, words,
