@@ -328,7 +328,7 @@ def test_torch_backend_event_matmul_is_the_kernel_and_numpy_backend_is_dense() -
 # ------------------------------------------------------------------------------------------ JAX
 
 
-def _jax_case(dtype: str = "float64", density: float = 0.08, shape: tuple = (40, 16, 256), m: int = 300):
+def _jax_case(dtype: str = "float64", density: float = 0.08, shape: tuple = (40, 16, 256), m: int = 300, binary: bool = True):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
 
@@ -336,7 +336,7 @@ def _jax_case(dtype: str = "float64", density: float = 0.08, shape: tuple = (40,
 
     get_backend("jax", dtype="float64")  # enables x64
     rng = np.random.default_rng(1)
-    x = jnp.asarray(_spikes(rng, shape, density), dtype=dtype)
+    x = jnp.asarray(_spikes(rng, shape, density, binary), dtype=dtype)
     w = jnp.asarray(rng.standard_normal((shape[-1], m)), dtype=dtype)
     return jax, jnp, x, w
 
@@ -364,15 +364,18 @@ def test_jax_event_matmul_matches_dense_forward_and_gradients_under_jit() -> Non
     np.testing.assert_allclose(np.asarray(jax.jit(events_jax.event_matmul)(xd, w)), np.asarray(xd @ w), rtol=1e-12)
 
 
-@pytest.mark.parametrize("density", [0.08, 0.6])
-def test_jax_event_matmul_with_bias_equals_dense_with_gradients_under_jit(density: float) -> None:
+@pytest.mark.parametrize("density,binary", [(0.08, True), (0.08, False), (0.6, True)])
+def test_jax_event_matmul_with_bias_equals_dense_with_gradients_under_jit(density: float, binary: bool) -> None:
     """As the torch test: the kernel adds the bias, or the dense branch of the in-program choice does; values and
-    the gradients of x, w and b equal ``x @ w + b``'s (float64, jit)."""
-    jax, jnp, x, w = _jax_case(density=density)
+    the gradients of x, w and b equal ``x @ w + b``'s (float64, jit), for spikes (the kernels never read x's values)
+    and for other values (they do: the masks' flag says so)."""
+    jax, jnp, x, w = _jax_case(density=density, binary=binary)
     from neuroplastic.backend import events_jax
 
     b = jnp.asarray(np.random.default_rng(4).standard_normal(w.shape[1]))
-    assert bool(events_jax._event_fwd(x.reshape(-1, x.shape[-1]), w, b, 2)[1][2]) is (density < native.MAX_DENSITY)
+    x2 = x.reshape(-1, x.shape[-1])
+    assert bool(events_jax._event_fwd(x2, w, b, 2)[1][2]) is (density < native.MAX_DENSITY)
+    assert (int(events_jax.spike_masks(x2, 2, x2.size)[2]) & 2 == 2) is binary
     g = jnp.asarray(np.random.default_rng(5).standard_normal(x.shape[:-1] + (w.shape[1],)))
 
     def loss(mm):
