@@ -208,10 +208,10 @@ def _ran_kernel(y, node_name: str = "EventMatmul") -> bool:
     return False
 
 
-def _torch_case(dtype: str = "float64", density: float = 0.08, shape: tuple = (40, 16, 256), m: int = 300):
+def _torch_case(dtype: str = "float64", density: float = 0.08, shape: tuple = (40, 16, 256), m: int = 300, binary: bool = True):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
-    x = torch.tensor(_spikes(rng, shape, density), dtype=getattr(torch, dtype))
+    x = torch.tensor(_spikes(rng, shape, density, binary), dtype=getattr(torch, dtype))
     w = torch.tensor(rng.standard_normal((shape[-1], m)), dtype=getattr(torch, dtype))
     return torch, x, w
 
@@ -291,13 +291,15 @@ def test_torch_event_matmul_falls_back_where_the_kernel_cannot_run(monkeypatch: 
     torch.testing.assert_close(vm, dense, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("density", [0.08, 0.6])
-def test_torch_event_matmul_with_bias_equals_dense_with_gradients(density: float) -> None:
+@pytest.mark.parametrize("density,binary", [(0.08, True), (0.08, False), (0.6, True)])
+def test_torch_event_matmul_with_bias_equals_dense_with_gradients(density: float, binary: bool) -> None:
     """``event_matmul(x, w, b)``: the kernel adds the bias (sparse x) or torch's dense product does (dense x); values
-    and the gradients of x, w and b equal ``x @ w + b``'s (float64)."""
+    and the gradients of x, w and b equal ``x @ w + b``'s (float64), for spikes and for other values (which the
+    kernels read: the masks' binary flag is 0)."""
     from neuroplastic.backend import events_torch
 
-    torch, x, w = _torch_case(density=density)
+    torch, x, w = _torch_case(density=density, binary=binary)
+    assert int(events_torch.spike_masks(x.reshape(-1, x.shape[-1]))[2]) == int(binary)
     b = torch.randn(w.shape[1], dtype=w.dtype)
     args = [t.clone().requires_grad_(True) for t in (x, w, b)]
     y = events_torch.event_matmul(*args)
