@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from . import native
+from . import buffers_torch, native
 from .kernels_torch import in_torch_func, in_transform, traced
 
 _FN = {torch.float32: "f32", torch.float64: "f64"}
@@ -49,7 +49,7 @@ def masked_product(x2: torch.Tensor, w: torch.Tensor, masks: tuple, bias: torch.
     """The event kernel's ``x2 @ w (+ bias)`` (contiguous CPU tensors of one dtype), ``x2``'s non-zeros given by
     :func:`spike_masks` (``masks``: its masks, counts and binary flag).  The bias is added to each finished sum (the
     rounding of a separate addition, without another pass over the output)."""
-    out = torch.empty((x2.shape[0], w.shape[1]), dtype=x2.dtype)
+    out = buffers_torch.empty((x2.shape[0], w.shape[1]), x2.dtype)
     fn = getattr(native.event_library(), f"np_masked_matmul_{_FN[x2.dtype]}")
     native.check_status(fn(x2.data_ptr(), w.data_ptr(), bias.data_ptr() if bias is not None else None, masks[0].data_ptr(),
                            int(masks[2]), out.data_ptr(), x2.shape[0], x2.shape[1], w.shape[1], torch.get_num_threads()),
@@ -91,7 +91,16 @@ def _product(x2: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None
     *masks, total = spike_masks(x2)
     if total <= native.max_nonzeros(x2.numel(), int(w.shape[1])):
         return masked_product(x2, w, masks, bias), tuple(masks)
-    return (x2 @ w if bias is None else x2 @ w + bias), None
+    out = torch.mm(x2, w, out=buffers_torch.empty((x2.shape[0], w.shape[1]), x2.dtype))
+    return (out if bias is None else out.add_(bias)), None
+
+
+def _input_grad(g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``g @ w^T`` (the input gradient of ``x2 @ w``): into a block of :mod:`.buffers_torch` unless the gradient
+    itself is being differentiated (``create_graph``: an ``out=`` product records no graph)."""
+    if torch.is_grad_enabled():
+        return g @ w.t()
+    return torch.mm(g, w.t(), out=buffers_torch.empty((g.shape[0], w.shape[0]), g.dtype))
 
 
 class EventMatmul(torch.autograd.Function):
@@ -109,7 +118,7 @@ class EventMatmul(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor):
         x2, w, *masks = ctx.saved_tensors
         g = g.contiguous()
-        gx = g @ w.t() if ctx.needs_input_grad[0] else None
+        gx = _input_grad(g, w) if ctx.needs_input_grad[0] else None
         want_bias = ctx.needs_input_grad[2]
         # under create_graph the gradient itself is differentiated: the dense products record it
         if ctx.needs_input_grad[1] and ctx.events and not torch.is_grad_enabled():

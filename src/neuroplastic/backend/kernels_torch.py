@@ -59,7 +59,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch._subclasses.fake_tensor import FakeTensor
 
-from . import native
+from . import buffers_torch, native
 
 RESETS = ("subtract", "zero", "none")
 _RESET_CODE = native.LIF_RESET_CODES
@@ -135,7 +135,7 @@ def lif_forward(currents: torch.Tensor, v0: torch.Tensor, alpha: float, threshol
     lib = _c_kernels_for(currents)
     if lib is not None:
         currents, v0 = currents.contiguous(), v0.contiguous()
-        u_all, spikes = torch.empty_like(currents), torch.empty_like(currents)
+        u_all, spikes = buffers_torch.empty(currents.shape, currents.dtype), buffers_torch.empty(currents.shape, currents.dtype)
         v_a, v_b = torch.empty_like(v0), torch.empty_like(v0)
         getattr(lib, f"lif_forward_{_suffix(currents.dtype)}")(
             currents.data_ptr(), v0.data_ptr(), u_all.data_ptr(), spikes.data_ptr(), v_a.data_ptr(), v_b.data_ptr(),
@@ -190,7 +190,7 @@ def lif_backward(u_all: torch.Tensor, grad_spikes: torch.Tensor | None, grad_v: 
     surrogate's slope for every step, computed already (then ``surrogate`` is not used).
     """
     T = u_all.shape[0]
-    grad_I = torch.empty_like(u_all)
+    grad_I = buffers_torch.empty(u_all.shape, u_all.dtype, u_all.device)
     if T == 0:
         return grad_I, (grad_v.clone() if grad_v is not None else None)
     per_step = max(1, u_all[0].numel())
