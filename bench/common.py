@@ -203,21 +203,30 @@ def block(backend: str, device: str | None, out: Any) -> Any:
     return out
 
 
-def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 0, sync: Callable[[Any], Any] = lambda o: o) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 0, sync: Callable[[Any], Any] = lambda o: o,
+               min_seconds: float = 0.0, max_repeats: int | None = None) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, and of more calls (up to
+    ``max_repeats`` in all) while the timed calls add up to less than ``min_seconds``.
 
-    ``sync(out)`` must wait for the call's result (asynchronous frameworks).  The result
-    of each call is dropped before the next starts, so calls do not overlap in memory.
+    A fast step's median over five calls spans a fraction of a second, which a burst of another process on a
+    shared machine can cover; timing such steps for ``min_seconds`` gives every implementation the same
+    protection.  ``sync(out)`` must wait for the call's result (asynchronous frameworks).  The result of each
+    call is dropped before the next starts, so calls do not overlap in memory.
     """
     if not (isinstance(repeats, int) and repeats > 0):
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if not (isinstance(warmup, int) and warmup >= 0):
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    if not min_seconds >= 0:
+        raise ValueError(f"min_seconds must be >= 0, got {min_seconds!r}")
+    if max_repeats is not None and not (isinstance(max_repeats, int) and max_repeats > 0):
+        raise ValueError(f"max_repeats must be a positive integer or None, got {max_repeats!r}")
+    limit = max(repeats, max_repeats) if max_repeats is not None else repeats
     for _ in range(warmup):
         out = sync(fn())
         del out
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_seconds and len(times) < limit):
         t0 = time.perf_counter()
         out = sync(fn())
         times.append(time.perf_counter() - t0)

@@ -39,6 +39,9 @@ DEFAULTS: dict = {
     "warmup": 2,
     "min_repeats": 3,
     "budget_s": 900.0,
+    # fast configurations: more timed calls (up to max_repeats) until they add up to min_timed_s (common.time_calls)
+    "min_timed_s": 2.0,
+    "max_repeats": 60,
     "device": "cpu",
     "dtype": "float32",
     "input_rate": 0.2,
@@ -128,9 +131,11 @@ def measure(config: dict) -> dict:
 
     # phase 2: warm-up and timed calls, fewer where they would outrun the budget
     warmup, repeats = plan_calls(first_call, config["warmup"], config["repeats"], config["min_repeats"], config["budget_s"])
+    reduced = (warmup, repeats) != (config["warmup"], config["repeats"])
     gpu_mark = common.gpu_memory_mark(name, device)
-    with common.RssPhase() as steady:
-        times = common.time_calls(lambda: fn(params, xs, labels), repeats, warmup, sync)
+    with common.RssPhase() as steady:  # a configuration cut to fit the budget gets no extra calls
+        times = common.time_calls(lambda: fn(params, xs, labels), repeats, warmup, sync,
+                                  min_seconds=0.0 if reduced else config["min_timed_s"], max_repeats=config["max_repeats"])
     # the headline number: peak over the baseline before the first call (imports, parameters, inputs)
     result["rss_increase_mib"] = max(0, steady.peak_bytes - first.start_bytes) / common.MiB
     result["rss_phase_start_mib"] = steady.start_bytes / common.MiB
@@ -139,7 +144,7 @@ def measure(config: dict) -> dict:
     result["rss_resettable"] = steady.resettable
     result["gpu_increase_mib"] = _mib(common.gpu_peak_increase(name, device, gpu_mark))
     result["warmup"] = warmup
-    result["reduced"] = (warmup, repeats) != (config["warmup"], config["repeats"])
+    result["reduced"] = reduced
     result["times_s"] = times
     result["time"] = common.summarize(times)
     result["threads"] = _threads(name)
@@ -206,16 +211,20 @@ def run_suite(
     budget_s: float = DEFAULTS["budget_s"],
     timeout: float | None = 3600.0,
     progress: Callable[[str], None] = lambda msg: None,
+    min_timed_s: float = DEFAULTS["min_timed_s"],
 ) -> dict:
     """Measure every (backend, H) configuration, each in its own process; the JSON report.
 
     ``budget_s`` caps the warm-up and timed calls of one configuration (see
-    :func:`plan_calls`).  A configuration that fails (error, out of memory, timeout) is
+    :func:`plan_calls`); a configuration whose ``repeats`` calls take less than ``min_timed_s``
+    gets more (up to ``max_repeats``; 0: none).  A configuration that fails (error, out of memory, timeout) is
     reported with its ``error`` and the suite goes on.
     """
     check_config(backends, hidden, T, batch, repeats, warmup, device)
     if not budget_s > 0:
         raise ValueError(f"--budget must be positive, got {budget_s!r}")
+    if not min_timed_s >= 0:
+        raise ValueError(f"--min-time must be >= 0, got {min_timed_s!r}")
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     load_before = common.load_average()
@@ -223,7 +232,7 @@ def run_suite(
     for H in hidden:
         for name in backends:
             cfg = {**DEFAULTS, "backend": name, "hidden": int(H), "T": T, "batch": batch, "repeats": repeats,
-                   "warmup": warmup, "device": device, "budget_s": float(budget_s)}
+                   "warmup": warmup, "device": device, "budget_s": float(budget_s), "min_timed_s": float(min_timed_s)}
             cfg.pop("backends")
             progress(f"{NAME}: {name} H={H} T={T} batch={batch} on {device} ...")
             load = common.load_average()
@@ -237,7 +246,8 @@ def run_suite(
             r["load_average_before"] = load
             results.append(r)
     config = {**DEFAULTS, "backends": list(backends), "hidden": [int(h) for h in hidden], "T": T, "batch": batch,
-              "repeats": repeats, "warmup": warmup, "device": device, "budget_s": float(budget_s)}
+              "repeats": repeats, "warmup": warmup, "device": device, "budget_s": float(budget_s),
+              "min_timed_s": float(min_timed_s)}
     return {
         "benchmark": NAME,
         "config": config,
@@ -277,6 +287,7 @@ def render_markdown(report: dict) -> str:
         + (f" `--device {cfg['device']}`" if cfg["device"] != "cpu" else "")
         + f": T={cfg['T']}, batch={cfg['batch']}, n_in={cfg['n_in']}, {cfg['dtype']}, Bernoulli input spikes "
         f"(rate {cfg['input_rate']}); {cfg['warmup']} warm-up + {cfg['repeats']} timed calls per configuration"
+        + (f", more (up to {cfg['max_repeats']}) until the timed calls add up to {cfg['min_timed_s']:g} s" if cfg.get("min_timed_s") else "")
         + (f" (*: fewer warm-ups or timed calls, to stay within {cfg['budget_s']:.0f} s per configuration)" if reduced else "")
         + f"; the whole suite took {report['wall_s'] / 60:.1f} min.",
         "",

@@ -61,6 +61,9 @@ DEFAULTS: dict = {
     "warmup": 2,
     "min_repeats": 3,
     "budget_s": 900.0,
+    # fast cells: more timed calls (up to max_repeats) until they add up to min_timed_s (common.time_calls)
+    "min_timed_s": 2.0,
+    "max_repeats": 60,
     # agreement: loss relative difference, and each gradient norm's relative difference
     "loss_rtol": 1e-5,
     "grad_rtol": 1e-3,
@@ -395,10 +398,12 @@ def measure_step(config: dict, step: Callable[[], Any], sync: Callable[[Any], An
     result["grad_norms"] = grad_norms(grads)
     del out, grads
     warmup, repeats = plan_calls(result["first_call_s"], cfg["warmup"], cfg["repeats"], cfg["min_repeats"], cfg["budget_s"])
-    with common.RssPhase() as steady:
-        times = common.time_calls(step, repeats, warmup, sync)
+    reduced = (warmup, repeats) != (cfg["warmup"], cfg["repeats"])
+    with common.RssPhase() as steady:  # a cell cut to fit the budget gets no extra calls
+        times = common.time_calls(step, repeats, warmup, sync, min_seconds=0.0 if reduced else cfg["min_timed_s"],
+                                  max_repeats=cfg["max_repeats"])
     result.update({
-        "warmup": warmup, "reduced": (warmup, repeats) != (cfg["warmup"], cfg["repeats"]),
+        "warmup": warmup, "reduced": reduced,
         "times_s": times, "time": common.summarize(times),
         "rss_increase_mib": max(0, steady.peak_bytes - first.start_bytes) / common.MiB,
     })
@@ -485,6 +490,7 @@ def run_suite(
     warmup: int = DEFAULTS["warmup"],
     budget_s: float = DEFAULTS["budget_s"],
     jax_hidden: Sequence[int] = (),
+    min_timed_s: float = DEFAULTS["min_timed_s"],
     timeout: float | None = 3600.0,
     env_root: str | Path = ENV_ROOT,
     setup: bool = True,
@@ -493,6 +499,7 @@ def run_suite(
     """Run every implementation at every H, each in its own process; the JSON report.
 
     ``jax_hidden``: extra sizes run for the JAX implementations only (e.g. 8192).
+    ``min_timed_s``: a cell whose ``repeats`` calls take less gets more (up to ``max_repeats``; 0: none).
     ``setup``: install a missing bench-only environment first (else it is reported as
     unavailable).  An implementation that cannot run is reported with its ``error``.
     """
@@ -502,7 +509,10 @@ def run_suite(
         raise ValueError(f"--jax-hidden must be positive integers, got {list(jax_hidden)!r}")
     if not budget_s > 0:
         raise ValueError(f"--budget must be positive, got {budget_s!r}")
-    cfg = {**DEFAULTS, "T": T, "batch": batch, "repeats": repeats, "warmup": warmup, "budget_s": float(budget_s)}
+    if not min_timed_s >= 0:
+        raise ValueError(f"--min-time must be >= 0, got {min_timed_s!r}")
+    cfg = {**DEFAULTS, "T": T, "batch": batch, "repeats": repeats, "warmup": warmup, "budget_s": float(budget_s),
+           "min_timed_s": float(min_timed_s)}
     t0 = time.perf_counter()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     load_before = common.load_average()
@@ -676,8 +686,9 @@ def render_markdown(report: dict) -> str:
         f"Measured {report['started']} with `python bench/run.py --suite peers`: network 100-H-H-10 (Dense with bias + LIF, x3), "
         f"T={cfg['T']}, batch={cfg['batch']}, float32, LIF decay {cfg['decay']}, threshold {cfg['threshold']}, subtractive reset, "
         f"fast-sigmoid surrogate (slope {cfg['slope']:g}), `ce_sum` of the output spike counts; one forward + backward pass "
-        f"(loss and all six gradients); {cfg['warmup']} warm-up + {cfg['repeats']} timed calls per cell after the first call "
-        f"(*: fewer, to stay within {cfg['budget_s']:.0f} s); every cell in its own process; the suite took {report['wall_s'] / 60:.1f} min.",
+        f"(loss and all six gradients); {cfg['warmup']} warm-up + {cfg['repeats']} timed calls per cell after the first call"
+        + (f", more (up to {cfg['max_repeats']}) until the timed calls add up to {cfg['min_timed_s']:g} s" if cfg.get("min_timed_s") else "")
+        + f" (*: fewer, to stay within {cfg['budget_s']:.0f} s); every cell in its own process; the suite took {report['wall_s'] / 60:.1f} min.",
         "",
         f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB RAM, {mach['os']}; Python {mach['python']}; "
         f"main environment: torch {v.get('torch')}, jax {v.get('jax')}, numpy {v.get('numpy')}"

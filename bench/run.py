@@ -107,6 +107,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_positive("--warmup", 0), default=d["warmup"], help="untimed calls before them (default: 2)")
     p.add_argument("--budget", type=float, default=d["budget_s"], metavar="S",
                    help="seconds of warm-up + timed calls per configuration; slower ones get fewer (>= 3) calls (default: 900)")
+    p.add_argument("--min-time", dest="min_time", type=float, default=d["min_timed_s"], metavar="S",
+                   help="ffwd and peers: a configuration whose --repeats calls take less than S seconds gets more timed "
+                        f"calls, up to {d['max_repeats']} (default: {d['min_timed_s']:g}; 0: exactly --repeats)")
     p.add_argument("--device", type=_device, default=d["device"], help="cpu (default) or cuda[:N]")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT",
                    help="results JSON (default: bench/results/ffwd.json, or ffwd-cuda.json for --device cuda)")
@@ -143,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.budget > 0:
         p.error(f"--budget must be positive, got {args.budget!r}")
+    if not args.min_time >= 0:
+        p.error(f"--min-time must be >= 0 seconds, got {args.min_time!r}")
     if args.suite == "all" and (args.json_out or args.from_json):
         p.error("--json and --from-json name one suite's results: use them with --suite ffwd, peers or rules")
     progress = common.Progress(quiet=args.quiet)
@@ -178,7 +183,7 @@ def main_peers(p: argparse.ArgumentParser, args: argparse.Namespace, progress: c
     else:
         try:
             report = peers.run_suite(args.peers, args.hidden, args.T, args.batch, args.repeats, args.warmup, args.budget,
-                                     jax_hidden=args.jax_hidden, timeout=args.timeout, env_root=args.env_root,
+                                     jax_hidden=args.jax_hidden, min_timed_s=args.min_time, timeout=args.timeout, env_root=args.env_root,
                                      setup=not args.no_setup, progress=progress)
         except ValueError as err:
             p.error(str(err))
@@ -246,7 +251,7 @@ def main_ffwd(p: argparse.ArgumentParser, args: argparse.Namespace, progress: co
         device = report["config"]["device"]
     else:
         report = ffwd.run_suite(args.backends or ffwd.DEFAULTS["backends"], args.hidden, args.T, args.batch, args.repeats, args.warmup, args.device,
-                                budget_s=args.budget, timeout=args.timeout, progress=progress)
+                                budget_s=args.budget, timeout=args.timeout, progress=progress, min_timed_s=args.min_time)
         device = args.device
     section = ffwd.section_name(device)
     if not args.from_json:

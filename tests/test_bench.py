@@ -26,7 +26,7 @@ def test_run_py_end_to_end(tmp_path):
     docs.write_text(f"# Benchmarks\n\nintro stays\n\n{start}\nold table\n{end}\n\n<!-- bench:other:start -->\nkeep\n<!-- bench:other:end -->\n")
     out = tmp_path / "ffwd.json"
     cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--hidden", "8",
-           "--T", "10", "--batch", "4", "--repeats", "1", "--warmup", "0", "--json", str(out), "--docs", str(docs)]
+           "--T", "10", "--batch", "4", "--repeats", "1", "--warmup", "0", "--min-time", "0", "--json", str(out), "--docs", str(docs)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -116,6 +116,20 @@ def test_time_calls_counts_and_validates():
     assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
     with pytest.raises(ValueError, match="repeats"):
         common.time_calls(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match="min_seconds"):
+        common.time_calls(lambda: None, repeats=1, min_seconds=-1.0)
+    with pytest.raises(ValueError, match="max_repeats"):
+        common.time_calls(lambda: None, repeats=1, max_repeats=0)
+
+
+def test_time_calls_times_fast_steps_for_min_seconds_up_to_max_repeats(monkeypatch):
+    clock = iter(range(1000))  # each timed call reads the clock twice: one "second" a call
+    monkeypatch.setattr(common.time, "perf_counter", lambda: float(next(clock)))
+    assert len(common.time_calls(lambda: None, repeats=3, min_seconds=7.5, max_repeats=20)) == 8
+    assert len(common.time_calls(lambda: None, repeats=3, min_seconds=100.0, max_repeats=10)) == 10  # capped
+    assert len(common.time_calls(lambda: None, repeats=5, min_seconds=2.0, max_repeats=10)) == 5  # enough already
+    assert len(common.time_calls(lambda: None, repeats=4, min_seconds=100.0, max_repeats=2)) == 4  # never fewer
+    assert len(common.time_calls(lambda: None, repeats=3, min_seconds=100.0)) == 3  # no cap given: as asked
 
 
 def test_plan_calls_respects_budget():
@@ -174,7 +188,7 @@ def test_peers_suite_end_to_end(tmp_path):
     out = tmp_path / "peers.json"
     impls = list(bench_peers.MAIN_VENV) + ["snntorch"]
     cmd = [sys.executable, str(REPO / "bench" / "run.py"), "--suite", "peers", "--peers", ",".join(impls), "--hidden", "8",
-           "--T", "20", "--batch", "4", "--repeats", "1", "--warmup", "0", "--env-root", str(tmp_path / "no-envs"), "--no-setup",
+           "--T", "20", "--batch", "4", "--repeats", "1", "--warmup", "0", "--min-time", "0", "--env-root", str(tmp_path / "no-envs"), "--no-setup",
            "--json", str(out), "--docs", str(docs)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
