@@ -15,8 +15,8 @@ RSS, no page clearing after the first step (H=512: 0.33-0.35 -> 0.27-0.28 s a st
 ms; H=2048: 3.6-3.7 -> 3.0-3.4 s).  A block goes back to the pool only when nothing refers to its memory any
 more (no tensor, view or numpy array), so a served tensor never shares memory with a live one.
 
-It serves CPU tensors of at least ``min_bytes`` (smaller ones stay with ``malloc``, which keeps and reuses them
-itself; torch's CUDA allocator caches blocks already), and keeps at most ``max_free_bytes`` free: past that the
+It serves CPU tensors of at least ``min_bytes`` (:data:`MIN_BYTES`; smaller ones stay with ``malloc``; torch's
+CUDA allocator caches blocks already), and keeps at most ``max_free_bytes`` free: past that the
 least recently freed blocks go back to the system.  The tensors it serves are ordinary CPU tensors whose storage
 cannot be resized (like ``torch.from_numpy``'s).
 
@@ -40,8 +40,11 @@ import numpy as np
 import torch
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.int32: np.int32, torch.int64: np.int64}
-#: blocks below this many bytes stay with malloc (glibc's largest automatic mmap threshold on 64-bit systems)
-MIN_BYTES = 32 << 20
+#: blocks below this many bytes stay with malloc.  4 MiB, not glibc's largest automatic mmap threshold (32 MiB):
+#: the (500, 64, 128) float32 arrays (16 MiB) of the peers network at H=128 fragmented glibc's heap, and the
+#: ffwd benchmark's torch step peaked at +210-230 MiB RSS with 32 MiB against +128-132 MiB with 4 MiB (the
+#: same time; JAX +127 MiB)
+MIN_BYTES = 4 << 20
 #: freed bytes a pool keeps at most by default
 MAX_FREE_BYTES = 4 << 30
 
