@@ -103,6 +103,37 @@ def test_kept_memory_is_capped_least_recently_freed_first_and_released():
     assert capped.free_bytes == 0 and capped.served == 1
 
 
+def test_new_sizes_give_old_blocks_back_so_the_pool_stays_within_its_peak():
+    p = LargeBufferPool(min_bytes=4 * KiB)
+    first = [p.empty((2048,), torch.float32) for _ in range(3)]  # three 8 KiB blocks at once: the peak
+    assert (p.used_bytes, p.peak_bytes) == (24 * KiB, 24 * KiB)
+    del first
+    gc.collect()
+    assert (p.free_bytes, p.used_bytes) == (24 * KiB, 0)
+    bigger = p.empty((4096,), torch.float32)  # 16 KiB: no kept block fits, two 8 KiB ones go
+    assert (p.free_bytes, p.used_bytes, p.peak_bytes, p.reused) == (8 * KiB, 16 * KiB, 24 * KiB, 0)
+    again = p.empty((2048,), torch.float32)  # the one kept 8 KiB block
+    assert (p.free_bytes, p.used_bytes, p.reused) == (0, 24 * KiB, 1)
+    more = p.empty((2048,), torch.float32)  # nothing kept: a new block and a new peak
+    assert (p.free_bytes, p.used_bytes, p.peak_bytes) == (0, 32 * KiB, 32 * KiB)
+    del bigger, again, more
+
+
+def test_kept_and_used_bytes_never_pass_the_peak_of_use():
+    p = LargeBufferPool(min_bytes=4 * KiB)
+    rng = np.random.default_rng(0)
+    alive: list = []
+    for _ in range(300):
+        if alive and rng.random() < 0.5:
+            alive.pop(int(rng.integers(len(alive))))
+        else:
+            alive.append(p.empty((1024 * int(rng.integers(1, 6)),), torch.float32))
+        # a tensor's block comes back when its last reference goes (no cycles here: no collection needed)
+        assert p.used_bytes == sum(t.numel() * 4 for t in alive)
+        assert p.free_bytes + p.used_bytes <= p.peak_bytes
+    assert p.reused > 0
+
+
 def test_blocks_go_and_come_from_several_threads():
     p = LargeBufferPool(min_bytes=4 * KiB)
     errors = []

@@ -9,9 +9,10 @@ Raising glibc's thresholds keeps the memory but fragments the heap (peak RSS +30
 at H=2048: :func:`.native.keep_freed_memory`).  torch's CUDA allocator caches blocks; its CPU allocator does not.
 
 :class:`LargeBufferPool` keeps the blocks of the tensors it served when they die and serves the next request
-of exactly that size from them.  A training loop asks for the same sizes step after step, so the pool holds at
-most the blocks that were alive at once (the step's own peak, which the process reaches anyway): the same peak
-RSS, no page clearing after the first step (H=512: 0.33-0.35 -> 0.27-0.28 s a step, system time 108-141 -> 3
+of exactly that size from them, and never holds more (kept and in use together) than its tensors once used at
+the same time: a training loop asks for the same sizes step after step, so it keeps the step's own peak, which
+the process reaches anyway, and a change of sizes gives old blocks back before new ones are mapped.  The same
+peak RSS, no page clearing after the first step (H=512: 0.33-0.35 -> 0.27-0.28 s a step, system time 108-141 -> 3
 ms; H=2048: 3.6-3.7 -> 3.0-3.4 s).  A block goes back to the pool only when nothing refers to its memory any
 more (no tensor, view or numpy array), so a served tensor never shares memory with a live one.
 
@@ -53,7 +54,13 @@ class LargeBufferPool:
     """Exact-size reuse of large CPU blocks (module docstring).
 
     ``min_bytes``: smaller requests go to ``torch.empty``; ``max_free_bytes``: the most freed memory kept.
-    ``served`` / ``reused`` count the requests it served and those served from a kept block."""
+    ``served`` / ``reused`` count the requests it served and those served from a kept block.
+
+    The pool never holds more than its tensors once used at the same time (``peak_bytes``), unless they use more
+    now: a request that no kept block fits gives back the least recently freed blocks first, as many as keep
+    the kept and the used bytes together within that peak.  A training loop asks for the same sizes at every
+    step and loses nothing; a loop whose sizes change (another sequence length, a last smaller batch) does not
+    pile up blocks of the old sizes beside the new ones."""
 
     def __init__(self, min_bytes: int = MIN_BYTES, max_free_bytes: int = MAX_FREE_BYTES) -> None:
         for name, value in (("min_bytes", min_bytes), ("max_free_bytes", max_free_bytes)):
@@ -62,6 +69,8 @@ class LargeBufferPool:
         self.min_bytes, self.max_free_bytes = max(1, min_bytes), max_free_bytes
         self._free: OrderedDict[int, list[mmap.mmap]] = OrderedDict()  # size -> blocks; least recently freed first
         self._free_bytes = 0
+        self._used_bytes = 0  # served blocks whose memory something still refers to
+        self.peak_bytes = 0  # the most bytes of served blocks in use at once
         # re-entrant: a tensor may die (and its block come back) in a garbage collection inside a locked section
         self._lock = threading.RLock()
         self.served = self.reused = 0
@@ -70,6 +79,11 @@ class LargeBufferPool:
     def free_bytes(self) -> int:
         """Bytes kept for reuse now."""
         return self._free_bytes
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of the served blocks in use now."""
+        return self._used_bytes
 
     def empty(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
         """An uninitialised contiguous CPU tensor of ``shape`` and ``dtype``: from a kept block of its size where
@@ -80,6 +94,7 @@ class LargeBufferPool:
         if nbytes < self.min_bytes or dtype not in _NUMPY:
             return torch.empty(shape, dtype=dtype)
         block = None
+        dropped: list[mmap.mmap] = []
         with self._lock:
             blocks = self._free.get(nbytes)
             if blocks:
@@ -88,7 +103,13 @@ class LargeBufferPool:
                 if not blocks:
                     del self._free[nbytes]
                 self.reused += 1
+            else:  # a new block: kept ones of other sizes go first if the pool would pass its peak
+                while self._free_bytes and self._free_bytes + self._used_bytes + nbytes > self.peak_bytes:
+                    dropped.append(self._drop_oldest())
             self.served += 1
+            self._used_bytes += nbytes
+            self.peak_bytes = max(self.peak_bytes, self._used_bytes)
+        del dropped  # unmapped here, outside the lock
         if block is None:
             block = mmap.mmap(-1, nbytes)
             if hasattr(mmap, "MADV_HUGEPAGE"):  # 2 MiB pages where the kernel's THP mode is madvise
@@ -101,22 +122,28 @@ class LargeBufferPool:
         weakref.finalize(array, self._give_back, block).atexit = False
         return torch.from_numpy(array.reshape(shape))
 
+    def _drop_oldest(self) -> mmap.mmap:
+        """Take the least recently freed block out of the pool (the caller holds the lock)."""
+        size, blocks = next(iter(self._free.items()))
+        block = blocks.pop(0)
+        self._free_bytes -= size
+        if not blocks:
+            del self._free[size]
+        return block
+
     def _give_back(self, block: mmap.mmap) -> None:
         nbytes = len(block)
-        if nbytes > self.max_free_bytes:
-            return
-        kept: list[mmap.mmap] = []
+        dropped: list[mmap.mmap] = []
         with self._lock:
+            self._used_bytes -= nbytes
+            if nbytes > self.max_free_bytes:
+                return
             self._free.setdefault(nbytes, []).append(block)
             self._free.move_to_end(nbytes)
             self._free_bytes += nbytes
             while self._free_bytes > self.max_free_bytes:
-                size, blocks = next(iter(self._free.items()))
-                kept.append(blocks.pop(0))
-                self._free_bytes -= size
-                if not blocks:
-                    del self._free[size]
-        del kept  # unmapped here, outside the lock
+                dropped.append(self._drop_oldest())
+        del dropped  # unmapped here, outside the lock
 
     def release(self) -> int:
         """Give every kept block back to the system; returns the bytes released."""
@@ -128,7 +155,8 @@ class LargeBufferPool:
 
     def __repr__(self) -> str:
         return (f"LargeBufferPool(min_bytes={self.min_bytes}, max_free_bytes={self.max_free_bytes}, "
-                f"free_bytes={self._free_bytes}, served={self.served}, reused={self.reused})")
+                f"free_bytes={self._free_bytes}, used_bytes={self._used_bytes}, peak_bytes={self.peak_bytes}, "
+                f"served={self.served}, reused={self.reused})")
 
 
 _DEFAULT: Any = object()  # the process's pool is made on first use
