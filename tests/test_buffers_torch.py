@@ -186,32 +186,50 @@ def test_the_process_pool_is_on_by_default_and_off_with_the_environment_variable
 # ---- the kernels from reused, dirty blocks give the same bits as from fresh ones
 
 
-def _peers_network(H: int):
+def _peers_network(n_in: int, H: int):
     from neuroplastic.cells import LIF
     from neuroplastic.layers import Dense
     from neuroplastic.network import Network
     from neuroplastic.surrogates import FastSigmoid
 
     cell = dict(decay=0.9, threshold=1.0, surrogate=FastSigmoid(beta=25.0))
-    return Network(20, [Dense(H, bias=True), LIF(**cell), Dense(H, bias=True), LIF(**cell), Dense(10, bias=True), LIF(**cell)])
+    return Network(n_in, [Dense(H, bias=True), LIF(**cell), Dense(H, bias=True), LIF(**cell), Dense(10, bias=True), LIF(**cell)])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_bptt_gradients_are_the_same_bits_from_reused_nan_filled_blocks(dtype):
-    """A BPTT step whose fused LIF loops, event products and input gradients write into pooled blocks (every
-    block NaN-filled before it is served, and reused from the step before) equals the same step without a pool."""
-    from neuroplastic.backend import get_backend
+def test_bptt_gradients_are_the_same_bits_from_reused_nan_filled_blocks(dtype, monkeypatch):
+    """A BPTT step whose pooled outputs are every kind the kernels take from the pool (every block NaN-filled
+    before it is served, and reused from the step before) equals the same step without a pool, bit for bit:
+    the fused LIF loops, the event product of the sparse hidden spikes, the dense product of the dense input (the
+    density check's fallback, with its bias added in place), the input gradient, and the weight and bias gradients
+    from the event kernel."""
+    from neuroplastic.backend import events_torch, get_backend
     from neuroplastic.losses import Objective, make_loss
     from neuroplastic.rules.bptt import BPTT
     from neuroplastic.tree import tree_leaves
 
+    # sizes past the event kernel's minimum work (2000 rows x 100 x 96 multiply-adds)
     B = get_backend("torch", dtype=dtype)
-    net = _peers_network(48)
+    net = _peers_network(100, 96)
     params = net.init(0, backend=B)
+    first_layer = {**params["layers"][0], "w": params["layers"][0]["w"] * 0.5}  # hidden spikes at about 10%
+    params = {**params, "layers": [first_layer, *params["layers"][1:]]}
     rng = np.random.default_rng(1)
-    x = B.asarray((rng.random((60, 8, 20)) < 0.3).astype(np.float64))
-    y = B.asarray(rng.integers(0, 10, 8), dtype=torch.int64)
+    x = B.asarray((rng.random((100, 20, 100)) < 0.6).astype(np.float64))  # denser than the event kernel takes
+    y = B.asarray(rng.integers(0, 10, 20), dtype=torch.int64)
     rule, objective = BPTT(), Objective(make_loss("ce_sum"))
+    paths: list[str] = []
+    product, input_grad, gradients = events_torch._product, events_torch._input_grad, events_torch.masked_gradients
+
+    def spy_product(x2, w, bias=None):
+        out, masks = product(x2, w, bias)
+        paths.append("event product" if masks is not None else "dense product")
+        return out, masks
+
+    monkeypatch.setattr(events_torch, "_product", spy_product)
+    monkeypatch.setattr(events_torch, "_input_grad", lambda g, w: paths.append("input gradient") or input_grad(g, w))
+    monkeypatch.setattr(events_torch, "masked_gradients",
+                        lambda *a, **k: paths.append("event gradients") or gradients(*a, **k))
 
     def step():
         grads, _, aux = rule.gradients(net, params, {}, (x, y), objective)
@@ -225,6 +243,7 @@ def test_bptt_gradients_are_the_same_bits_from_reused_nan_filled_blocks(dtype):
         first, second = step(), step()
     finally:
         buffers_torch.use_buffer_pool(previous)
+    assert {"event product", "dense product", "input gradient", "event gradients"} <= set(paths), paths
     assert pooled.served > 0 and pooled.reused > 0  # the second step ran on the first one's blocks
     for got in (first, second):
         assert got[0] == reference[0]
