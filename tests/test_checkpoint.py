@@ -233,6 +233,57 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, fail_on):
     assert load_checkpoint(d, tmpl()).epoch == 1
 
 
+def _interrupt_at_line(k: int, filename: str):
+    """A trace function raising ``KeyboardInterrupt`` at the ``k``-th line run in ``filename``
+    (Python unsets a trace function that raises, so one interrupt per call)."""
+    seen = [0]
+
+    def trace(frame, event, arg):
+        if frame.f_code.co_filename != filename:
+            return None
+        if event == "line":
+            seen[0] += 1
+            if seen[0] == k:
+                raise KeyboardInterrupt(f"line {frame.f_lineno}")
+        return trace
+
+    return trace
+
+
+def test_an_interrupt_at_any_line_of_a_save_leaves_a_loadable_checkpoint(tmp_path):
+    """An exception may arrive anywhere, even after the sidecar's os.replace (Ctrl-C, or the
+    SystemExit Ray raises in a task whose driver died): the checkpoint on disk then still
+    loads, as the old epoch or the new one, and the next save leaves only its own files.
+    (A save once deleted its new tensor file after the sidecar already named it.)"""
+    d, _, tmpl = saved_checkpoint(tmp_path)
+    good = listing(d)
+    ck = load_checkpoint(d, tmpl())
+    ck.epoch = 2
+    outcomes = set()
+    for k in range(1, 10_000):
+        for p in d.iterdir():
+            p.unlink()
+        for name, data in good.items():
+            (d / name).write_bytes(data)
+        sys.settrace(_interrupt_at_line(k, ckmod.__file__))
+        try:
+            save_checkpoint(d, ck)
+            interrupted = False
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sys.settrace(None)
+        epoch = load_checkpoint(d, tmpl()).epoch
+        assert epoch in (1, 2), k
+        outcomes.add((interrupted, epoch))
+        if not interrupted:
+            break
+    assert k > 20 and outcomes == {(True, 1), (True, 2), (False, 2)}  # interrupts fell before and after the commit
+    ck.epoch = 3
+    save_checkpoint(d, ck)
+    assert sorted(listing(d)) == sorted([SIDECAR, read_sidecar(d)["tensors"]["file"]])
+
+
 def test_loading_never_unpickles(tmp_path, monkeypatch, backend_name):
     d, _, tmpl = saved_checkpoint(tmp_path, backend_name)
 

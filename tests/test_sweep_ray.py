@@ -152,7 +152,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(ray_cluster, tm
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     m = {t["name"]: t for t in Manifest.load(out).trials}
-    assert m["000_epochs=2"]["status"] == "finished" and m["001_epochs=40"]["status"] == "finished"
+    assert m["000_epochs=2"]["status"] == "finished" and m["001_epochs=40"]["status"] == "finished", (m, proc.stdout + proc.stderr)
     assert m["002_epochs=0.5"]["status"] == "failed"
     assert m["002_epochs=0.5"]["message"] == "trainer.epochs: expected a non-negative integer, got 0.5"
     # trial 0 was not run again: same summary file, same parameters, one start in its log

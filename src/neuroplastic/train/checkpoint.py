@@ -259,19 +259,27 @@ def save_checkpoint(directory: str | Path, ckpt: Checkpoint) -> Path:
     sidecar = json.loads(text)  # the checksum covers what a reader will see (dict keys as strings)
     sidecar["checksum"] = _sidecar_checksum(sidecar)
     text = json.dumps(sidecar, indent=1)
-    try:
-        committed = read_sidecar(d)
-    except ValueError:
-        committed = None
     atomic_write(d / name, blob)
     try:
         atomic_write(d / SIDECAR, text.encode())  # the commit point
     except BaseException:
-        if committed is None or committed["tensors"]["file"] != name:
-            (d / name).unlink(missing_ok=True)  # the previous checkpoint stays as it was
+        # An exception can arrive after the sidecar was replaced (a KeyboardInterrupt, or the
+        # SystemExit Ray raises in a task whose driver died, between os.replace and the return):
+        # what is on disk now decides, never where the exception came from.
+        _drop_unless_named(d, name)
         raise
     _remove_stale(d, keep=name)
     return d / SIDECAR
+
+
+def _drop_unless_named(d: Path, name: str) -> None:
+    """Remove the tensor file ``name`` of a failed save unless the sidecar on disk names it."""
+    try:
+        named = (read_sidecar(d) or {}).get("tensors", {}).get("file")
+    except ValueError:
+        named = None
+    if named != name:
+        (d / name).unlink(missing_ok=True)  # the previous checkpoint stays as it was
 
 
 def _sidecar_checksum(info: dict) -> str:
