@@ -36,6 +36,38 @@ if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
 BACKENDS = ["torch", "jax"]
 
 
+_LOST_GROUPS = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """On a pytest-xdist worker under ``--dist loadgroup``: notice when the ``xdist_group`` marks were lost.
+
+    pytest-xdist groups by a ``@group`` suffix it writes into each marked test's node ID; with
+    pytest 9.2 that write no longer takes (pytest-xdist issue #1386) and the groups are spread
+    over the workers without a word (two Ray clusters at once).  constraints.txt pins pytest
+    below 9.2; with any other combination the grouped tests fail at setup, saying why.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    lost = [item for item in items if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid]
+    if lost:
+        import xdist
+
+        config.stash[_LOST_GROUPS] = (
+            f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__}: --dist loadgroup lost the xdist_group "
+            f"of {len(lost)} tests (pytest-xdist issue #1386), so tests that must share one worker may run on two; "
+            f"install the versions of constraints.txt (make install) or run without -n")
+        for item in lost:
+            item.stash[_LOST_GROUPS] = ""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if _LOST_GROUPS in item.stash:
+        pytest.fail(item.config.stash[_LOST_GROUPS], pytrace=False)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request) -> str:
     return request.param

@@ -8,6 +8,9 @@ import pytest
 
 from neuroplastic.report import write_report
 
+# one pytest-xdist worker for the module: its quick run (the module fixture, ~10 s) is then trained once
+pytestmark = pytest.mark.xdist_group("report")
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):

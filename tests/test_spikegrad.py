@@ -235,12 +235,14 @@ def digits_runs():
     return out
 
 
+@pytest.mark.xdist_group("spikegrad-digits")  # one worker trains the module fixture once
 def test_integer_ann_trains_within_two_points_of_float_backprop(digits_runs):
     spike, flt = digits_runs["spikegrad"]["acc"][-1], digits_runs["float"]["acc"][-1]
     assert flt > 0.93, digits_runs
     assert spike >= flt - 0.02, digits_runs
 
 
+@pytest.mark.xdist_group("spikegrad-digits")  # one worker trains the module fixture once
 def test_backward_synops_decrease_as_training_proceeds(digits_runs):
     bwd = digits_runs["spikegrad"]["bwd"]
     assert all(b > 0 for b in bwd)
